@@ -1,0 +1,164 @@
+//! The init segment (`ftyp` + `moov`) and what the rest of the server needs to know of it:
+//! tracks, timescales, codecs, picture size and sample defaults.
+
+use bytes::Bytes;
+
+use super::moov::{AUDIO, VIDEO};
+use super::{Atom, ErrorKind, FourCC, Ftyp, Moov, Reader, Result, SampleEntry, Trex, codec};
+
+/// What a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    Video,
+    Audio,
+    Other(FourCC),
+}
+
+/// One track, summarised from its `trak` and `trex`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Track {
+    pub id: u32,
+    pub kind: TrackKind,
+    pub timescale: u32,
+    /// The RFC 6381 codec string, when the sample entry is one this code knows.
+    pub codec: Option<String>,
+    pub sample_entry: FourCC,
+    pub width: u16,
+    pub height: u16,
+    pub sample_rate: u32,
+    pub channels: u16,
+    /// Sample defaults for fragments (`trex`), zero where the movie gives none.
+    pub defaults: Trex,
+}
+
+/// A parsed init segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitSegment {
+    /// The bytes as received: served as `init.mp4` and sent to viewers unchanged.
+    pub bytes: Bytes,
+    pub ftyp: Option<Ftyp>,
+    pub moov: Moov,
+    pub tracks: Vec<Track>,
+}
+
+impl InitSegment {
+    /// Parses `ftyp` (optional) and `moov` from `bytes`, which sits at absolute offset `base`
+    /// of its stream. Other top-level boxes are tolerated and kept in `bytes`.
+    pub fn parse(bytes: Bytes, base: u64) -> Result<Self> {
+        let mut r = Reader::new(&bytes, base);
+        let mut ftyp = None;
+        let mut moov = None;
+        while let Some(child) = r.next_box()? {
+            let kind = child.kind();
+            if kind == Ftyp::KIND {
+                ftyp = Some(child.decode::<Ftyp>()?);
+            } else if kind == Moov::KIND {
+                if moov.is_some() {
+                    return Err(r.error(ErrorKind::DuplicateBox(kind)));
+                }
+                moov = Some(child.decode::<Moov>()?);
+            }
+        }
+        let moov = moov.ok_or_else(|| r.error(ErrorKind::MissingBox(Moov::KIND)))?;
+        if moov.mvex.is_none() {
+            return Err(r.error(ErrorKind::Unsupported(
+                "not a fragmented MP4 (moov has no mvex); remux it with \
+                 `ffmpeg -i IN -c copy -movflags frag_keyframe+empty_moov+default_base_moof OUT.mp4`",
+            )));
+        }
+        let tracks = moov
+            .trak
+            .iter()
+            .map(|trak| summarize(&moov, trak))
+            .collect();
+        Ok(Self {
+            bytes,
+            ftyp,
+            moov,
+            tracks,
+        })
+    }
+
+    pub fn track(&self, id: u32) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.id == id)
+    }
+
+    pub fn video(&self) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.kind == TrackKind::Video)
+    }
+
+    pub fn audio(&self) -> Option<&Track> {
+        self.tracks.iter().find(|t| t.kind == TrackKind::Audio)
+    }
+
+    /// The track whose sync samples start segments and groups of pictures: the first video
+    /// track, else the first track.
+    pub fn reference_track(&self) -> Option<&Track> {
+        self.video().or_else(|| self.tracks.first())
+    }
+
+    /// The codecs of all tracks, comma-separated, in track order (`avc1.64001f,mp4a.40.2`).
+    pub fn codecs(&self) -> String {
+        let codecs: Vec<&str> = self
+            .tracks
+            .iter()
+            .filter_map(|t| t.codec.as_deref())
+            .collect();
+        codecs.join(",")
+    }
+
+    /// The MIME type with codecs, ready for `MediaSource.isTypeSupported`.
+    pub fn mime(&self) -> String {
+        let media = if self.video().is_some() {
+            "video/mp4"
+        } else {
+            "audio/mp4"
+        };
+        format!("{media}; codecs=\"{}\"", self.codecs())
+    }
+}
+
+fn summarize(moov: &Moov, trak: &super::Trak) -> Track {
+    let mdia = &trak.mdia;
+    let kind = match mdia.hdlr.handler_type {
+        VIDEO => TrackKind::Video,
+        AUDIO => TrackKind::Audio,
+        other => TrackKind::Other(other),
+    };
+    let entry = mdia.minf.stbl.stsd.entries.first();
+    let codec = entry.and_then(|entry| match entry {
+        SampleEntry::Avc1(e) => Some(codec::avc(entry.kind(), &e.avcc)),
+        SampleEntry::Avc3(e) => Some(codec::avc(entry.kind(), &e.avcc)),
+        SampleEntry::Hvc1(e) => Some(codec::hevc(entry.kind(), &e.hvcc)),
+        SampleEntry::Hev1(e) => Some(codec::hevc(entry.kind(), &e.hvcc)),
+        SampleEntry::Mp4a(e) => Some(codec::mp4a(&e.esds)),
+        SampleEntry::Unknown(_) => None,
+    });
+    let (width, height) = entry
+        .and_then(SampleEntry::visual)
+        .map(|v| (v.width, v.height))
+        .unwrap_or((
+            u16::try_from(trak.tkhd.width >> 16).unwrap_or(0),
+            u16::try_from(trak.tkhd.height >> 16).unwrap_or(0),
+        ));
+    let (sample_rate, channels) = entry
+        .and_then(SampleEntry::audio)
+        .map(|a| (a.sample_rate_hz(), a.channel_count))
+        .unwrap_or((0, 0));
+    let id = trak.tkhd.track_id;
+    Track {
+        id,
+        kind,
+        timescale: mdia.mdhd.timescale,
+        codec,
+        sample_entry: entry.map(SampleEntry::kind).unwrap_or_default(),
+        width,
+        height,
+        sample_rate,
+        channels,
+        defaults: moov.trex(id).copied().unwrap_or(Trex {
+            track_id: id,
+            ..Trex::default()
+        }),
+    }
+}
