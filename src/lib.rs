@@ -2,8 +2,19 @@
 //! stream goes in; browsers play it within a frame or two over a WebSocket into Media Source
 //! Extensions or WebCodecs, and players and CDNs fetch it as DASH and LL-HLS.
 //!
-//! Imports run one way: `server -> stream -> source -> fmp4`.
+//! Imports run one way: `server -> stream -> source -> fmp4`; `stream` and `server` may use
+//! `manifest`.
 //! - [`fmp4`]: our ISO-BMFF code: boxes, splitter, segmenter, rewriter. Pure.
 //! - [`manifest`]: DASH MPD and HLS playlists from a segment index. Pure.
+//! - [`source`]: where bytes come from: ffmpeg, stdin, the bundled sample.
+//! - [`stream`]: one live stream: a source feeding a hub (init, GOP, window, fan-out).
+//! - [`server`]: axum: pages, WebSocket viewers, DASH, HLS, the API.
+//! - [`cli`] and [`package`]: the command line, and the `package` subcommand.
 
+pub mod cli;
 pub mod fmp4;
+pub mod manifest;
+pub mod package;
+pub mod server;
+pub mod source;
+pub mod stream;

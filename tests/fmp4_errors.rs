@@ -4,7 +4,7 @@ mod common;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
-use websocketlivestream::fmp4::{Atom, ErrorKind, FourCC, Moov, Reader, Splitter, Unit, rewriter};
+use websocketlivestream::fmp4::{Atom, ErrorKind, FourCC, Moov, Reader, Splitter, Unit};
 
 /// Feeds `data` whole and returns the first error.
 fn first_error(data: Bytes) -> websocketlivestream::fmp4::Error {
@@ -205,95 +205,4 @@ fn a_new_init_between_fragments_starts_over() {
     assert!(inits[0].starts_with("hvc1"));
     assert_eq!(inits[1], "mp4a.40.2");
     assert_eq!(&units[..units_a.len()], &units_a[..]);
-}
-
-#[test]
-fn rewriting_shifts_times_and_renumbers_in_place() {
-    let (init, fragments) = split_whole(&fixture("av-per-frame.mp4"));
-    let video = init.video().expect("video").id;
-    let fragment = fragments
-        .iter()
-        .find(|f| f.run(video).is_some())
-        .expect("video fragment")
-        .clone();
-    let before = fragment.run(video).expect("run").decode_time;
-    let shifted = rewriter::rewrite(
-        fragment.clone(),
-        &[rewriter::TrackShift {
-            track_id: video,
-            ticks: 15_360,
-        }],
-        Some(77),
-    )
-    .expect("rewrite");
-    assert_eq!(
-        shifted.len(),
-        fragment.len(),
-        "a v1 tfdt is patched in place"
-    );
-    assert_eq!(
-        shifted.run(video).expect("run").decode_time,
-        before + 15_360
-    );
-    assert_eq!(shifted.sequence, 77);
-    // What the bytes now say, read back from scratch.
-    let reparsed = websocketlivestream::fmp4::Fragment::parse(shifted.bytes.clone(), 0, &init)
-        .expect("parses");
-    assert_eq!(reparsed.run(video), shifted.run(video));
-    assert_eq!(reparsed.sequence, 77);
-    assert_eq!(reparsed.mdat_payload(), fragment.mdat_payload());
-
-    // Below zero is an error, not a wrap-around.
-    let err = rewriter::rewrite(
-        fragment,
-        &[rewriter::TrackShift {
-            track_id: video,
-            ticks: -(1 << 40),
-        }],
-        None,
-    )
-    .expect_err("negative time");
-    assert!(matches!(err.kind, ErrorKind::Overflow(_)));
-}
-
-#[test]
-fn rewriting_past_32_bits_upgrades_tfdt_and_moves_data_offsets() {
-    // ffmpeg writes version-1 tfdt; build a version-0 one to exercise the re-encode path.
-    let (init, fragments) = split_whole(&fixture("audio-only.mp4"));
-    let fragment = fragments[1].clone();
-    let moof_bytes = fragment
-        .bytes
-        .slice(fragment.moof_start..fragment.mdat_start);
-    let mut moof = websocketlivestream::fmp4::Moof::decode(&moof_bytes).expect("moof");
-    let tfdt = moof.traf[0].tfdt.as_mut().expect("tfdt");
-    tfdt.version = 0;
-    let shrink = 4;
-    for trun in &mut moof.traf[0].trun {
-        if let Some(off) = trun.data_offset.as_mut() {
-            *off -= shrink;
-        }
-    }
-    let mut v0 = BytesMut::new();
-    v0.put_slice(&fragment.bytes[..fragment.moof_start]);
-    moof.encode(&mut v0);
-    v0.put_slice(&fragment.bytes[fragment.mdat_start..]);
-    let v0 = websocketlivestream::fmp4::Fragment::parse(v0.freeze(), 0, &init).expect("v0 parses");
-    let track = v0.runs[0].track_id;
-    let before = v0.runs[0].decode_time;
-
-    let far = 1i64 << 33;
-    let shifted = rewriter::rewrite(
-        v0.clone(),
-        &[rewriter::TrackShift {
-            track_id: track,
-            ticks: far,
-        }],
-        None,
-    )
-    .expect("rewrite");
-    assert_eq!(shifted.len(), v0.len() + 4, "tfdt grew to version 1");
-    let reparsed = websocketlivestream::fmp4::Fragment::parse(shifted.bytes.clone(), 0, &init)
-        .expect("parses");
-    assert_eq!(reparsed.runs[0].decode_time, before + far as u64);
-    assert_eq!(reparsed.mdat_payload(), v0.mdat_payload());
 }

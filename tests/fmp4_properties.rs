@@ -27,10 +27,10 @@ fn boundaries(units: &[Unit]) -> Vec<(usize, u64)> {
                 segmenter = Some(Segmenter::new(reference, 1.0, 0.3, 1));
             }
             Unit::Fragment(fragment) => {
-                if let Some(placement) = segmenter.as_mut().and_then(|s| s.push(fragment)) {
-                    if placement.starts_segment {
-                        out.push((index, placement.segment));
-                    }
+                if let Some(placement) = segmenter.as_mut().and_then(|s| s.push(fragment))
+                    && placement.starts_segment
+                {
+                    out.push((index, placement.segment));
                 }
                 index += 1;
             }

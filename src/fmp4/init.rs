@@ -107,6 +107,26 @@ impl InitSegment {
         codecs.join(",")
     }
 
+    /// An init segment with only `track_id`: the same `ftyp`, and a `moov` with that track's
+    /// `trak` and `trex` alone. DASH-IF IOP wants one media component per Representation, so
+    /// the MPD offers each track of a muxed stream on its own.
+    pub fn single_track(&self, track_id: u32) -> Option<Bytes> {
+        let mut moov = self.moov.clone();
+        moov.trak.retain(|trak| trak.tkhd.track_id == track_id);
+        if moov.trak.is_empty() {
+            return None;
+        }
+        if let Some(mvex) = moov.mvex.as_mut() {
+            mvex.trex.retain(|trex| trex.track_id == track_id);
+        }
+        let mut out = bytes::BytesMut::with_capacity(self.bytes.len());
+        if let Some(ftyp) = &self.ftyp {
+            ftyp.encode(&mut out);
+        }
+        moov.encode(&mut out);
+        Some(out.freeze())
+    }
+
     /// The MIME type with codecs, ready for `MediaSource.isTypeSupported`.
     pub fn mime(&self) -> String {
         let media = if self.video().is_some() {

@@ -50,7 +50,8 @@ pub fn ntp_from_system_time(t: SystemTime) -> u64 {
 /// Milliseconds since the Unix epoch of an NTP timestamp, if it is after 1970.
 pub fn unix_millis_from_ntp(ntp: u64) -> Option<u64> {
     let secs = (ntp >> 32).checked_sub(NTP_UNIX_OFFSET_SECS)?;
-    let millis = ((ntp & 0xffff_ffff) * 1000) >> 32;
+    // Rounded to the nearest millisecond: NTP fractions of whole milliseconds are not exact.
+    let millis = (((ntp & 0xffff_ffff) * 1000) + (1 << 31)) >> 32;
     secs.checked_mul(1000)?.checked_add(millis)
 }
 

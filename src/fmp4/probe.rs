@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
-use super::{Atom, Dump, Ftyp, Mdat, Moof, Moov, Prft, Reader, Result, Styp};
+use super::{Atom, Dump, Ftyp, Moof, Moov, Prft, Reader, Result, Styp};
 
 /// Dumps every box of `data`. Top-level lines carry the absolute offset.
 pub fn dump(data: &Bytes) -> Result<String> {
@@ -25,8 +25,6 @@ pub fn dump(data: &Bytes) -> Result<String> {
             line(&mut out, 0, &child.decode::<Moof>()?);
         } else if kind == Prft::KIND {
             line(&mut out, 0, &child.decode::<Prft>()?);
-        } else if kind == Mdat::KIND {
-            line(&mut out, 0, &child.raw());
         } else {
             line(&mut out, 0, &child.raw());
         }

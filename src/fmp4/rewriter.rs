@@ -1,14 +1,20 @@
-//! Rewrites fragments: shifts decode times (`tfdt`), renumbers `mfhd`, and sets the `prft`.
+//! Rewrites fragments: shifts decode times (`tfdt`), renumbers `mfhd`, fills in sample
+//! durations an encoder left at 0, and sets the `prft`.
 //!
-//! The `sample` source loops a clip by shifting each pass past the previous one, and sources
-//! that restart keep their timeline continuous the same way. Where the new values fit the old
-//! fields the bytes are patched in place (without a copy when the fragment's buffer is not
-//! shared); where a 32-bit `tfdt` overflows, the `moof` is encoded again as version 1 and the
-//! `trun` data offsets move with it.
+//! The `sample` source loops a clip by shifting each pass past the previous one, sources that
+//! restart keep their timeline continuous the same way, and ffmpeg's live fMP4 (which writes
+//! each frame before the next one's time is known) gets its zero durations replaced by the
+//! track's frame interval, which MSE needs to show every frame. Where the new values fit the
+//! old fields the bytes are patched in place (without a copy when the fragment's buffer is not
+//! shared); otherwise the `moof` is encoded again and the `trun` data offsets move with it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::moof::{Mfhd, Moof, Tfdt, Tfhd};
+use super::moof::{
+    DATA_OFFSET_PRESENT, FIRST_SAMPLE_FLAGS_PRESENT, Mfhd, Moof,
+    SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT, SAMPLE_DURATION_PRESENT, SAMPLE_FLAGS_PRESENT,
+    SAMPLE_SIZE_PRESENT, Tfdt, Tfhd, Trun,
+};
 use super::{
     Atom, Error, ErrorKind, Fragment, Prft, Reader, Result, fragment::MOOF, fragment::TRAF,
 };
@@ -20,7 +26,22 @@ pub struct TrackShift {
     pub ticks: i64,
 }
 
-/// Where a field to patch sits in the fragment's bytes.
+/// The duration to give a track's samples whose duration is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationFill {
+    pub track_id: u32,
+    pub duration: u32,
+}
+
+/// What to change in a fragment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rewrite<'a> {
+    pub shifts: &'a [TrackShift],
+    pub sequence: Option<u32>,
+    pub fill_durations: &'a [DurationFill],
+}
+
+/// A field to patch, where it sits in the fragment's bytes.
 enum Field {
     Sequence {
         at: usize,
@@ -31,6 +52,19 @@ enum Field {
         track_id: u32,
         value: u64,
     },
+    /// `tfhd` default sample duration, or one `trun` sample's duration.
+    Duration {
+        at: usize,
+        track_id: u32,
+        value: u32,
+        samples: u32,
+    },
+    /// A track fragment whose samples take their duration from `trex`: there is no field to
+    /// patch.
+    Defaulted {
+        track_id: u32,
+        samples: u32,
+    },
 }
 
 /// Shifts the decode time of every track named in `shifts` and, with `sequence`, sets the
@@ -40,47 +74,91 @@ pub fn rewrite(
     shifts: &[TrackShift],
     sequence: Option<u32>,
 ) -> Result<Fragment> {
+    apply(
+        fragment,
+        &Rewrite {
+            shifts,
+            sequence,
+            fill_durations: &[],
+        },
+    )
+}
+
+/// Applies every change in `rewrite`.
+pub fn apply(fragment: Fragment, rewrite: &Rewrite<'_>) -> Result<Fragment> {
     let fields = locate(&fragment)?;
     let shift_of = |track: u32| {
-        shifts
+        rewrite
+            .shifts
             .iter()
             .find(|s| s.track_id == track)
             .map_or(0, |s| s.ticks)
     };
-    let mut new_times = Vec::with_capacity(fields.len());
+    let fill_of = |track: u32| {
+        rewrite
+            .fill_durations
+            .iter()
+            .find(|f| f.track_id == track && f.duration > 0)
+            .map(|f| f.duration)
+    };
+    let mut new_times = Vec::with_capacity(2);
+    let mut filled: Vec<(u32, u64)> = Vec::new();
     let mut fits = true;
     for field in &fields {
-        if let Field::DecodeTime {
-            version,
-            track_id,
-            value,
-            ..
-        } = field
-        {
-            let shifted = shift_time(*value, shift_of(*track_id)).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Overflow("shifted decode time out of range"),
-                    fragment.offset,
-                    Default::default(),
-                )
-            })?;
-            if *version == 0 && shifted > u64::from(u32::MAX) {
-                fits = false;
+        match field {
+            Field::DecodeTime {
+                version,
+                track_id,
+                value,
+                ..
+            } => {
+                let shifted = shift_time(*value, shift_of(*track_id)).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Overflow("shifted decode time out of range"),
+                        fragment.offset,
+                        Default::default(),
+                    )
+                })?;
+                if *version == 0 && shifted > u64::from(u32::MAX) {
+                    fits = false;
+                }
+                new_times.push((*track_id, shifted));
             }
-            new_times.push((*track_id, shifted));
+            Field::Duration {
+                track_id,
+                value: 0,
+                samples,
+                ..
+            } => {
+                if let Some(duration) = fill_of(*track_id) {
+                    filled.push((*track_id, u64::from(*samples) * u64::from(duration)));
+                }
+            }
+            Field::Defaulted { track_id, samples } => {
+                if let Some(duration) = fill_of(*track_id) {
+                    fits = false;
+                    filled.push((*track_id, u64::from(*samples) * u64::from(duration)));
+                }
+            }
+            _ => {}
         }
     }
     let mut fragment = if fits {
-        patch_in_place(fragment, &fields, &new_times, sequence)
+        patch_in_place(fragment, &fields, &new_times, rewrite, &fill_of)
     } else {
-        reencode(fragment, &new_times, sequence)?
+        reencode(fragment, &new_times, rewrite, &fill_of)?
     };
     for run in &mut fragment.runs {
         if let Some((_, time)) = new_times.iter().find(|(track, _)| *track == run.track_id) {
             run.decode_time = *time;
         }
+        for (track, added) in &filled {
+            if *track == run.track_id {
+                run.duration = run.duration.saturating_add(*added);
+            }
+        }
     }
-    if let Some(sequence) = sequence {
+    if let Some(sequence) = rewrite.sequence {
         fragment.sequence = sequence;
     }
     Ok(fragment)
@@ -94,11 +172,18 @@ fn shift_time(value: u64, ticks: i64) -> Option<u64> {
     }
 }
 
+fn put_at(buf: &mut BytesMut, at: usize, value: &[u8]) {
+    if let Some(slot) = buf.get_mut(at..at + value.len()) {
+        slot.copy_from_slice(value);
+    }
+}
+
 fn patch_in_place(
     mut fragment: Fragment,
     fields: &[Field],
     new_times: &[(u32, u64)],
-    sequence: Option<u32>,
+    rewrite: &Rewrite<'_>,
+    fill_of: &dyn Fn(u32) -> Option<u32>,
 ) -> Fragment {
     let bytes = std::mem::take(&mut fragment.bytes);
     let mut buf = bytes
@@ -108,8 +193,8 @@ fn patch_in_place(
     for field in fields {
         match field {
             Field::Sequence { at } => {
-                if let (Some(sequence), Some(slot)) = (sequence, buf.get_mut(*at..*at + 4)) {
-                    slot.copy_from_slice(&sequence.to_be_bytes());
+                if let Some(sequence) = rewrite.sequence {
+                    put_at(&mut buf, *at, &sequence.to_be_bytes());
                 }
             }
             Field::DecodeTime { at, version, .. } => {
@@ -117,14 +202,23 @@ fn patch_in_place(
                     continue;
                 };
                 if *version == 1 {
-                    if let Some(slot) = buf.get_mut(*at..*at + 8) {
-                        slot.copy_from_slice(&time.to_be_bytes());
-                    }
-                } else if let Some(slot) = buf.get_mut(*at..*at + 4) {
+                    put_at(&mut buf, *at, &time.to_be_bytes());
+                } else {
                     // Checked by the caller: the time fits in 32 bits.
-                    slot.copy_from_slice(&(*time as u32).to_be_bytes());
+                    put_at(&mut buf, *at, &(*time as u32).to_be_bytes());
                 }
             }
+            Field::Duration {
+                at,
+                track_id,
+                value: 0,
+                ..
+            } => {
+                if let Some(duration) = fill_of(*track_id) {
+                    put_at(&mut buf, *at, &duration.to_be_bytes());
+                }
+            }
+            Field::Duration { .. } | Field::Defaulted { .. } => {}
         }
     }
     fragment.bytes = buf.freeze();
@@ -134,13 +228,14 @@ fn patch_in_place(
 fn reencode(
     fragment: Fragment,
     new_times: &[(u32, u64)],
-    sequence: Option<u32>,
+    rewrite: &Rewrite<'_>,
+    fill_of: &dyn Fn(u32) -> Option<u32>,
 ) -> Result<Fragment> {
     let moof_end = fragment.mdat_start;
     let moof_bytes = fragment.bytes.slice(fragment.moof_start..moof_end);
     let mut moof = Moof::decode_at(&moof_bytes, fragment.offset + fragment.moof_start as u64)?;
     let old_len = moof.encoded_len();
-    if let Some(sequence) = sequence {
+    if let Some(sequence) = rewrite.sequence {
         moof.mfhd = Mfhd {
             sequence_number: sequence,
         };
@@ -148,7 +243,14 @@ fn reencode(
     let mut times = new_times.iter();
     for traf in &mut moof.traf {
         if let (Some(tfdt), Some((_, time))) = (traf.tfdt.as_mut(), times.next()) {
-            *tfdt = Tfdt::new(*time);
+            // Keep the version the encoder chose unless the time needs 64 bits.
+            tfdt.base_media_decode_time = *time;
+            if *time > u64::from(u32::MAX) {
+                tfdt.version = 1;
+            }
+        }
+        if let Some(duration) = fill_of(traf.tfhd.track_id) {
+            fill_traf_durations(&mut traf.tfhd, &mut traf.trun, duration);
         }
     }
     let growth = moof.encoded_len() as i64 - old_len as i64;
@@ -181,9 +283,27 @@ fn reencode(
     })
 }
 
-/// Finds the `mfhd` sequence number and every `tfdt` time in the fragment's `moof`.
+fn fill_traf_durations(tfhd: &mut Tfhd, truns: &mut [Trun], duration: u32) {
+    let per_sample = truns
+        .iter()
+        .any(|t| t.sample_fields & SAMPLE_DURATION_PRESENT != 0);
+    for trun in truns.iter_mut() {
+        if trun.sample_fields & SAMPLE_DURATION_PRESENT != 0 {
+            for sample in &mut trun.samples {
+                if sample.duration == 0 {
+                    sample.duration = duration;
+                }
+            }
+        }
+    }
+    if !per_sample && tfhd.default_sample_duration.unwrap_or(0) == 0 {
+        tfhd.default_sample_duration = Some(duration);
+    }
+}
+
+/// Finds the fields a rewrite may change in the fragment's `moof`.
 fn locate(fragment: &Fragment) -> Result<Vec<Field>> {
-    let mut fields = Vec::with_capacity(3);
+    let mut fields = Vec::with_capacity(4);
     let mut r = Reader::new(&fragment.bytes, fragment.offset);
     while let Some(mut moof) = r.next_box()? {
         if moof.kind() != MOOF {
@@ -196,27 +316,105 @@ fn locate(fragment: &Fragment) -> Result<Vec<Field>> {
                 // version and flags, then the sequence number.
                 fields.push(Field::Sequence { at: body_at + 4 });
             } else if child.kind() == TRAF {
-                let traf = child.body();
-                let mut track_id = None;
-                while let Some(part) = traf.next_box()? {
-                    let part_body = part.start() + usize::from(part.header.header_len);
-                    if part.kind() == Tfhd::KIND {
-                        track_id = Some(part.decode::<Tfhd>()?.track_id);
-                    } else if part.kind() == Tfdt::KIND {
-                        let tfdt = part.decode::<Tfdt>()?;
-                        fields.push(Field::DecodeTime {
-                            at: part_body + 4,
-                            version: tfdt.version,
-                            track_id: track_id.unwrap_or(0),
-                            value: tfdt.base_media_decode_time,
-                        });
-                    }
-                }
+                locate_in_traf(child.body(), &mut fields)?;
             }
         }
         break;
     }
     Ok(fields)
+}
+
+fn locate_in_traf(traf: &mut Reader<'_>, fields: &mut Vec<Field>) -> Result<()> {
+    let mut tfhd: Option<(Tfhd, usize)> = None;
+    let mut samples_without_field = 0u32;
+    let mut has_per_sample_durations = false;
+    while let Some(mut part) = traf.next_box()? {
+        let body_at = part.start() + usize::from(part.header.header_len);
+        if part.kind() == Tfhd::KIND {
+            let header = part.decode::<Tfhd>()?;
+            tfhd = Some((header, body_at));
+        } else if part.kind() == Tfdt::KIND {
+            let tfdt = part.decode::<Tfdt>()?;
+            fields.push(Field::DecodeTime {
+                at: body_at + 4,
+                version: tfdt.version,
+                track_id: tfhd.as_ref().map_or(0, |(t, _)| t.track_id),
+                value: tfdt.base_media_decode_time,
+            });
+        } else if part.kind() == Trun::KIND {
+            let track_id = tfhd.as_ref().map_or(0, |(t, _)| t.track_id);
+            let body = part.body();
+            let (_version, flags) = body.full_header()?;
+            let count = body.u32()?;
+            if flags & SAMPLE_DURATION_PRESENT == 0 {
+                samples_without_field = samples_without_field.saturating_add(count);
+                continue;
+            }
+            has_per_sample_durations = true;
+            // Offsets of each sample's duration field.
+            let mut at = body_at + 8;
+            if flags & DATA_OFFSET_PRESENT != 0 {
+                at += 4;
+            }
+            if flags & FIRST_SAMPLE_FLAGS_PRESENT != 0 {
+                at += 4;
+            }
+            let stride = [
+                SAMPLE_DURATION_PRESENT,
+                SAMPLE_SIZE_PRESENT,
+                SAMPLE_FLAGS_PRESENT,
+                SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT,
+            ]
+            .iter()
+            .filter(|bit| flags & **bit != 0)
+            .count()
+                * 4;
+            let count = body.bounded_count(u64::from(count), 0)?;
+            let data = body.rest();
+            for i in 0..count {
+                let offset = i * stride;
+                let Some(raw) = data.get(offset..offset + 4) else {
+                    break;
+                };
+                let value = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+                fields.push(Field::Duration {
+                    at: at + offset,
+                    track_id,
+                    value,
+                    samples: 1,
+                });
+            }
+        }
+    }
+    if let Some((header, body_at)) = tfhd
+        && samples_without_field > 0
+    {
+        match header.default_sample_duration {
+            Some(value) => {
+                // flags, track id, then base data offset and sample description index
+                // if present, then the default duration.
+                let mut at = body_at + 8;
+                if header.base_data_offset.is_some() {
+                    at += 8;
+                }
+                if header.sample_description_index.is_some() {
+                    at += 4;
+                }
+                fields.push(Field::Duration {
+                    at,
+                    track_id: header.track_id,
+                    value,
+                    samples: samples_without_field,
+                });
+            }
+            None if !has_per_sample_durations => fields.push(Field::Defaulted {
+                track_id: header.track_id,
+                samples: samples_without_field,
+            }),
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// Replaces the fragment's `prft` (or adds one just before the `moof`).
@@ -253,7 +451,7 @@ pub fn set_prft(fragment: Fragment, prft: &Prft) -> Result<Fragment> {
     })
 }
 
-/// Concatenates fragments' bytes (tests, `package`).
+/// Concatenates buffers (tests, `package`).
 pub fn concat<'a>(parts: impl IntoIterator<Item = &'a Bytes>) -> Bytes {
     let parts: Vec<&Bytes> = parts.into_iter().collect();
     let mut out = BytesMut::with_capacity(parts.iter().map(|b| b.len()).sum());

@@ -1,0 +1,380 @@
+//! The command line and the config file, resolved into settings. Every mistake in either is
+//! one clear sentence, returned as an error for `main` to print.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::server::ServeSettings;
+use crate::source::{EncoderOptions, Ingest, SourceSpec, ffmpeg};
+use crate::stream::{HubConfig, StreamDef};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "websocketlivestream",
+    version,
+    about = "Live video to browsers over WebSocket (MSE/WebCodecs), DASH and LL-HLS",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve live streams (the default).
+    Serve(ServeArgs),
+    /// Cut an fMP4 file into DASH segments with a static MPD.
+    Package(PackageArgs),
+    /// Print the box tree of an MP4 file, one box a line.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// A stream, as NAME=SOURCE (testsrc, webcam[:DEVICE], a file, a URL, stdin, sample).
+    /// May repeat. Default: live=testsrc.
+    #[arg(long = "stream", value_name = "NAME=SOURCE")]
+    pub streams: Vec<String>,
+    /// A TOML file with the same settings and a [[stream]] table per stream.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Target segment duration in seconds (DASH and HLS).
+    #[arg(long, value_name = "SECS")]
+    pub segment_duration: Option<f64>,
+    /// Segments kept in the live window.
+    #[arg(long, value_name = "N")]
+    pub window: Option<usize>,
+    /// Also keep every segment and manifest on disk under DIR/{name}/.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// How ffmpeg hands over frames: auto (lowest latency) or fmp4.
+    #[arg(long, value_enum)]
+    pub ingest: Option<Ingest>,
+}
+
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// A fragmented MP4 file.
+    pub input: PathBuf,
+    /// Directory to write init.mp4, the numbered segments and manifest.mpd to.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Target segment duration in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub segment_duration: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// An MP4 file.
+    pub input: PathBuf,
+}
+
+/// The config file (`--config`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub segment_duration: Option<f64>,
+    pub window: Option<usize>,
+    pub record: Option<PathBuf>,
+    pub ingest: Option<Ingest>,
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+}
+
+/// A `[[stream]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: String,
+    pub source: String,
+    #[serde(default)]
+    pub on_demand: bool,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    pub video_bitrate_kbps: Option<u32>,
+    pub keyint_secs: Option<f64>,
+    pub preset: Option<String>,
+    pub audio: Option<bool>,
+    pub audio_bitrate_kbps: Option<u32>,
+    #[serde(default)]
+    pub input_args: Vec<String>,
+}
+
+impl StreamConfig {
+    fn encoder(&self) -> EncoderOptions {
+        let d = EncoderOptions::default();
+        EncoderOptions {
+            width: self.width,
+            height: self.height,
+            fps: self.fps.unwrap_or(d.fps),
+            video_bitrate_kbps: self.video_bitrate_kbps.unwrap_or(d.video_bitrate_kbps),
+            keyint_secs: self.keyint_secs.unwrap_or(d.keyint_secs),
+            preset: self.preset.clone().unwrap_or(d.preset),
+            audio: self.audio.unwrap_or(d.audio),
+            audio_bitrate_kbps: self.audio_bitrate_kbps.unwrap_or(d.audio_bitrate_kbps),
+            input_args: self.input_args.clone(),
+        }
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Stream names appear in URLs and file names: keep them plain.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid stream name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+fn parse_source(name: &str, source: &str) -> Result<SourceSpec, String> {
+    let spec: SourceSpec = source.parse().map_err(|e| format!("stream {name}: {e}"))?;
+    match spec {
+        SourceSpec::Relay(_) | SourceSpec::Dir(_) => Err(format!(
+            "stream {name}: {spec} sources are not supported by this version yet"
+        )),
+        spec => Ok(spec),
+    }
+}
+
+/// Resolves the command line and config file into what `serve` needs. `ffmpeg_found` says
+/// whether ffmpeg can run (passed in so tests need not depend on the machine).
+pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettings, String> {
+    let file = match &args.config {
+        Some(path) => load_config(path)?,
+        None => FileConfig::default(),
+    };
+    if args.record.is_some() || file.record.is_some() {
+        return Err("--record is not supported by this version yet".into());
+    }
+    let listen_text = args
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        format!("invalid --listen address {listen_text:?} (expected IP:PORT, e.g. 0.0.0.0:8080)")
+    })?;
+    let segment_secs = args
+        .segment_duration
+        .or(file.segment_duration)
+        .unwrap_or(2.0);
+    if !(0.5..=30.0).contains(&segment_secs) {
+        return Err(format!(
+            "--segment-duration {segment_secs} is out of range (0.5 to 30 seconds)"
+        ));
+    }
+    let window = args.window.or(file.window).unwrap_or(6);
+    if !(2..=1000).contains(&window) {
+        return Err(format!(
+            "--window {window} is out of range (2 to 1000 segments)"
+        ));
+    }
+    let _ingest = args.ingest.or(file.ingest).unwrap_or_default();
+
+    let mut streams = Vec::new();
+    for entry in &args.streams {
+        let (name, source) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("--stream {entry:?} must be NAME=SOURCE"))?;
+        check_name(name)?;
+        streams.push(StreamDef {
+            name: name.to_string(),
+            source: parse_source(name, source)?,
+            encoder: EncoderOptions::default(),
+        });
+    }
+    for table in &file.streams {
+        check_name(&table.name)?;
+        if table.on_demand {
+            return Err(format!(
+                "stream {}: on_demand is not supported by this version yet",
+                table.name
+            ));
+        }
+        streams.push(StreamDef {
+            name: table.name.clone(),
+            source: parse_source(&table.name, &table.source)?,
+            encoder: table.encoder(),
+        });
+    }
+    if streams.is_empty() {
+        let source = if ffmpeg_found {
+            SourceSpec::TestSrc
+        } else {
+            tracing::warn!(
+                "{}; serving the bundled sample clip as stream 'live' instead",
+                ffmpeg::FFMPEG_MISSING
+            );
+            SourceSpec::Sample
+        };
+        streams.push(StreamDef {
+            name: "live".into(),
+            source,
+            encoder: EncoderOptions::default(),
+        });
+    }
+    for (i, stream) in streams.iter().enumerate() {
+        if streams[..i].iter().any(|s| s.name == stream.name) {
+            return Err(format!("stream name {} is given twice", stream.name));
+        }
+        if stream.source.needs_ffmpeg() && !ffmpeg_found {
+            return Err(format!(
+                "stream {}: {}",
+                stream.name,
+                ffmpeg::FFMPEG_MISSING
+            ));
+        }
+    }
+    if streams
+        .iter()
+        .filter(|s| s.source == SourceSpec::Stdin)
+        .count()
+        > 1
+    {
+        return Err("only one stream can read standard input".into());
+    }
+    Ok(ServeSettings {
+        listen,
+        streams,
+        hub: HubConfig {
+            segment_secs,
+            window,
+            ..HubConfig::default()
+        },
+    })
+}
+
+fn load_config(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let message = e.message().to_string();
+        let line = e
+            .span()
+            .map(|span| 1 + text[..span.start.min(text.len())].matches('\n').count());
+        match line {
+            Some(line) => format!("config {} line {line}: {message}", path.display()),
+            None => format!("config {}: {message}", path.display()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> ServeArgs {
+        let mut all = vec!["websocketlivestream"];
+        all.extend_from_slice(list);
+        Cli::try_parse_from(all).expect("valid arguments").serve
+    }
+
+    #[test]
+    fn no_arguments_serve_testsrc_on_8080() {
+        let settings = resolve_serve(&args(&[]), true).expect("defaults");
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.streams.len(), 1);
+        assert_eq!(settings.streams[0].name, "live");
+        assert_eq!(settings.streams[0].source, SourceSpec::TestSrc);
+    }
+
+    #[test]
+    fn without_ffmpeg_the_default_falls_back_to_the_sample() {
+        let settings = resolve_serve(&args(&[]), false).expect("fallback");
+        assert_eq!(settings.streams[0].source, SourceSpec::Sample);
+        let err =
+            resolve_serve(&args(&["--stream", "cam=testsrc"]), false).expect_err("needs ffmpeg");
+        assert!(err.contains("ffmpeg not found"), "{err}");
+    }
+
+    #[test]
+    fn bad_arguments_are_one_clear_sentence() {
+        for (list, expect) in [
+            (vec!["--listen", "nowhere"], "invalid --listen address"),
+            (vec!["--stream", "novalue"], "must be NAME=SOURCE"),
+            (vec!["--stream", "a b=testsrc"], "invalid stream name"),
+            (vec!["--stream", "x=/no/such.mp4"], "no such file"),
+            (
+                vec!["--stream", "x=testsrc", "--stream", "x=sample"],
+                "given twice",
+            ),
+            (vec!["--segment-duration", "0.1"], "out of range"),
+            (vec!["--window", "1"], "out of range"),
+            (
+                vec!["--stream", "a=stdin", "--stream", "b=stdin"],
+                "one stream",
+            ),
+        ] {
+            let err = resolve_serve(&args(&list), true).expect_err("must be refused");
+            assert!(err.contains(expect), "{list:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn serve_is_the_default_subcommand() {
+        let cli = Cli::try_parse_from(["websocketlivestream", "--listen", "127.0.0.1:0"])
+            .expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.as_deref(), Some("127.0.0.1:0"));
+        let cli =
+            Cli::try_parse_from(["websocketlivestream", "serve", "--window", "3"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Serve(ServeArgs {
+                window: Some(3),
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn the_config_file_sets_streams_and_encoder_options() {
+        let dir = std::env::temp_dir().join(format!("wsls-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("config.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:0\"\nsegment_duration = 1.0\n\n[[stream]]\nname = \"small\"\nsource = \"testsrc\"\nwidth = 320\nheight = 180\nfps = 15\n",
+        )
+        .expect("write config");
+        let settings = resolve_serve(&args(&["--config", path.to_str().expect("utf-8")]), true)
+            .expect("config");
+        assert_eq!(settings.hub.segment_secs, 1.0);
+        assert_eq!(settings.streams[0].name, "small");
+        assert_eq!(settings.streams[0].encoder.width, Some(320));
+        assert_eq!(settings.streams[0].encoder.fps, 15);
+
+        std::fs::write(
+            &path,
+            "[[stream]]\nname = \"x\"\nsource = \"testsrc\"\ncolour = 3\n",
+        )
+        .expect("write config");
+        let err = resolve_serve(&args(&["--config", path.to_str().expect("utf-8")]), true)
+            .expect_err("unknown key");
+        assert!(err.contains("line 4") && err.contains("colour"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,212 @@
+//! The DASH MPD (ISO/IEC 23009-1), shaped by the DASH-IF live guidelines (IOP part 5): a
+//! `dynamic` MPD with `SegmentTemplate`, `SegmentTimeline` and `$Number$`, one media component
+//! per Representation, and a `UTCTiming` so players need no time server on the internet.
+//!
+//! ```text
+//! MPD (type, availabilityStartTime, publishTime, minimumUpdatePeriod, timeShiftBufferDepth…)
+//! └── Period
+//!     └── AdaptationSet*   one per track
+//!         └── Representation
+//!             └── SegmentTemplate (timescale, initialization, media, startNumber)
+//!                 └── SegmentTimeline > S*
+//! UTCTiming*
+//! ```
+
+use std::fmt::Write as _;
+
+use super::{iso8601_duration, xs_datetime};
+
+/// A whole manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mpd {
+    /// `dynamic` while live; `static` for a finished recording or `package` output.
+    pub dynamic: bool,
+    /// Wall clock (Unix ms) of media time 0.
+    pub availability_start_ms: u64,
+    pub publish_time_ms: u64,
+    pub minimum_update_period_secs: f64,
+    pub time_shift_buffer_depth_secs: f64,
+    pub suggested_presentation_delay_secs: f64,
+    pub min_buffer_time_secs: f64,
+    pub max_segment_duration_secs: f64,
+    /// The whole length, for a static MPD.
+    pub media_presentation_duration_secs: Option<f64>,
+    /// URLs answering with the server's time as `xs:dateTime` (`http-xsdate` scheme).
+    pub utc_timing_urls: Vec<String>,
+    pub adaptation_sets: Vec<AdaptationSet>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptationSet {
+    pub id: u32,
+    /// `video` or `audio`.
+    pub content_type: &'static str,
+    pub mime_type: &'static str,
+    pub representation: Representation,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Representation {
+    pub id: String,
+    pub codecs: String,
+    pub bandwidth: u64,
+    pub width: u16,
+    pub height: u16,
+    /// As DASH writes it: `30` or `30000/1001`.
+    pub frame_rate: Option<String>,
+    pub audio_sampling_rate: u32,
+    pub audio_channels: u16,
+    pub timescale: u32,
+    /// Template of the init segment URL, relative to the MPD.
+    pub initialization: String,
+    /// Template of media segment URLs, with `$Number$`.
+    pub media: String,
+    pub start_number: u64,
+    /// `(start, duration)` of each segment, in `timescale`.
+    pub timeline: Vec<(u64, u64)>,
+}
+
+/// XML-escapes an attribute value.
+fn attr(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Writes the `S` elements, folding runs of contiguous, equal durations into `r`.
+fn write_timeline(out: &mut String, timeline: &[(u64, u64)]) {
+    let mut i = 0;
+    let mut expected_start = None;
+    while let Some(&(start, duration)) = timeline.get(i) {
+        let mut repeat = 0;
+        while let Some(&(next_start, next_duration)) = timeline.get(i + repeat + 1) {
+            let contiguous = next_start == start + duration * (repeat as u64 + 1);
+            if next_duration != duration || !contiguous {
+                break;
+            }
+            repeat += 1;
+        }
+        // `t` is needed on the first S and after any gap.
+        let _ = if expected_start == Some(start) {
+            write!(out, "            <S d=\"{duration}\"")
+        } else {
+            write!(out, "            <S t=\"{start}\" d=\"{duration}\"")
+        };
+        if repeat > 0 {
+            let _ = write!(out, " r=\"{repeat}\"");
+        }
+        out.push_str("/>\n");
+        expected_start = Some(start + duration * (repeat as u64 + 1));
+        i += repeat + 1;
+    }
+}
+
+pub fn render(mpd: &Mpd) -> String {
+    let mut out = String::with_capacity(2048);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str("<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"");
+    out.push_str(" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\"");
+    if mpd.dynamic {
+        let _ = write!(
+            out,
+            " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
+            xs_datetime(mpd.availability_start_ms),
+            xs_datetime(mpd.publish_time_ms),
+            iso8601_duration(mpd.minimum_update_period_secs),
+            iso8601_duration(mpd.time_shift_buffer_depth_secs),
+            iso8601_duration(mpd.suggested_presentation_delay_secs),
+        );
+    } else {
+        out.push_str(" type=\"static\"");
+        if let Some(duration) = mpd.media_presentation_duration_secs {
+            let _ = write!(
+                out,
+                " mediaPresentationDuration=\"{}\"",
+                iso8601_duration(duration)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        " minBufferTime=\"{}\" maxSegmentDuration=\"{}\">",
+        iso8601_duration(mpd.min_buffer_time_secs),
+        iso8601_duration(mpd.max_segment_duration_secs)
+    );
+    out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
+    for set in &mpd.adaptation_sets {
+        let r = &set.representation;
+        let _ = writeln!(
+            out,
+            "    <AdaptationSet id=\"{}\" contentType=\"{}\" mimeType=\"{}\" segmentAlignment=\"true\" startWithSAP=\"1\">",
+            set.id, set.content_type, set.mime_type
+        );
+        let _ = write!(
+            out,
+            "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
+            attr(&r.id),
+            attr(&r.codecs),
+            r.bandwidth
+        );
+        if r.width > 0 && r.height > 0 {
+            let _ = write!(out, " width=\"{}\" height=\"{}\"", r.width, r.height);
+        }
+        if let Some(rate) = &r.frame_rate {
+            let _ = write!(out, " frameRate=\"{}\"", attr(rate));
+        }
+        if r.audio_sampling_rate > 0 {
+            let _ = write!(out, " audioSamplingRate=\"{}\"", r.audio_sampling_rate);
+        }
+        out.push_str(">\n");
+        if r.audio_channels > 0 {
+            let _ = writeln!(
+                out,
+                "        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+                r.audio_channels
+            );
+        }
+        let _ = writeln!(
+            out,
+            "        <SegmentTemplate timescale=\"{}\" initialization=\"{}\" media=\"{}\" startNumber=\"{}\">",
+            r.timescale,
+            attr(&r.initialization),
+            attr(&r.media),
+            r.start_number
+        );
+        out.push_str("          <SegmentTimeline>\n");
+        write_timeline(&mut out, &r.timeline);
+        out.push_str("          </SegmentTimeline>\n");
+        out.push_str("        </SegmentTemplate>\n");
+        out.push_str("      </Representation>\n");
+        out.push_str("    </AdaptationSet>\n");
+    }
+    out.push_str("  </Period>\n");
+    for url in &mpd.utc_timing_urls {
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-xsdate:2014\" value=\"{}\"/>",
+            attr(url)
+        );
+    }
+    out.push_str("</MPD>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_folds_repeats_and_marks_gaps() {
+        let mut out = String::new();
+        write_timeline(
+            &mut out,
+            &[(0, 10), (10, 10), (20, 10), (30, 7), (50, 10), (60, 10)],
+        );
+        assert_eq!(
+            out,
+            "            <S t=\"0\" d=\"10\" r=\"2\"/>\n            <S d=\"7\"/>\n            <S t=\"50\" d=\"10\" r=\"1\"/>\n"
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! HLS playlists (RFC 8216 and its second edition's low-latency extensions): a multivariant
+//! playlist naming the one rendition, and a media playlist whose segments are the DASH
+//! segments, byte for byte, with parts made of whole fragments.
+
+use std::fmt::Write as _;
+
+use super::xs_datetime;
+
+/// The multivariant playlist: one variant, its codecs and resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Multivariant {
+    pub bandwidth: u64,
+    pub codecs: String,
+    pub resolution: Option<(u16, u16)>,
+    pub frame_rate: Option<f64>,
+    pub media_uri: String,
+}
+
+pub fn multivariant(m: &Multivariant) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let _ = write!(
+        out,
+        "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
+        m.bandwidth.max(1),
+        m.codecs
+    );
+    if let Some((w, h)) = m.resolution {
+        let _ = write!(out, ",RESOLUTION={w}x{h}");
+    }
+    if let Some(fps) = m.frame_rate {
+        let _ = write!(out, ",FRAME-RATE={fps:.3}");
+    }
+    let _ = writeln!(out, "\n{}", m.media_uri);
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub uri: String,
+    pub duration_secs: f64,
+    pub independent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub uri: String,
+    pub duration_secs: f64,
+    /// Wall clock of the first sample (Unix ms), from the encoder's `prft` where it wrote one.
+    pub program_date_time_ms: Option<u64>,
+    /// Listed for the newest segments only, as low-latency clients need.
+    pub parts: Vec<Part>,
+    /// The source restarted with a different init before this segment.
+    pub discontinuity: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaPlaylist {
+    pub target_duration_secs: u64,
+    pub part_target_secs: f64,
+    pub media_sequence: u64,
+    pub discontinuity_sequence: u64,
+    pub map_uri: String,
+    pub segments: Vec<Segment>,
+    /// Parts of the segment being built, after the last complete one.
+    pub open_parts: Vec<Part>,
+    /// Wall clock of the open segment's start, when it has parts but no complete segment
+    /// before it carries one.
+    pub open_program_date_time_ms: Option<u64>,
+    /// The part that will come next, for `EXT-X-PRELOAD-HINT`.
+    pub preload_hint_uri: Option<String>,
+    /// A finished recording: `EXT-X-ENDLIST`, no server control.
+    pub ended: bool,
+}
+
+fn write_part(out: &mut String, part: &Part) {
+    let _ = write!(
+        out,
+        "#EXT-X-PART:DURATION={:.5},URI=\"{}\"",
+        part.duration_secs, part.uri
+    );
+    if part.independent {
+        out.push_str(",INDEPENDENT=YES");
+    }
+    out.push('\n');
+}
+
+pub fn media(p: &MediaPlaylist) -> String {
+    let mut out = String::with_capacity(4096);
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:9\n");
+    let _ = writeln!(
+        out,
+        "#EXT-X-TARGETDURATION:{}",
+        p.target_duration_secs.max(1)
+    );
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", p.media_sequence);
+    if p.discontinuity_sequence > 0 {
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            p.discontinuity_sequence
+        );
+    }
+    out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let low_latency = !p.ended && p.part_target_secs > 0.0;
+    if low_latency {
+        // RFC 8216bis §4.4.3.8: PART-HOLD-BACK at least three part targets.
+        let _ = writeln!(
+            out,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}",
+            p.part_target_secs * 3.0
+        );
+        // Rounded up: no part may be longer than PART-TARGET.
+        let part_target = (p.part_target_secs * 100_000.0).ceil() / 100_000.0;
+        let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={part_target:.5}");
+    }
+    if p.ended {
+        out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
+    }
+    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", p.map_uri);
+    for segment in &p.segments {
+        if segment.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if let Some(ms) = segment.program_date_time_ms {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", xs_datetime(ms));
+        }
+        if low_latency {
+            for part in &segment.parts {
+                write_part(&mut out, part);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "#EXTINF:{:.5},\n{}",
+            segment.duration_secs, segment.uri
+        );
+    }
+    if low_latency {
+        if let Some(ms) = p.open_program_date_time_ms
+            && !p.open_parts.is_empty()
+        {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", xs_datetime(ms));
+        }
+        for part in &p.open_parts {
+            write_part(&mut out, part);
+        }
+        if let Some(uri) = &p.preload_hint_uri {
+            let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{uri}\"");
+        }
+    }
+    if p.ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}

@@ -1,0 +1,350 @@
+//! The DASH and HLS routes: manifests, init segments, segments and parts, all served from the
+//! hub's shared fragment buffers without copying them.
+//!
+//! Complete segments and parts are immutable (`Cache-Control: public, max-age=…, immutable`);
+//! manifests are not (`no-cache`), so any HTTP cache or CDN can sit in front. A segment or part
+//! still being built is streamed as it grows (chunked transfer), fragment by fragment.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::stream;
+
+use super::pages::urlencode;
+use super::{ApiError, AppState};
+use crate::manifest::{dash, hls};
+use crate::stream::manifests::{self, HlsUris};
+use crate::stream::{Hub, Segment, Stream, unix_millis};
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const MPD_TYPE: &str = "application/dash+xml";
+const M3U8_TYPE: &str = "application/vnd.apple.mpegurl";
+const SEGMENT_TYPE: &str = "video/iso.segment";
+const INIT_TYPE: &str = "video/mp4";
+
+/// How long a growing segment or part may take to make progress before its response ends.
+const GROWTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn stream(app: &AppState, name: &str) -> Result<Arc<Stream>, ApiError> {
+    app.streams
+        .get(name)
+        .cloned()
+        .ok_or(ApiError::NotFound("stream"))
+}
+
+fn respond(
+    body: Body,
+    content_type: &'static str,
+    cache: &'static str,
+    len: Option<usize>,
+) -> Response {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    if let Some(len) = len {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    response
+}
+
+/// Which fragments of a segment a response carries.
+#[derive(Clone, Copy)]
+enum Selection {
+    All,
+    Track(u32),
+    Part(u32),
+}
+
+impl Selection {
+    /// The selected fragments so far, and whether there will be no more.
+    fn pick(self, segment: &Segment) -> (Vec<Bytes>, bool) {
+        match self {
+            Selection::All => (segment.chunks().cloned().collect(), segment.complete),
+            Selection::Track(track) => (
+                segment.track_chunks(track).cloned().collect(),
+                segment.complete,
+            ),
+            Selection::Part(index) => match segment.part(index) {
+                Some(part) => (
+                    segment.part_chunks(part).cloned().collect(),
+                    segment.complete || part.info.duration > 0,
+                ),
+                None => (Vec::new(), segment.complete),
+            },
+        }
+    }
+}
+
+/// Streams the selected fragments of segment `number` as they arrive, until it is complete.
+fn growing_body(hub: Arc<Hub>, number: u64, selection: Selection) -> Body {
+    let updates = hub.watch();
+    let state = (hub, updates, 0usize, false);
+    let chunks = stream::unfold(state, move |(hub, mut updates, sent, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let segment = hub.segment(number)?;
+            let (chunks, complete) = selection.pick(&segment);
+            if chunks.len() > sent {
+                let mut out = bytes::BytesMut::new();
+                for chunk in &chunks[sent..] {
+                    out.extend_from_slice(chunk);
+                }
+                let finished = complete;
+                return Some((
+                    Ok::<_, Infallible>(out.freeze()),
+                    (hub, updates, chunks.len(), finished),
+                ));
+            }
+            if complete {
+                return None;
+            }
+            match tokio::time::timeout(GROWTH_TIMEOUT, updates.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    });
+    Body::from_stream(chunks)
+}
+
+/// Serves a segment (or a track or part of one): whole if complete, growing if not.
+fn serve_segment(hub: &Arc<Hub>, number: u64, selection: Selection) -> Result<Response, ApiError> {
+    let segment = hub.segment(number).ok_or(ApiError::NotFound("segment"))?;
+    if let Selection::Part(index) = selection
+        && segment.part(index).is_none()
+    {
+        return Err(ApiError::NotFound("part"));
+    }
+    let (chunks, complete) = selection.pick(&segment);
+    if complete {
+        let len = chunks.iter().map(Bytes::len).sum();
+        let body = Body::from_stream(stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
+        return Ok(respond(body, SEGMENT_TYPE, IMMUTABLE, Some(len)));
+    }
+    Ok(respond(
+        growing_body(hub.clone(), number, selection),
+        SEGMENT_TYPE,
+        "no-cache",
+        None,
+    ))
+}
+
+fn parse_number(file: &str, suffix: &str) -> Result<u64, ApiError> {
+    file.strip_suffix(suffix)
+        .and_then(|n| n.parse().ok())
+        .ok_or(ApiError::NotFound("file"))
+}
+
+/// The absolute URL of `/api/time` as the client reached us.
+fn time_url(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| *v == "https" || *v == "http")
+        .unwrap_or("http");
+    Some(format!("{scheme}://{host}/api/time"))
+}
+
+pub async fn dash_manifest(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let stream = stream(&app, &name)?;
+    let snapshot = stream.hub.snapshot();
+    let now = unix_millis(SystemTime::now());
+    let mpd = manifests::dash_mpd(
+        &snapshot,
+        stream.hub.config(),
+        time_url(&headers).into_iter().collect(),
+        now,
+        true,
+    )
+    .ok_or_else(|| ApiError::NotLive(name.clone()))?;
+    Ok(respond(
+        Body::from(dash::render(&mpd)),
+        MPD_TYPE,
+        "no-cache",
+        None,
+    ))
+}
+
+pub async fn dash_file(
+    State(app): State<AppState>,
+    Path((name, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let stream = stream(&app, &name)?;
+    if file == "init.mp4" {
+        let init = stream.hub.snapshot().init.ok_or(ApiError::NotLive(name))?;
+        let bytes = init.segment.bytes.clone();
+        let len = bytes.len();
+        // The init changes when the source restarts with new parameters: not immutable.
+        return Ok(respond(Body::from(bytes), INIT_TYPE, "no-cache", Some(len)));
+    }
+    let number = parse_number(&file, ".m4s")?;
+    serve_segment(&stream.hub, number, Selection::All)
+}
+
+pub async fn dash_track_file(
+    State(app): State<AppState>,
+    Path((name, track, file)): Path<(String, u32, String)>,
+) -> Result<Response, ApiError> {
+    let stream = stream(&app, &name)?;
+    if file == "init.mp4" {
+        let init = stream.hub.snapshot().init.ok_or(ApiError::NotLive(name))?;
+        let bytes = init
+            .track_init(track)
+            .cloned()
+            .ok_or(ApiError::NotFound("track"))?;
+        let len = bytes.len();
+        return Ok(respond(Body::from(bytes), INIT_TYPE, "no-cache", Some(len)));
+    }
+    let number = parse_number(&file, ".m4s")?;
+    serve_segment(&stream.hub, number, Selection::Track(track))
+}
+
+pub async fn hls_multivariant(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let stream = stream(&app, &name)?;
+    let snapshot = stream.hub.snapshot();
+    let body = manifests::hls_multivariant(&snapshot, "live.m3u8")
+        .ok_or_else(|| ApiError::NotLive(name.clone()))?;
+    Ok(respond(Body::from(body), M3U8_TYPE, "no-cache", None))
+}
+
+/// How far ahead of the live edge a blocking reload may ask (RFC 8216bis §6.2.5.2: a server
+/// answers 400 to a request more than two segments ahead).
+const MAX_SEGMENTS_AHEAD: u64 = 2;
+
+pub async fn hls_media(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let stream = stream(&app, &name)?;
+    let hub = &stream.hub;
+    let wanted_msn = match query.get("_HLS_msn") {
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest("_HLS_msn is not a number".into()))?,
+        ),
+        None => None,
+    };
+    let wanted_part = match query.get("_HLS_part") {
+        Some(_) if wanted_msn.is_none() => {
+            return Err(ApiError::BadRequest("_HLS_part without _HLS_msn".into()));
+        }
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| ApiError::BadRequest("_HLS_part is not a number".into()))?,
+        ),
+        None => None,
+    };
+    let mut snapshot = hub.snapshot();
+    if let Some(msn) = wanted_msn {
+        let mut updates = hub.watch();
+        let timeout = Duration::from_secs_f64(hub.config().segment_secs * 3.0);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let newest = snapshot
+                .open
+                .as_ref()
+                .map(|s| s.number)
+                .or_else(|| snapshot.segments.last().map(|s| s.number));
+            if let Some(newest) = newest
+                && msn > newest + MAX_SEGMENTS_AHEAD
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "_HLS_msn={msn} is too far ahead of the live edge ({newest})"
+                )));
+            }
+            if reached(&snapshot, msn, wanted_part) {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, updates.changed()).await {
+                Ok(Ok(())) => snapshot = hub.snapshot(),
+                Ok(Err(_)) => return Err(ApiError::NotLive(name)),
+                Err(_) => return Err(ApiError::Timeout("the requested part")),
+            }
+        }
+    }
+    let encoded = urlencode(&name);
+    let map = format!("/dash/{encoded}/init.mp4");
+    let segment_prefix = format!("/dash/{encoded}/");
+    let uris = HlsUris {
+        map: &map,
+        segment_prefix: &segment_prefix,
+        part_prefix: "",
+    };
+    let playlist = manifests::hls_media(&snapshot, hub.config(), &uris, false)
+        .ok_or_else(|| ApiError::NotLive(name.clone()))?;
+    Ok(respond(
+        Body::from(hls::media(&playlist)),
+        M3U8_TYPE,
+        "no-cache",
+        None,
+    ))
+}
+
+/// Whether the playlist in `snapshot` already holds segment `msn` (and its part `part`).
+fn reached(snapshot: &crate::stream::Snapshot, msn: u64, part: Option<u32>) -> bool {
+    match part {
+        // Part requests are answered once that part (or a later one) is complete.
+        Some(part) => manifests::last_part(snapshot).is_some_and(|(s, p)| (s, p) >= (msn, part)),
+        // A segment request: that segment is complete.
+        None => snapshot.segments.last().is_some_and(|s| s.number >= msn),
+    }
+}
+
+pub async fn hls_part(
+    State(app): State<AppState>,
+    Path((name, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let stream = stream(&app, &name)?;
+    let stem = file
+        .strip_suffix(".m4s")
+        .ok_or(ApiError::NotFound("file"))?;
+    let (number, part) = stem
+        .split_once('.')
+        .and_then(|(n, p)| Some((n.parse::<u64>().ok()?, p.parse::<u32>().ok()?)))
+        .ok_or(ApiError::NotFound("part"))?;
+    let hub = &stream.hub;
+    // The part a playlist hints at may not have started yet: wait for it briefly.
+    let mut updates = hub.watch();
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_secs_f64((hub.config().part_secs * 3.0).max(1.0));
+    loop {
+        if hub.segment(number).is_some_and(|s| s.part(part).is_some()) {
+            return serve_segment(hub, number, Selection::Part(part));
+        }
+        let snapshot = hub.snapshot();
+        let hinted = snapshot.open.as_ref().is_some_and(|s| {
+            s.number == number && s.parts.len() as u32 == part
+                || s.number + 1 == number && part == 0
+        });
+        if !hinted {
+            return Err(ApiError::NotFound("part"));
+        }
+        match tokio::time::timeout_at(deadline, updates.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return Err(ApiError::Timeout("the part")),
+        }
+    }
+}

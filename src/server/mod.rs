@@ -1,0 +1,152 @@
+//! The HTTP side (axum): pages, WebSocket viewers, DASH and HLS, the API. The only part of the
+//! program that knows HTTP or WebSockets.
+//!
+//! | route | handler |
+//! |---|---|
+//! | `/`, `/watch/{name}`, `/assets/{*path}` | [`pages`] |
+//! | `/ws/{name}` | [`ws`] |
+//! | `/dash/{name}/…`, `/hls/{name}/…` | [`media`] |
+//! | `/api/streams`, `/api/time`, `/healthz` | [`api`] |
+
+mod api;
+mod error;
+mod media;
+mod pages;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::ApiError;
+pub use ws::init_message;
+
+use crate::stream::{self, HubConfig, StreamDef, Streams};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub streams: Arc<Streams>,
+    /// Cancelled at shutdown; WebSocket tasks watch it themselves (axum's graceful shutdown
+    /// does not reach upgraded connections).
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/watch/{name}", get(pages::watch))
+        .route("/assets/{*path}", get(pages::asset))
+        .route("/ws/{name}", get(ws::upgrade))
+        .route("/dash/{name}/manifest.mpd", get(media::dash_manifest))
+        .route("/dash/{name}/{file}", get(media::dash_file))
+        .route("/dash/{name}/{track}/{file}", get(media::dash_track_file))
+        .route("/hls/{name}/index.m3u8", get(media::hls_multivariant))
+        .route("/hls/{name}/live.m3u8", get(media::hls_media))
+        .route("/hls/{name}/{file}", get(media::hls_part))
+        .route("/api/streams", get(api::streams))
+        .route("/api/time", get(api::time))
+        .route("/healthz", get(api::healthz))
+        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Everything `serve` needs, resolved from the command line and the config file.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    pub streams: Vec<StreamDef>,
+    pub hub: HubConfig,
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Binds, starts the streams, serves until Ctrl-C (or SIGTERM), then shuts down in order.
+pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let streams = Arc::new(stream::start(
+        settings.streams,
+        &settings.hub,
+        &shutdown,
+        &tracker,
+    ));
+    let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+    tracing::info!(
+        "listening on http://{local}/ (streams: {})",
+        names.join(", ")
+    );
+    let state = AppState {
+        streams: streams.clone(),
+        shutdown: shutdown.clone(),
+    };
+    // Nagle's algorithm would hold small fragments back: latency first.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let app = router(state);
+    let graceful = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { graceful.cancelled().await })
+        .await?;
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 5 s");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The first Ctrl-C (or SIGTERM) stops the server in order; a second one exits at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    let terminate = async {
+        #[cfg(unix)]
+        {
+            if let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                term.recv().await;
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down (press Ctrl-C again to quit at once)");
+    shutdown.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        tracing::warn!("second Ctrl-C: exiting now");
+        std::process::exit(130);
+    }
+}

@@ -1,0 +1,134 @@
+//! Where a stream's bytes come from: ffmpeg (test pattern, camera, file, URL), standard input,
+//! the bundled sample clip. Every source hands the stream the same thing, init segments and
+//! fragments, and keeps its timeline continuous when it restarts, so viewers play on.
+//!
+//! Sources know nothing of viewers or HTTP; they report through a channel of
+//! [`SourceEvent`]s.
+
+mod continuity;
+pub mod ffmpeg;
+mod sample;
+mod spec;
+mod stdin;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::fmp4::{Fragment, InitSegment, Splitter, Unit};
+
+pub use continuity::Continuity;
+pub use ffmpeg::{EncoderOptions, Ingest};
+pub use spec::{SourceSpec, SpecError};
+
+/// What a source reports.
+#[derive(Debug)]
+pub enum SourceEvent {
+    Init(Arc<InitSegment>),
+    Fragment(Fragment),
+    /// The source broke and will try again after `retry_in`.
+    Restarting {
+        reason: String,
+        retry_in: Duration,
+    },
+    /// The source will produce nothing more (end of input, or a fault retrying cannot fix).
+    Finished {
+        reason: Option<String>,
+    },
+}
+
+/// The sending half a source writes to, with the token that tells it to stop.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub stream: String,
+    pub events: mpsc::Sender<SourceEvent>,
+    pub cancel: CancellationToken,
+}
+
+impl SourceContext {
+    /// Sends an event; `false` when the stream is gone and the source should stop.
+    pub async fn send(&self, event: SourceEvent) -> bool {
+        tokio::select! {
+            sent = self.events.send(event) => sent.is_ok(),
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+}
+
+/// Runs a source until it finishes or is cancelled.
+pub async fn run(spec: SourceSpec, encoder: EncoderOptions, ctx: SourceContext) {
+    match spec {
+        SourceSpec::Sample => sample::run(ctx).await,
+        SourceSpec::Stdin => stdin::run(ctx).await,
+        other => ffmpeg::run(other, encoder, ctx).await,
+    }
+}
+
+/// Feeds a chunk to a splitter and forwards what comes out through `continuity`. Returns an
+/// error message when the input is broken.
+pub(crate) async fn forward_units(
+    splitter: &mut Splitter,
+    continuity: &mut Continuity,
+    ctx: &SourceContext,
+) -> Result<bool, String> {
+    loop {
+        let unit = match splitter.poll() {
+            Ok(Some(unit)) => unit,
+            Ok(None) => return Ok(true),
+            Err(err) => return Err(format!("broken fMP4 input: {err}")),
+        };
+        let event = match unit {
+            Unit::Init(init) => {
+                continuity.on_init(&init);
+                SourceEvent::Init(init)
+            }
+            Unit::Fragment(fragment) => match continuity.apply(fragment) {
+                Ok(fragment) => SourceEvent::Fragment(fragment),
+                Err(err) => return Err(format!("cannot continue the timeline: {err}")),
+            },
+        };
+        if !ctx.send(event).await {
+            return Ok(false);
+        }
+    }
+}
+
+/// Exponential back-off between restarts, reset after a run that lasted.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            next: min,
+            min,
+            max,
+        }
+    }
+
+    /// The delay before the next attempt, with up to 25% of jitter so that many streams
+    /// failing together do not retry in step.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let jitter = base.as_millis() as u64 / 4;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::from(d.subsec_nanos()))
+            .unwrap_or(0);
+        base + Duration::from_millis(if jitter > 0 { nanos % jitter } else { 0 })
+    }
+
+    /// A run that lasted this long was healthy: start again from the shortest delay.
+    pub fn succeeded_after(&mut self, ran_for: Duration) {
+        if ran_for >= self.max {
+            self.next = self.min;
+        }
+    }
+}

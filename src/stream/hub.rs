@@ -1,0 +1,729 @@
+//! The hub of one stream: it holds the init segment, the newest group of pictures and the
+//! window of segments, and fans every fragment out to every viewer.
+//!
+//! A fragment is allocated once (an `Arc<LiveFragment>` around the `Bytes` the splitter
+//! handed out) and shared by the GOP cache, the segment window and every viewer's queue.
+//! Viewers never hold the hub's lock while they write: each has a [`Subscription`] that reads
+//! a broadcast ring, and one that falls behind is moved to the next key frame, so a slow
+//! viewer cannot slow the source or anyone else.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+
+use crate::fmp4::{Fragment, InitSegment, PartInfo, Segmenter, TrackKind};
+
+/// How many events a viewer may fall behind before the ring overwrites them; it is skipped to
+/// the next key frame long before that, by [`HubConfig::max_viewer_lag`].
+const RING_CAPACITY: usize = 1024;
+
+/// A GOP larger than this is not cached: late joiners wait for the next key frame instead of
+/// the server holding unbounded memory for a source that never sends one.
+const MAX_GOP_BYTES: usize = 32 << 20;
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Target segment duration (DASH and HLS segments).
+    pub segment_secs: f64,
+    /// Target LL-HLS part duration.
+    pub part_secs: f64,
+    /// Completed segments kept and listed in manifests.
+    pub window: usize,
+    /// A viewer whose next fragment is older than this skips to the next key frame.
+    pub max_viewer_lag: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            segment_secs: 2.0,
+            part_secs: 1.0 / 3.0,
+            window: 6,
+            max_viewer_lag: Duration::from_millis(1500),
+        }
+    }
+}
+
+/// The init segment as the hub serves it.
+#[derive(Debug)]
+pub struct MediaInit {
+    pub segment: Arc<InitSegment>,
+    /// Counts inits since the stream started; a new one means "start again from here".
+    pub generation: u64,
+    /// The track whose sync samples start GOPs and segments.
+    pub reference_track: u32,
+    /// One init per track (DASH serves each track as its own Representation).
+    pub track_inits: Vec<(u32, Bytes)>,
+}
+
+impl MediaInit {
+    pub fn track_init(&self, track_id: u32) -> Option<&Bytes> {
+        self.track_inits
+            .iter()
+            .find(|(id, _)| *id == track_id)
+            .map(|(_, bytes)| bytes)
+    }
+}
+
+/// A fragment as the hub holds it.
+#[derive(Debug)]
+pub struct LiveFragment {
+    pub fragment: Fragment,
+    /// When the hub received it: viewers measure their lag against this.
+    pub received: Instant,
+    pub received_unix_ms: u64,
+    /// Starts with a sync sample of the reference track: a GOP, and a viewer, may start here.
+    pub key: bool,
+}
+
+/// One track's timing within a segment, in that track's timescale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackTiming {
+    pub track_id: u32,
+    pub start: u64,
+    pub duration: u64,
+}
+
+/// A part of a segment: `fragments[first..first + count]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub info: PartInfo,
+    pub first: usize,
+    pub count: usize,
+}
+
+/// A segment, complete or still growing.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub number: u64,
+    pub generation: u64,
+    /// Reference track time of the first sample, and the duration once complete.
+    pub start: u64,
+    pub duration: u64,
+    pub timescale: u32,
+    pub fragments: Vec<Arc<LiveFragment>>,
+    pub parts: Vec<Part>,
+    pub tracks: Vec<TrackTiming>,
+    pub bytes: usize,
+    /// Wall clock of the first sample (Unix ms): the encoder's `prft` if it wrote one.
+    pub wall_start_ms: u64,
+    /// The first segment after a change of init.
+    pub discontinuity: bool,
+    pub complete: bool,
+}
+
+impl Segment {
+    pub fn duration_secs(&self) -> f64 {
+        self.duration as f64 / f64::from(self.timescale.max(1))
+    }
+
+    /// The segment's bytes, in order, as shared slices.
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
+        self.fragments.iter().map(|f| &f.fragment.bytes)
+    }
+
+    /// The bytes of one track's fragments.
+    pub fn track_chunks(&self, track_id: u32) -> impl Iterator<Item = &Bytes> {
+        self.fragments
+            .iter()
+            .filter(move |f| f.fragment.run(track_id).is_some())
+            .map(|f| &f.fragment.bytes)
+    }
+
+    pub fn part(&self, index: u32) -> Option<&Part> {
+        self.parts.iter().find(|p| p.info.index == index)
+    }
+
+    pub fn part_chunks(&self, part: &Part) -> impl Iterator<Item = &Bytes> {
+        self.fragments
+            .iter()
+            .skip(part.first)
+            .take(part.count)
+            .map(|f| &f.fragment.bytes)
+    }
+
+    fn track_timing_mut(&mut self, track_id: u32) -> Option<&mut TrackTiming> {
+        self.tracks.iter_mut().find(|t| t.track_id == track_id)
+    }
+}
+
+/// What the stream is doing, for the API and the index page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for the source's first init segment.
+    Starting,
+    Live,
+    /// The source failed and is being restarted.
+    Restarting(String),
+    /// An on-demand stream with no viewers.
+    Idle,
+    /// The source ended for good.
+    Ended,
+    /// The source cannot work (bad input, missing program).
+    Failed(String),
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Live => "live",
+            Status::Restarting(_) => "restarting",
+            Status::Idle => "idle",
+            Status::Ended => "ended",
+            Status::Failed(_) => "failed",
+        }
+    }
+}
+
+/// What the hub broadcasts.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Init(Arc<MediaInit>),
+    Fragment(Arc<LiveFragment>),
+    End,
+}
+
+/// Counters for the API and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub viewers: AtomicU64,
+    pub fragments_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub fragments_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub skips: AtomicU64,
+    pub skipped_fragments: AtomicU64,
+    pub source_restarts: AtomicU64,
+    pub upstream_reconnects: AtomicU64,
+}
+
+struct State {
+    init: Option<Arc<MediaInit>>,
+    gop: Vec<Arc<LiveFragment>>,
+    gop_bytes: usize,
+    segmenter: Option<Segmenter>,
+    window: VecDeque<Arc<Segment>>,
+    open: Option<Segment>,
+    /// Unix ms of media time 0 of the reference track (DASH `availabilityStartTime`).
+    anchor_ms: Option<u64>,
+    /// Set by a new, different init; marks the next segment.
+    discontinuity: bool,
+    discontinuities: u64,
+    /// Whether every fragment so far carried one track, so DASH can serve tracks apart.
+    single_track_fragments: bool,
+    status: Status,
+    next_number: u64,
+}
+
+pub struct Hub {
+    config: HubConfig,
+    state: Mutex<State>,
+    events: broadcast::Sender<Event>,
+    /// Bumped after every change; manifests and growing segments wait on it.
+    updates: watch::Sender<u64>,
+    pub counters: Counters,
+}
+
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Hub {
+    /// `first_number` numbers the first segment; numbering from the wall clock keeps segment
+    /// URLs unique across restarts of the server, so a cache never serves an old one.
+    pub fn new(config: HubConfig, first_number: u64) -> Self {
+        let (events, _) = broadcast::channel(RING_CAPACITY);
+        let (updates, _) = watch::channel(0);
+        Self {
+            config,
+            state: Mutex::new(State {
+                init: None,
+                gop: Vec::new(),
+                gop_bytes: 0,
+                segmenter: None,
+                window: VecDeque::new(),
+                open: None,
+                anchor_ms: None,
+                discontinuity: false,
+                discontinuities: 0,
+                single_track_fragments: true,
+                status: Status::Starting,
+                next_number: first_number,
+            }),
+            events,
+            updates,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than stopping the stream would; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.updates.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes after every fragment, init or status change.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.updates.subscribe()
+    }
+
+    pub fn set_status(&self, status: Status) {
+        self.lock().status = status;
+        self.bump();
+    }
+
+    pub fn status(&self) -> Status {
+        self.lock().status.clone()
+    }
+
+    /// Installs a new init segment: viewers get it at once and then wait for a key frame.
+    pub fn set_init(&self, segment: Arc<InitSegment>) {
+        let Some(reference) = segment.reference_track() else {
+            tracing::warn!("init segment without tracks ignored");
+            return;
+        };
+        let reference_track = reference.id;
+        let mut state = self.lock();
+        let same_as_before = state
+            .init
+            .as_ref()
+            .is_some_and(|old| old.segment.bytes == segment.bytes);
+        let generation = state.init.as_ref().map_or(1, |old| old.generation + 1);
+        let track_inits = segment
+            .tracks
+            .iter()
+            .filter_map(|t| segment.single_track(t.id).map(|b| (t.id, b)))
+            .collect();
+        let media = Arc::new(MediaInit {
+            segment,
+            generation,
+            reference_track,
+            track_inits,
+        });
+        if !same_as_before {
+            // Different codecs or parameters: segments made before cannot follow on from
+            // the new init, so the segment window starts over (numbers keep counting).
+            if state.init.is_some() {
+                state.discontinuity = true;
+                state.discontinuities += 1;
+            }
+            state.window.clear();
+            state.open = None;
+            state.segmenter = None;
+            state.single_track_fragments = true;
+        } else if let Some(open) = state.open.take() {
+            // Same init: a restarted source continues the timeline; close what was growing.
+            Self::finish_open(&mut state, open, self.config.window);
+        }
+        state.segmenter = None;
+        state.gop.clear();
+        state.gop_bytes = 0;
+        state.init = Some(media.clone());
+        state.status = Status::Live;
+        let _ = self.events.send(Event::Init(media));
+        drop(state);
+        self.bump();
+    }
+
+    /// Takes a fragment from the source: GOP cache, segment window, every viewer.
+    pub fn push(&self, fragment: Fragment) {
+        let now = SystemTime::now();
+        let len = fragment.len() as u64;
+        self.counters.fragments_in.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_in.fetch_add(len, Ordering::Relaxed);
+        let mut state = self.lock();
+        let Some(init) = state.init.clone() else {
+            return;
+        };
+        let key = fragment.starts_with_sync_of(init.reference_track);
+        let live = Arc::new(LiveFragment {
+            fragment,
+            received: Instant::now(),
+            received_unix_ms: unix_millis(now),
+            key,
+        });
+        if live.fragment.runs.len() > 1 {
+            state.single_track_fragments = false;
+        }
+        if key {
+            state.gop.clear();
+            state.gop_bytes = 0;
+        }
+        if !state.gop.is_empty() || key {
+            state.gop_bytes += live.fragment.len();
+            if state.gop_bytes > MAX_GOP_BYTES {
+                state.gop.clear();
+                state.gop_bytes = 0;
+            } else {
+                state.gop.push(live.clone());
+            }
+        }
+        self.place_in_segments(&mut state, &init, &live);
+        let _ = self.events.send(Event::Fragment(live));
+        drop(state);
+        self.bump();
+    }
+
+    fn place_in_segments(&self, state: &mut State, init: &MediaInit, live: &Arc<LiveFragment>) {
+        let Some(reference) = init.segment.track(init.reference_track) else {
+            return;
+        };
+        if state.segmenter.is_none() {
+            let next = state.next_number;
+            state.segmenter = Some(Segmenter::new(
+                reference,
+                self.config.segment_secs,
+                self.config.part_secs,
+                next,
+            ));
+        }
+        let Some(placement) = state
+            .segmenter
+            .as_mut()
+            .and_then(|s| s.push(&live.fragment))
+        else {
+            return;
+        };
+        if let Some(closed) = placement.closed_segment {
+            if let Some(mut open) = state.open.take() {
+                open.duration = closed.duration;
+                if let Some(part) = placement.closed_part {
+                    Self::close_part(&mut open, part);
+                }
+                Self::finish_open(state, open, self.config.window);
+            }
+        } else if let (Some(part), Some(open)) = (placement.closed_part, state.open.as_mut()) {
+            Self::close_part(open, part);
+        }
+        if placement.starts_segment {
+            let run = live.fragment.run(init.reference_track).copied();
+            let start = run.map_or(0, |r| r.decode_time);
+            if state.anchor_ms.is_none() {
+                let offset_ms = start.saturating_mul(1000) / u64::from(reference.timescale.max(1));
+                state.anchor_ms = Some(live.received_unix_ms.saturating_sub(offset_ms));
+            }
+            let wall_start_ms = live
+                .fragment
+                .prft
+                .and_then(|p| p.unix_millis())
+                .unwrap_or(live.received_unix_ms);
+            state.next_number = placement.segment + 1;
+            let discontinuity = std::mem::take(&mut state.discontinuity);
+            state.open = Some(Segment {
+                number: placement.segment,
+                generation: init.generation,
+                start,
+                duration: 0,
+                timescale: reference.timescale,
+                fragments: Vec::new(),
+                parts: Vec::new(),
+                tracks: Vec::new(),
+                bytes: 0,
+                wall_start_ms,
+                discontinuity,
+                complete: false,
+            });
+        }
+        let Some(open) = state.open.as_mut() else {
+            return;
+        };
+        if placement.starts_part {
+            open.parts.push(Part {
+                info: PartInfo {
+                    segment: open.number,
+                    index: placement.part,
+                    start: live
+                        .fragment
+                        .run(init.reference_track)
+                        .map_or(open.start, |r| r.decode_time),
+                    duration: 0,
+                    independent: live.key,
+                },
+                first: open.fragments.len(),
+                count: 0,
+            });
+        }
+        if let Some(part) = open.parts.last_mut() {
+            part.count += 1;
+        }
+        for run in &live.fragment.runs {
+            match open.track_timing_mut(run.track_id) {
+                Some(timing) => timing.duration += run.duration,
+                None => open.tracks.push(TrackTiming {
+                    track_id: run.track_id,
+                    start: run.decode_time,
+                    duration: run.duration,
+                }),
+            }
+        }
+        open.bytes += live.fragment.len();
+        open.fragments.push(live.clone());
+    }
+
+    fn close_part(open: &mut Segment, part: PartInfo) {
+        if let Some(p) = open.parts.iter_mut().find(|p| p.info.index == part.index) {
+            p.info.duration = part.duration;
+        }
+    }
+
+    fn finish_open(state: &mut State, mut open: Segment, window: usize) {
+        if open.duration == 0 {
+            open.duration = open
+                .tracks
+                .iter()
+                .find(|t| t.start == open.start)
+                .map_or(0, |t| t.duration);
+        }
+        open.complete = true;
+        state.window.push_back(Arc::new(open));
+        while state.window.len() > window.max(1) {
+            state.window.pop_front();
+        }
+    }
+
+    /// The source ended: close the growing segment and tell every viewer.
+    pub fn end(&self, status: Status) {
+        let mut state = self.lock();
+        if let Some(mut segmenter) = state.segmenter.take()
+            && let (Some((segment, part)), Some(mut open)) = (segmenter.finish(), state.open.take())
+        {
+            open.duration = segment.duration;
+            Self::close_part(&mut open, part);
+            Self::finish_open(&mut state, open, self.config.window);
+        }
+        state.status = status;
+        let _ = self.events.send(Event::End);
+        drop(state);
+        self.bump();
+    }
+
+    /// A new viewer: the init and the GOP so far, then everything live, atomically.
+    pub fn subscribe(&self) -> Subscription {
+        let state = self.lock();
+        let rx = self.events.subscribe();
+        let mut backlog = VecDeque::with_capacity(state.gop.len() + 1);
+        let ended = matches!(state.status, Status::Ended);
+        if let Some(init) = &state.init {
+            backlog.push_back(Delivery::Init(init.clone()));
+            backlog.extend(state.gop.iter().cloned().map(Delivery::Fragment));
+        }
+        let waiting_for_key = state.gop.is_empty();
+        drop(state);
+        self.counters.viewers.fetch_add(1, Ordering::Relaxed);
+        Subscription {
+            backlog,
+            rx,
+            waiting_for_key,
+            skipping: false,
+            skipped: 0,
+            max_lag: self.config.max_viewer_lag,
+            ended,
+        }
+    }
+
+    /// Called by a viewer's task when it goes.
+    pub fn unsubscribe(&self) {
+        self.counters.viewers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn viewers(&self) -> u64 {
+        self.counters.viewers.load(Ordering::Relaxed)
+    }
+
+    /// A consistent view of the init and the window, for manifests and segment requests.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        Snapshot {
+            init: state.init.clone(),
+            segments: state.window.iter().cloned().collect(),
+            open: state.open.clone().map(Arc::new),
+            anchor_ms: state.anchor_ms,
+            discontinuities: state.discontinuities,
+            single_track_fragments: state.single_track_fragments,
+            status: state.status.clone(),
+        }
+    }
+
+    /// The segment numbered `number`, complete or growing.
+    pub fn segment(&self, number: u64) -> Option<Arc<Segment>> {
+        let state = self.lock();
+        if let Some(open) = state.open.as_ref().filter(|s| s.number == number) {
+            return Some(Arc::new(open.clone()));
+        }
+        state.window.iter().find(|s| s.number == number).cloned()
+    }
+
+    /// Video and audio kinds of the current init, for the API.
+    pub fn track_kinds(&self) -> Vec<TrackKind> {
+        self.lock()
+            .init
+            .as_ref()
+            .map(|i| i.segment.tracks.iter().map(|t| t.kind).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The hub's state at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub init: Option<Arc<MediaInit>>,
+    pub segments: Vec<Arc<Segment>>,
+    pub open: Option<Arc<Segment>>,
+    pub anchor_ms: Option<u64>,
+    pub discontinuities: u64,
+    pub single_track_fragments: bool,
+    pub status: Status,
+}
+
+impl Snapshot {
+    /// Ingest bitrate over the window, in bits per second.
+    pub fn bitrate_bps(&self) -> u64 {
+        let bytes: usize = self.segments.iter().map(|s| s.bytes).sum();
+        let secs: f64 = self.segments.iter().map(|s| s.duration_secs()).sum();
+        if secs > 0.0 {
+            (bytes as f64 * 8.0 / secs) as u64
+        } else {
+            0
+        }
+    }
+
+    /// Bitrate of one track over the window.
+    pub fn track_bitrate_bps(&self, track_id: u32) -> u64 {
+        let bytes: usize = self
+            .segments
+            .iter()
+            .flat_map(|s| s.track_chunks(track_id))
+            .map(|b| b.len())
+            .sum();
+        let secs: f64 = self.segments.iter().map(|s| s.duration_secs()).sum();
+        if secs > 0.0 {
+            (bytes as f64 * 8.0 / secs) as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// What a viewer is sent next.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    Init(Arc<MediaInit>),
+    Fragment(Arc<LiveFragment>),
+    /// The viewer fell behind; this many fragments were left out and the next one starts a
+    /// GOP.
+    Skipped(u64),
+    End,
+}
+
+/// One viewer's view of the hub: the backlog it joined with, then the live ring.
+pub struct Subscription {
+    backlog: VecDeque<Delivery>,
+    rx: broadcast::Receiver<Event>,
+    /// After an init (or joining before the first key frame): drop media up to a key frame.
+    waiting_for_key: bool,
+    /// Behind: dropping media up to a key frame, counting it.
+    skipping: bool,
+    skipped: u64,
+    max_lag: Duration,
+    ended: bool,
+}
+
+impl Subscription {
+    /// The next delivery, waiting for one. `End` once the stream has ended.
+    pub async fn next(&mut self) -> Delivery {
+        loop {
+            if let Some(d) = self.backlog.pop_front() {
+                return d;
+            }
+            if self.ended {
+                return Delivery::End;
+            }
+            let event = self.rx.recv().await;
+            if let Some(d) = self.accept(event) {
+                return d;
+            }
+        }
+    }
+
+    /// The next delivery if one is ready now, for batching what is already queued.
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(d) = self.backlog.pop_front() {
+                return Some(d);
+            }
+            if self.ended {
+                return None;
+            }
+            let event = match self.rx.try_recv() {
+                Ok(event) => Ok(event),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    Err(broadcast::error::RecvError::Lagged(n))
+                }
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    Err(broadcast::error::RecvError::Closed)
+                }
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+            };
+            if let Some(d) = self.accept(event) {
+                return Some(d);
+            }
+        }
+    }
+
+    fn accept(&mut self, event: Result<Event, broadcast::error::RecvError>) -> Option<Delivery> {
+        match event {
+            Ok(Event::Init(init)) => {
+                self.waiting_for_key = true;
+                Some(Delivery::Init(init))
+            }
+            Ok(Event::Fragment(fragment)) => {
+                if !self.skipping
+                    && !self.waiting_for_key
+                    && fragment.received.elapsed() > self.max_lag
+                {
+                    self.skipping = true;
+                }
+                if self.skipping || self.waiting_for_key {
+                    if !fragment.key {
+                        if self.skipping {
+                            self.skipped += 1;
+                        }
+                        return None;
+                    }
+                    self.waiting_for_key = false;
+                    if self.skipping {
+                        self.skipping = false;
+                        let skipped = std::mem::take(&mut self.skipped);
+                        self.backlog.push_back(Delivery::Fragment(fragment));
+                        return Some(Delivery::Skipped(skipped));
+                    }
+                }
+                Some(Delivery::Fragment(fragment))
+            }
+            Ok(Event::End) | Err(broadcast::error::RecvError::Closed) => {
+                self.ended = true;
+                Some(Delivery::End)
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                self.skipping = true;
+                self.skipped += n;
+                None
+            }
+        }
+    }
+}

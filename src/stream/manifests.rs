@@ -1,0 +1,263 @@
+//! A hub's window as manifests: the DASH MPD and the HLS playlists, with the URLs given by
+//! the caller (the server's routes, or file names in a recording).
+
+use crate::fmp4::TrackKind;
+use crate::manifest::dash::{AdaptationSet, Mpd, Representation};
+use crate::manifest::hls::{self, MediaPlaylist, Multivariant};
+
+use super::{HubConfig, Segment, Snapshot};
+
+/// Segments in the window that belong to the current init, oldest first.
+fn current_segments(snapshot: &Snapshot) -> Vec<&Segment> {
+    let generation = snapshot.init.as_ref().map_or(0, |i| i.generation);
+    snapshot
+        .segments
+        .iter()
+        .map(|s| s.as_ref())
+        .filter(|s| s.generation == generation)
+        .collect()
+}
+
+/// The frame rate of the video, from the samples and durations in the window.
+pub fn frame_rate(snapshot: &Snapshot) -> Option<f64> {
+    let init = snapshot.init.as_ref()?;
+    let video = init.segment.video()?;
+    let (samples, ticks) = current_segments(snapshot)
+        .iter()
+        .flat_map(|s| s.fragments.iter())
+        .filter_map(|f| f.fragment.run(video.id))
+        .fold((0u64, 0u64), |(n, d), run| {
+            (n + u64::from(run.sample_count), d + run.duration)
+        });
+    if samples == 0 || ticks == 0 {
+        return None;
+    }
+    Some(samples as f64 * f64::from(video.timescale) / ticks as f64)
+}
+
+fn dash_frame_rate(fps: f64) -> String {
+    if (fps - fps.round()).abs() < 0.01 {
+        format!("{}", fps.round() as u64)
+    } else {
+        format!("{}/1000", (fps * 1000.0).round() as u64)
+    }
+}
+
+/// The MPD of the window. `None` before the first complete segment.
+pub fn dash_mpd(
+    snapshot: &Snapshot,
+    config: &HubConfig,
+    utc_timing_urls: Vec<String>,
+    now_ms: u64,
+    dynamic: bool,
+) -> Option<Mpd> {
+    let init = snapshot.init.as_ref()?;
+    let segments = current_segments(snapshot);
+    let first = segments.first()?;
+    let max_duration = segments
+        .iter()
+        .map(|s| s.duration_secs())
+        .fold(0.0, f64::max);
+    let total: f64 = segments.iter().map(|s| s.duration_secs()).sum();
+    let fps = frame_rate(snapshot).map(dash_frame_rate);
+    // One component per Representation (DASH-IF IOP) where every segment can be cut by
+    // track; fragments that mix tracks leave only the muxed form.
+    let per_track = snapshot.single_track_fragments
+        && init.segment.tracks.iter().all(|t| {
+            segments
+                .iter()
+                .all(|s| s.tracks.iter().any(|tt| tt.track_id == t.id))
+        });
+    let mut adaptation_sets = Vec::new();
+    if per_track {
+        for (index, track) in init.segment.tracks.iter().enumerate() {
+            let (content_type, mime_type) = match track.kind {
+                TrackKind::Video => ("video", "video/mp4"),
+                TrackKind::Audio => ("audio", "audio/mp4"),
+                TrackKind::Other(_) => continue,
+            };
+            let timeline = segments
+                .iter()
+                .filter_map(|s| s.tracks.iter().find(|t| t.track_id == track.id))
+                .map(|t| (t.start, t.duration))
+                .collect();
+            adaptation_sets.push(AdaptationSet {
+                id: index as u32,
+                content_type,
+                mime_type,
+                representation: Representation {
+                    id: track.id.to_string(),
+                    codecs: track.codec.clone().unwrap_or_default(),
+                    bandwidth: snapshot.track_bitrate_bps(track.id).max(1000),
+                    width: track.width,
+                    height: track.height,
+                    frame_rate: (track.kind == TrackKind::Video)
+                        .then(|| fps.clone())
+                        .flatten(),
+                    audio_sampling_rate: track.sample_rate,
+                    audio_channels: track.channels,
+                    timescale: track.timescale,
+                    initialization: "$RepresentationID$/init.mp4".into(),
+                    media: "$RepresentationID$/$Number$.m4s".into(),
+                    start_number: first.number,
+                    timeline,
+                },
+            });
+        }
+    } else {
+        let video = init.segment.video();
+        adaptation_sets.push(AdaptationSet {
+            id: 0,
+            content_type: if video.is_some() { "video" } else { "audio" },
+            mime_type: if video.is_some() {
+                "video/mp4"
+            } else {
+                "audio/mp4"
+            },
+            representation: Representation {
+                id: "muxed".into(),
+                codecs: init.segment.codecs(),
+                bandwidth: snapshot.bitrate_bps().max(1000),
+                width: video.map_or(0, |v| v.width),
+                height: video.map_or(0, |v| v.height),
+                frame_rate: fps,
+                audio_sampling_rate: 0,
+                audio_channels: 0,
+                timescale: first.timescale,
+                initialization: "init.mp4".into(),
+                media: "$Number$.m4s".into(),
+                start_number: first.number,
+                timeline: segments.iter().map(|s| (s.start, s.duration)).collect(),
+            },
+        });
+    }
+    Some(Mpd {
+        dynamic,
+        availability_start_ms: snapshot.anchor_ms.unwrap_or(0),
+        publish_time_ms: now_ms,
+        minimum_update_period_secs: config.segment_secs,
+        time_shift_buffer_depth_secs: (config.window as f64 * config.segment_secs).max(total),
+        suggested_presentation_delay_secs: 2.0 * config.segment_secs,
+        min_buffer_time_secs: config.segment_secs,
+        max_segment_duration_secs: max_duration.max(config.segment_secs),
+        media_presentation_duration_secs: (!dynamic).then_some(total),
+        utc_timing_urls,
+        adaptation_sets,
+    })
+}
+
+/// Where the HLS playlists point.
+pub struct HlsUris<'a> {
+    /// The init segment (the DASH one).
+    pub map: &'a str,
+    /// Prefix of full segments (`{prefix}{number}.m4s`, the DASH ones).
+    pub segment_prefix: &'a str,
+    /// Prefix of parts (`{prefix}{number}.{part}.m4s`).
+    pub part_prefix: &'a str,
+}
+
+pub fn hls_multivariant(snapshot: &Snapshot, media_uri: &str) -> Option<String> {
+    let init = snapshot.init.as_ref()?;
+    let video = init.segment.video();
+    Some(hls::multivariant(&Multivariant {
+        bandwidth: snapshot.bitrate_bps().max(1000),
+        codecs: init.segment.codecs(),
+        resolution: video.map(|v| (v.width, v.height)),
+        frame_rate: frame_rate(snapshot),
+        media_uri: media_uri.to_string(),
+    }))
+}
+
+/// How many of the newest segments list their parts (RFC 8216bis §6.2.2 keeps parts for the
+/// last three target durations or so).
+const SEGMENTS_WITH_PARTS: usize = 3;
+
+fn parts_of(segment: &Segment, uris: &HlsUris<'_>, complete_only: bool) -> Vec<hls::Part> {
+    segment
+        .parts
+        .iter()
+        .filter(|p| !complete_only || p.info.duration > 0 || segment.complete)
+        .map(|p| hls::Part {
+            uri: format!(
+                "{}{}.{}.m4s",
+                uris.part_prefix, segment.number, p.info.index
+            ),
+            duration_secs: p.info.duration as f64 / f64::from(segment.timescale.max(1)),
+            independent: p.info.independent,
+        })
+        .collect()
+}
+
+/// The media playlist of the window; `ended` for a finished recording.
+pub fn hls_media(
+    snapshot: &Snapshot,
+    config: &HubConfig,
+    uris: &HlsUris<'_>,
+    ended: bool,
+) -> Option<MediaPlaylist> {
+    snapshot.init.as_ref()?;
+    let segments = current_segments(snapshot);
+    let count = segments.len();
+    let first_number = segments
+        .first()
+        .map(|s| s.number)
+        .or_else(|| snapshot.open.as_ref().map(|s| s.number))?;
+    let in_window_discontinuities = segments.iter().filter(|s| s.discontinuity).count() as u64;
+    let listed = segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| hls::Segment {
+            uri: format!("{}{}.m4s", uris.segment_prefix, s.number),
+            duration_secs: s.duration_secs(),
+            program_date_time_ms: Some(s.wall_start_ms),
+            parts: if i + SEGMENTS_WITH_PARTS >= count {
+                parts_of(s, uris, false)
+            } else {
+                Vec::new()
+            },
+            discontinuity: s.discontinuity && i > 0,
+        })
+        .collect();
+    let open = snapshot.open.as_ref().filter(|_| !ended);
+    let open_parts = open.map(|s| parts_of(s, uris, true)).unwrap_or_default();
+    let preload_hint_uri = open.map(|s| {
+        let next = s
+            .parts
+            .iter()
+            .filter(|p| p.info.duration > 0)
+            .map(|p| p.info.index + 1)
+            .max()
+            .unwrap_or(0);
+        format!("{}{}.{}.m4s", uris.part_prefix, s.number, next)
+    });
+    let max_duration = segments
+        .iter()
+        .map(|s| s.duration_secs())
+        .fold(config.segment_secs, f64::max);
+    Some(MediaPlaylist {
+        target_duration_secs: max_duration.round().max(1.0) as u64,
+        part_target_secs: config.part_secs,
+        media_sequence: first_number,
+        discontinuity_sequence: snapshot
+            .discontinuities
+            .saturating_sub(in_window_discontinuities),
+        map_uri: uris.map.to_string(),
+        segments: listed,
+        open_parts,
+        open_program_date_time_ms: open.map(|s| s.wall_start_ms),
+        preload_hint_uri,
+        ended,
+    })
+}
+
+/// The newest complete part, as `(segment number, part index)`, for blocking reloads.
+pub fn last_part(snapshot: &Snapshot) -> Option<(u64, u32)> {
+    if let Some(open) = &snapshot.open
+        && let Some(part) = open.parts.iter().rev().find(|p| p.info.duration > 0)
+    {
+        return Some((open.number, part.info.index));
+    }
+    let last = snapshot.segments.last()?;
+    let part = last.parts.last()?;
+    Some((last.number, part.info.index))
+}
