@@ -30,6 +30,9 @@ pub use ws::init_message;
 
 use crate::stream::{self, HubConfig, StreamDef, Streams};
 
+/// Each connection's kernel send buffer: about a second of a 2 Mbit/s stream.
+const SEND_BUFFER_BYTES: usize = 256 * 1024;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -104,9 +107,12 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         streams: streams.clone(),
         shutdown: shutdown.clone(),
     };
-    // Nagle's algorithm would hold small fragments back: latency first.
     let listener = listener.tap_io(|tcp| {
+        // Nagle's algorithm would hold small fragments back: latency first.
         let _ = tcp.set_nodelay(true);
+        // A kernel send buffer can hold seconds of video, hiding a slow viewer from its
+        // queue; a bounded one makes the backlog show where we can skip it.
+        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
     });
     tokio::spawn(watch_signals(shutdown.clone()));
     let app = router(state);

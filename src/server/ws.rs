@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -32,14 +34,19 @@ pub async fn upgrade(
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // An unknown stream is 404 before anything about the upgrade is looked at.
     let stream = app
         .streams
         .get(&name)
         .cloned()
         .ok_or(ApiError::NotFound("stream"))?;
     check_origin(&headers)?;
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
     let shutdown = app.shutdown.clone();
     let span = tracing::info_span!("viewer", stream = %name);
     Ok(ws

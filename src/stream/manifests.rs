@@ -18,21 +18,34 @@ fn current_segments(snapshot: &Snapshot) -> Vec<&Segment> {
         .collect()
 }
 
-/// The frame rate of the video, from the samples and durations in the window.
+/// The frame rate of the video, from the median interval between frames in the window
+/// (decode times, which encoders get right even where sample durations are not; the median
+/// ignores a start-up hiccup or a dropped frame).
 pub fn frame_rate(snapshot: &Snapshot) -> Option<f64> {
     let init = snapshot.init.as_ref()?;
     let video = init.segment.video()?;
-    let (samples, ticks) = current_segments(snapshot)
+    let runs: Vec<_> = current_segments(snapshot)
         .iter()
         .flat_map(|s| s.fragments.iter())
-        .filter_map(|f| f.fragment.run(video.id))
-        .fold((0u64, 0u64), |(n, d), run| {
-            (n + u64::from(run.sample_count), d + run.duration)
-        });
-    if samples == 0 || ticks == 0 {
+        .filter_map(|f| f.fragment.run(video.id).copied())
+        .collect();
+    let mut intervals: Vec<f64> = runs
+        .windows(2)
+        .filter(|w| w[1].decode_time > w[0].decode_time && w[0].sample_count > 0)
+        .map(|w| (w[1].decode_time - w[0].decode_time) as f64 / f64::from(w[0].sample_count))
+        .collect();
+    if intervals.is_empty() {
         return None;
     }
-    Some(samples as f64 * f64::from(video.timescale) / ticks as f64)
+    intervals.sort_by(f64::total_cmp);
+    let median = intervals[intervals.len() / 2];
+    let fps = f64::from(video.timescale) / median;
+    let whole = fps.round();
+    Some(if (fps - whole).abs() < 0.01 {
+        whole
+    } else {
+        fps
+    })
 }
 
 fn dash_frame_rate(fps: f64) -> String {

@@ -129,3 +129,101 @@ pub fn split_whole(data: &Bytes) -> (std::sync::Arc<InitSegment>, Vec<Fragment>)
     }
     (init.expect("an init segment"), fragments)
 }
+
+pub mod server;
+pub mod ws;
+
+/// One AdaptationSet of an MPD, as the tests need it.
+#[derive(Debug, Clone)]
+pub struct MpdSet {
+    pub content_type: String,
+    pub representation: String,
+    pub codecs: String,
+    pub timescale: u64,
+    pub start_number: u64,
+    pub initialization: String,
+    pub media: String,
+    /// (t, d) per segment, `r` expanded.
+    pub timeline: Vec<(u64, u64)>,
+}
+
+fn attr(text: &str, name: &str) -> Option<String> {
+    let key = format!(" {name}=\"");
+    let start = text.find(&key)? + key.len();
+    let end = text[start..].find('"')? + start;
+    Some(text[start..end].to_string())
+}
+
+/// A small MPD reader: enough to fetch what an MPD lists.
+pub fn parse_mpd(text: &str) -> Vec<MpdSet> {
+    text.split("<AdaptationSet")
+        .skip(1)
+        .map(|set| {
+            let set = set.split("</AdaptationSet>").next().unwrap_or_default();
+            let rep = set.split("<Representation").nth(1).unwrap_or_default();
+            let template = set.split("<SegmentTemplate").nth(1).unwrap_or_default();
+            let mut timeline = Vec::new();
+            let mut next = 0u64;
+            for s in set.split("<S ").skip(1) {
+                let s = s.split("/>").next().unwrap_or_default();
+                let s = format!(" {s}");
+                let t = attr(&s, "t").and_then(|v| v.parse().ok()).unwrap_or(next);
+                let d: u64 = attr(&s, "d").and_then(|v| v.parse().ok()).expect("S@d");
+                let r: u64 = attr(&s, "r").and_then(|v| v.parse().ok()).unwrap_or(0);
+                for i in 0..=r {
+                    timeline.push((t + i * d, d));
+                }
+                next = t + (r + 1) * d;
+            }
+            MpdSet {
+                content_type: attr(set, "contentType").unwrap_or_default(),
+                representation: attr(rep, "id").unwrap_or_default(),
+                codecs: attr(rep, "codecs").unwrap_or_default(),
+                timescale: attr(template, "timescale")
+                    .and_then(|v| v.parse().ok())
+                    .expect("timescale"),
+                start_number: attr(template, "startNumber")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+                initialization: attr(template, "initialization").expect("initialization"),
+                media: attr(template, "media").expect("media"),
+                timeline,
+            }
+        })
+        .collect()
+}
+
+/// Fills a DASH template.
+pub fn fill_template(template: &str, representation: &str, number: u64) -> String {
+    template
+        .replace("$RepresentationID$", representation)
+        .replace("$Number$", &number.to_string())
+}
+
+/// Writes bytes to a temp file named `name` and returns its path.
+pub fn temp_media(name: &str, parts: &[&[u8]]) -> PathBuf {
+    let dir = server::temp_dir("media");
+    let path = dir.join(name);
+    let mut all = Vec::new();
+    for part in parts {
+        all.extend_from_slice(part);
+    }
+    std::fs::write(&path, all).expect("writing media");
+    path
+}
+
+/// Samples of each track in fMP4 bytes, by our own parse: `(track kind, samples)`.
+pub fn sample_counts(data: &Bytes) -> Vec<(websocketlivestream::fmp4::TrackKind, u64)> {
+    let (init, fragments) = split_whole(data);
+    init.tracks
+        .iter()
+        .map(|t| {
+            let n = fragments
+                .iter()
+                .filter_map(|f| f.run(t.id))
+                .map(|r| u64::from(r.sample_count))
+                .sum();
+            (t.kind, n)
+        })
+        .collect()
+}

@@ -1,0 +1,795 @@
+//! The real binary on port 0, with a real ffmpeg, talked to as viewers and players would.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::server::*;
+use common::ws::{self, Msg};
+use common::*;
+use websocketlivestream::fmp4::{Fragment, InitSegment, TrackKind};
+
+/// Collects media from a viewer until `secs` of the reference track have arrived.
+async fn collect_media(socket: &mut ws::Socket, init: &InitSegment, secs: f64) -> Vec<Fragment> {
+    let reference = init.reference_track().expect("a track");
+    let mut fragments = Vec::new();
+    let mut covered = 0u64;
+    let deadline = Instant::now() + Duration::from_secs_f64(secs + 20.0);
+    while (covered as f64) < secs * f64::from(reference.timescale) {
+        assert!(Instant::now() < deadline, "media too slow: {covered} ticks");
+        match ws::next(socket, Duration::from_secs(10)).await {
+            Some(Msg::Binary(bytes)) => {
+                let fragment =
+                    Fragment::parse(bytes, 0, init).expect("each binary frame is a fragment");
+                if let Some(run) = fragment.run(reference.id) {
+                    covered += run.duration;
+                }
+                fragments.push(fragment);
+            }
+            other => panic!("unexpected message while collecting media: {other:?}"),
+        }
+    }
+    fragments
+}
+
+fn video_samples(init: &InitSegment, fragments: &[Fragment]) -> u64 {
+    let video = init.video().expect("video").id;
+    fragments
+        .iter()
+        .filter_map(|f| f.run(video))
+        .map(|r| u64::from(r.sample_count))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_viewer_gets_init_then_key_frame_first_media_that_ffprobe_decodes() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let config = temp_file("ws.toml", &small_testsrc_config("live"));
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let mut socket = ws::connect(&server.ws_url("/ws/live")).await;
+    let (message, init_bytes) = ws::expect_init(&mut socket).await;
+    let init = InitSegment::parse(init_bytes.clone(), 0).expect("init parses");
+    // The message describes the init it precedes: H.264 and AAC-LC, 320x180.
+    let codecs = init.codecs();
+    assert!(
+        codecs.starts_with("avc1.") && codecs.ends_with(",mp4a.40.2"),
+        "{codecs}"
+    );
+    assert_eq!(message["codecs"], codecs.as_str(), "{message}");
+    assert_eq!(message["mime"], format!("video/mp4; codecs=\"{codecs}\""));
+    assert_eq!(
+        (message["width"].as_u64(), message["height"].as_u64()),
+        (Some(320), Some(180))
+    );
+    let served_init = reqwest::get(server.url("/dash/live/init.mp4"))
+        .await
+        .expect("GET init")
+        .bytes()
+        .await
+        .expect("init body");
+    assert_eq!(
+        served_init, init_bytes,
+        "the WebSocket init is the DASH init, byte for byte"
+    );
+
+    let fragments = collect_media(&mut socket, &init, 3.0).await;
+    let video = init.video().expect("video").id;
+    let first_video = fragments
+        .iter()
+        .find(|f| f.run(video).is_some())
+        .expect("video");
+    assert!(
+        first_video.starts_with_sync_of(video),
+        "media must start at a key frame"
+    );
+    assert!(
+        fragments
+            .iter()
+            .all(|f| f.runs.iter().all(|r| r.duration > 0)),
+        "every sample has a duration (MSE drops frames without one)"
+    );
+
+    let mut parts: Vec<&[u8]> = vec![&init_bytes];
+    parts.extend(fragments.iter().map(|f| &f.bytes[..]));
+    let file = temp_media("viewer.mp4", &parts);
+    if let Some(errors) = ffmpeg_decode_errors(&file) {
+        panic!("ffmpeg could not decode what the viewer got: {errors}");
+    }
+    let probed = ffprobe_frames(&file);
+    let expected = video_samples(&init, &fragments);
+    eprintln!("WebSocket viewer: {expected} video frames received, ffprobe decoded {probed:?}");
+    assert_eq!(probed[0], ("video".to_string(), expected));
+    assert!(
+        expected >= 85,
+        "3 s at 30 fps is about 90 frames, got {expected}"
+    );
+}
+
+#[tokio::test]
+async fn dash_mpd_lists_segments_that_ffprobe_decodes_per_track_and_muxed() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let config = temp_file("dash.toml", &small_testsrc_config("cam"));
+    let server = TestServer::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--segment-duration",
+        "1",
+    ]);
+    let client = reqwest::Client::new();
+    // Wait for three complete segments.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mpd, sets) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no MPD with 3 segments; log:\n{}",
+            server.log()
+        );
+        let response = client
+            .get(server.url("/dash/cam/manifest.mpd"))
+            .send()
+            .await
+            .expect("GET mpd");
+        if response.status().is_success() {
+            assert_eq!(response.headers()["content-type"], "application/dash+xml");
+            assert_eq!(response.headers()["cache-control"], "no-cache");
+            let text = response.text().await.expect("mpd body");
+            let sets = parse_mpd(&text);
+            if sets.iter().all(|s| s.timeline.len() >= 3) {
+                break (text, sets);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for needle in [
+        "type=\"dynamic\"",
+        "availabilityStartTime=",
+        "publishTime=",
+        "minimumUpdatePeriod=",
+        "timeShiftBufferDepth=",
+        "suggestedPresentationDelay=",
+        "urn:mpeg:dash:utc:http-xsdate:2014",
+        "<SegmentTimeline>",
+    ] {
+        assert!(mpd.contains(needle), "MPD lacks {needle}:\n{mpd}");
+    }
+    let time = client
+        .get(server.url("/api/time"))
+        .send()
+        .await
+        .expect("time")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        time.ends_with('Z') && time.len() == 24,
+        "xs:dateTime, got {time}"
+    );
+    assert_eq!(sets.len(), 2, "one AdaptationSet per track:\n{mpd}");
+    let video = sets
+        .iter()
+        .find(|s| s.content_type == "video")
+        .expect("video set");
+    assert!(video.codecs.starts_with("avc1."), "{}", video.codecs);
+    let audio = sets
+        .iter()
+        .find(|s| s.content_type == "audio")
+        .expect("audio set");
+    assert_eq!(audio.codecs, "mp4a.40.2");
+    assert_eq!(video.start_number, audio.start_number);
+
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let response = client.get(&path).send().await.expect("GET");
+            assert!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
+            (
+                response.headers().clone(),
+                response.bytes().await.expect("body"),
+            )
+        }
+    };
+    let numbers: Vec<u64> = (0..video.timeline.len() as u64)
+        .map(|i| video.start_number + i)
+        .collect();
+    for set in [video, audio] {
+        let (_, init) = get(server.url(&format!(
+            "/dash/cam/{}",
+            fill_template(&set.initialization, &set.representation, 0)
+        )))
+        .await;
+        let mut parts = vec![init.clone()];
+        for number in &numbers {
+            let (headers, segment) = get(server.url(&format!(
+                "/dash/cam/{}",
+                fill_template(&set.media, &set.representation, *number)
+            )))
+            .await;
+            assert!(
+                headers["cache-control"]
+                    .to_str()
+                    .expect("ascii")
+                    .contains("immutable")
+            );
+            parts.push(segment);
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(|b| &b[..]).collect();
+        let file = temp_media(&format!("{}.mp4", set.content_type), &refs);
+        if let Some(errors) = ffmpeg_decode_errors(&file) {
+            panic!("{} track does not decode: {errors}", set.content_type);
+        }
+        let joined: Vec<u8> = refs.concat();
+        let ours = sample_counts(&Bytes::from(joined));
+        assert_eq!(ours.len(), 1, "a per-track init has one track");
+        let probed = ffprobe_frames(&file);
+        eprintln!(
+            "DASH {}: {} segments, {:?} samples, ffprobe {:?}",
+            set.content_type,
+            numbers.len(),
+            ours,
+            probed
+        );
+        if set.content_type == "video" {
+            assert_eq!(probed, vec![("video".to_string(), ours[0].1)]);
+        }
+        // The timeline says how long each segment is; the segments agree.
+        let timeline_ticks: u64 = set
+            .timeline
+            .iter()
+            .take(numbers.len())
+            .map(|(_, d)| d)
+            .sum();
+        let secs = timeline_ticks as f64 / set.timescale as f64;
+        assert!(
+            (secs - numbers.len() as f64).abs() < 0.6,
+            "{} s for {} one-second segments",
+            secs,
+            numbers.len()
+        );
+    }
+
+    // The muxed segment is every track's fragments together, in order.
+    let (_, muxed) = get(server.url(&format!("/dash/cam/{}.m4s", numbers[0]))).await;
+    let (_, muxed_init) = get(server.url("/dash/cam/init.mp4")).await;
+    let muxed_file: Vec<u8> = [&muxed_init[..], &muxed[..]].concat();
+    let counts = sample_counts(&Bytes::from(muxed_file));
+    assert!(counts.iter().any(|(k, n)| *k == TrackKind::Video && *n > 0));
+    assert!(counts.iter().any(|(k, n)| *k == TrackKind::Audio && *n > 0));
+
+    // Gone from the window, or not yet made: 404.
+    let missing = client
+        .get(server.url("/dash/cam/1.m4s"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(missing.status(), 404);
+    let future = client
+        .get(server.url(&format!(
+            "/dash/cam/{}.m4s",
+            numbers[numbers.len() - 1] + 100
+        )))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(future.status(), 404);
+}
+
+#[tokio::test]
+async fn hls_playlists_use_the_dash_files_and_block_until_a_part_exists() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let config = temp_file("hls.toml", &small_testsrc_config("live"));
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let playlist = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no playlist; log:\n{}",
+            server.log()
+        );
+        let response = client
+            .get(server.url("/hls/live/live.m3u8"))
+            .send()
+            .await
+            .expect("GET");
+        if response.status().is_success() {
+            let text = response.text().await.expect("body");
+            if text.contains("#EXTINF") {
+                break text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for needle in [
+        "#EXT-X-VERSION:9",
+        "#EXT-X-MAP:URI=\"/dash/live/init.mp4\"",
+        "#EXT-X-PART-INF:PART-TARGET=",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART",
+        ",INDEPENDENT=YES",
+    ] {
+        assert!(
+            playlist.contains(needle),
+            "playlist lacks {needle}:\n{playlist}"
+        );
+    }
+    let multivariant = client
+        .get(server.url("/hls/live/index.m3u8"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    assert!(multivariant.contains("CODECS=\"avc1."), "{multivariant}");
+    assert!(multivariant.contains("FRAME-RATE=30.000"), "{multivariant}");
+    assert!(
+        multivariant.contains("RESOLUTION=320x180"),
+        "{multivariant}"
+    );
+
+    // A segment listed in the playlist is the DASH file; its parts, joined, are the same bytes.
+    let uri = playlist
+        .lines()
+        .find(|l| l.starts_with("/dash/live/"))
+        .expect("a segment URI");
+    let number: u64 = uri
+        .trim_start_matches("/dash/live/")
+        .trim_end_matches(".m4s")
+        .parse()
+        .expect("number");
+    let segment = client
+        .get(server.url(uri))
+        .send()
+        .await
+        .expect("GET")
+        .bytes()
+        .await
+        .expect("body");
+    let mut joined = Vec::new();
+    for part in 0.. {
+        let response = client
+            .get(server.url(&format!("/hls/live/{number}.{part}.m4s")))
+            .send()
+            .await
+            .expect("GET");
+        if response.status() == 404 {
+            break;
+        }
+        joined.extend_from_slice(&response.bytes().await.expect("part"));
+    }
+    assert_eq!(Bytes::from(joined), segment, "parts make up the segment");
+
+    // Blocking reload: the next part is answered as soon as it exists...
+    let (msn, part) = next_part(&playlist);
+    let started = Instant::now();
+    let response = client
+        .get(server.url(&format!(
+            "/hls/live/live.m3u8?_HLS_msn={msn}&_HLS_part={part}"
+        )))
+        .send()
+        .await
+        .expect("GET");
+    assert!(response.status().is_success());
+    let blocked = response.text().await.expect("body");
+    let waited = started.elapsed();
+    assert!(
+        blocked.contains(&format!("{msn}.{part}.m4s\""))
+            && !blocked.contains(&format!("PRELOAD-HINT:TYPE=PART,URI=\"{msn}.{part}.m4s\"")),
+        "the answer lists part {msn}.{part} as complete:\n{blocked}"
+    );
+    eprintln!("blocking reload for {msn}.{part} answered after {waited:?}");
+    // ...and one far in the future is refused.
+    let far = client
+        .get(server.url(&format!(
+            "/hls/live/live.m3u8?_HLS_msn={}&_HLS_part=0",
+            msn + 50
+        )))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(far.status(), 400);
+}
+
+/// The part a playlist's preload hint names.
+fn next_part(playlist: &str) -> (u64, u32) {
+    let hint = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+        .expect("preload hint");
+    let uri = hint
+        .split("URI=\"")
+        .nth(1)
+        .expect("uri")
+        .trim_end_matches('"');
+    let stem = uri.trim_end_matches(".m4s");
+    let (msn, part) = stem.split_once('.').expect("msn.part");
+    (msn.parse().expect("msn"), part.parse().expect("part"))
+}
+
+#[tokio::test]
+async fn pages_api_and_errors_without_ffmpeg() {
+    let server = TestServer::start(&["--stream", "clip=sample"]);
+    let client = reqwest::Client::new();
+    let health = client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.expect("body"), "ok");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let streams = loop {
+        let list: serde_json::Value = client
+            .get(server.url("/api/streams"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        if list[0]["segments"].as_u64().unwrap_or(0) >= 1 || Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let clip = &streams[0];
+    assert_eq!(clip["name"], "clip");
+    assert_eq!(clip["source"], "sample");
+    assert_eq!(clip["state"], "live");
+    assert_eq!(clip["codecs"], "avc1.64001f,mp4a.40.2");
+    assert_eq!(
+        (clip["width"].as_u64(), clip["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    for key in ["mime", "viewers", "bitrate_bps", "segments"] {
+        assert!(!clip[key].is_null(), "{key} missing: {clip}");
+    }
+    assert!(
+        clip["bitrate_bps"].as_u64().unwrap_or(0) > 100_000,
+        "{clip}"
+    );
+
+    let index = client
+        .get(server.url("/"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    assert!(index.contains("href=\"/watch/clip\""), "{index}");
+    let watch = client
+        .get(server.url("/watch/clip"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(watch.status(), 200);
+    let watch = watch.text().await.expect("body");
+    assert!(watch.contains("data-stream=\"clip\""), "{watch}");
+    let script = client
+        .get(server.url("/assets/watch.js"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/javascript")
+    );
+
+    for (path, status) in [
+        ("/watch/nope", 404),
+        ("/ws/nope", 404),
+        ("/dash/nope/manifest.mpd", 404),
+        ("/dash/clip/x.m4s", 404),
+        ("/hls/clip/live.m3u8?_HLS_msn=abc", 400),
+        ("/hls/clip/live.m3u8?_HLS_part=1", 400),
+        ("/assets/nope.js", 404),
+    ] {
+        let response = client.get(server.url(path)).send().await.expect("GET");
+        assert_eq!(response.status(), status, "{path}");
+    }
+    // A page from another site may not open our sockets.
+    let request = tokio_tungstenite::tungstenite::http::Request::builder()
+        .uri(server.ws_url("/ws/clip"))
+        .header("Host", &server.addr)
+        .header("Origin", "http://evil.example")
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(())
+        .expect("request");
+    let refused = tokio_tungstenite::connect_async(request).await;
+    assert!(refused.is_err(), "cross-origin upgrade must be refused");
+}
+
+#[tokio::test]
+async fn garbage_on_stdin_fails_that_stream_only() {
+    let (server, mut stdin) =
+        TestServer::start_with_stdin(&["--stream", "good=sample", "--stream", "bad=stdin"]);
+    use std::io::Write;
+    stdin
+        .write_all(
+            b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00\xde\xad\xbe\xefgarbage garbage garbage",
+        )
+        .expect("write stdin");
+    stdin.flush().expect("flush");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list: serde_json::Value = client
+            .get(server.url("/api/streams"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        let bad = list
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|s| s["name"] == "bad")
+            .expect("bad")
+            .clone();
+        let good = list
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|s| s["name"] == "good")
+            .expect("good")
+            .clone();
+        if bad["state"] == "failed" && good["segments"].as_u64().unwrap_or(0) >= 1 {
+            assert!(
+                bad["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("broken fMP4 input"),
+                "{bad}"
+            );
+            assert_eq!(good["state"], "live");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{list}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        server
+            .log()
+            .contains("stdin source stopped: broken fMP4 input"),
+        "{}",
+        server.log()
+    );
+    // The other stream still serves viewers.
+    let mut socket = ws::connect(&server.ws_url("/ws/good")).await;
+    let (_, init) = ws::expect_init(&mut socket).await;
+    let init = InitSegment::parse(init, 0).expect("init");
+    let fragments = collect_media(&mut socket, &init, 1.0).await;
+    assert!(!fragments.is_empty());
+    assert_eq!(
+        client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_fmp4_stream_on_stdin_is_served_and_its_end_closes_viewers() {
+    let (server, mut stdin) = TestServer::start_with_stdin(&["--stream", "pipe=stdin"]);
+    let mut socket = ws::connect(&server.ws_url("/ws/pipe")).await;
+    let data = fixture("av-per-frame.mp4");
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // Slowly enough that the viewer is connected before the end.
+        for chunk in data.chunks(4096) {
+            stdin.write_all(chunk).expect("write");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let (message, _) = ws::expect_init(&mut socket).await;
+    let (fixture_init, _) = split_whole(&fixture("av-per-frame.mp4"));
+    assert_eq!(message["codecs"], fixture_init.codecs().as_str());
+    let mut media = 0;
+    let end = loop {
+        match ws::next(&mut socket, Duration::from_secs(20)).await {
+            Some(Msg::Binary(_)) => media += 1,
+            Some(Msg::Text(value)) => break value,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    writer.join().expect("writer");
+    assert_eq!(end["type"], "end");
+    assert!(media > 10, "got {media} fragments");
+    match ws::next(&mut socket, Duration::from_secs(5)).await {
+        Some(Msg::Close(code)) => assert_eq!(code, Some(1000)),
+        other => panic!("expected close 1000, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_slow_viewer_is_moved_to_a_key_frame_and_others_play_on() {
+    let server = TestServer::start(&["--stream", "clip=sample"]);
+    // A viewer with a tiny receive buffer that stops reading.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(8 * 1024).expect("rcvbuf");
+    let tcp = socket
+        .connect(server.addr.parse().expect("addr"))
+        .await
+        .expect("connect");
+    let (mut slow, _) = tokio_tungstenite::client_async(server.ws_url("/ws/clip"), tcp)
+        .await
+        .expect("slow viewer");
+    let mut normal = ws::connect(&server.ws_url("/ws/clip")).await;
+    let (_, init) = ws::expect_init(&mut slow).await;
+    let init = InitSegment::parse(init, 0).expect("init");
+    ws::expect_init(&mut normal).await;
+
+    // The normal viewer reads for 6 s while the slow one reads nothing.
+    let normal_task = tokio::spawn(async move {
+        let mut sequences = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            match ws::next(&mut normal, Duration::from_secs(5)).await {
+                Some(Msg::Binary(bytes)) => sequences.push(bytes),
+                Some(Msg::Text(value)) => panic!("the normal viewer was told {value}"),
+                other => panic!("normal viewer: {other:?}"),
+            }
+        }
+        sequences
+    });
+    let normal_fragments = normal_task.await.expect("normal viewer");
+    // Now the slow viewer reads: somewhere a skip, then a key frame.
+    let video = init.video().expect("video").id;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let skipped = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the slow viewer was never skipped\n{}",
+            server.log()
+        );
+        match ws::next(&mut slow, Duration::from_secs(10)).await {
+            Some(Msg::Text(value)) if value["type"] == "skipped" => break value,
+            Some(Msg::Binary(_)) => continue,
+            other => panic!("slow viewer: {other:?}"),
+        }
+    };
+    assert!(skipped["fragments"].as_u64().unwrap_or(0) > 0, "{skipped}");
+    let after = match ws::next(&mut slow, Duration::from_secs(10)).await {
+        Some(Msg::Binary(bytes)) => Fragment::parse(bytes, 0, &init).expect("fragment"),
+        other => panic!("after skipped: {other:?}"),
+    };
+    assert!(
+        after.starts_with_sync_of(video),
+        "after a skip comes a key frame"
+    );
+
+    // The normal viewer got every fragment, in order, at the source's pace.
+    let sequences: Vec<u32> = normal_fragments
+        .iter()
+        .map(|b| {
+            Fragment::parse(b.clone(), 0, &init)
+                .expect("fragment")
+                .sequence
+        })
+        .collect();
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "gaps: {sequences:?}"
+    );
+    assert!(
+        sequences.len() > 200,
+        "6 s of video and audio fragments, got {}",
+        sequences.len()
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_ffmpeg_gives_viewers_a_fresh_init_and_a_continuous_timeline() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let config = temp_file("restart.toml", &small_testsrc_config("live"));
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let mut socket = ws::connect(&server.ws_url("/ws/live")).await;
+    let (_, init) = ws::expect_init(&mut socket).await;
+    let init = InitSegment::parse(init, 0).expect("init");
+    let video = init.video().expect("video").id;
+    let before = collect_media(&mut socket, &init, 1.0).await;
+    let last_before = before
+        .iter()
+        .filter_map(|f| f.run(video))
+        .map(|r| r.end_time())
+        .max()
+        .expect("video");
+
+    let children = ffmpeg_children(server.pid());
+    assert_eq!(children.len(), 1, "one ffmpeg per stream");
+    std::process::Command::new("kill")
+        .arg("-9")
+        .arg(children[0].to_string())
+        .status()
+        .expect("kill");
+
+    // The socket stays open; a new init comes, then media that continues the timeline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let message = loop {
+        assert!(Instant::now() < deadline, "no new init\n{}", server.log());
+        match ws::next(&mut socket, Duration::from_secs(20)).await {
+            Some(Msg::Text(value)) if value["type"] == "init" => break value,
+            Some(Msg::Binary(_)) => continue,
+            other => panic!("while waiting for a new init: {other:?}"),
+        }
+    };
+    assert!(message["generation"].as_u64() >= Some(2), "{message}");
+    let Some(Msg::Binary(init2)) = ws::next(&mut socket, Duration::from_secs(5)).await else {
+        panic!("new init segment expected");
+    };
+    let init2 = InitSegment::parse(init2, 0).expect("init");
+    let after = collect_media(&mut socket, &init2, 1.0).await;
+    let first_after = after
+        .iter()
+        .filter_map(|f| f.run(video))
+        .map(|r| r.decode_time)
+        .min()
+        .expect("video");
+    assert!(
+        first_after >= last_before,
+        "decode times went back after the restart: {first_after} < {last_before}"
+    );
+    let gap = (first_after - last_before) as f64 / f64::from(init2.video().expect("v").timescale);
+    assert!(gap < 0.2, "the timeline jumped {gap} s");
+    assert!(server.log().contains("ffmpeg stopped"), "{}", server.log());
+    let list: serde_json::Value = reqwest::get(server.url("/api/streams"))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list[0]["state"], "live");
+}
+
+#[test]
+fn ctrl_c_stops_the_server_and_its_ffmpeg() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let config = temp_file("stop.toml", &small_testsrc_config("live"));
+    let mut server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ffmpeg_children(server.pid()).is_empty() {
+        assert!(Instant::now() < deadline, "ffmpeg never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let children = ffmpeg_children(server.pid());
+    let status = server.interrupt().expect("the server exits after Ctrl-C");
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        server.log()
+    );
+    for child in children {
+        let alive = std::path::Path::new(&format!("/proc/{child}")).exists();
+        assert!(!alive, "ffmpeg {child} outlived the server");
+    }
+    assert!(server.log().contains("stopped"), "{}", server.log());
+}
