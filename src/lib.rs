@@ -11,10 +11,15 @@
 //! - [`server`]: axum: pages, WebSocket viewers, DASH, HLS, the API.
 //! - [`cli`] and [`package`]: the command line, and the `package` subcommand.
 
+#[cfg(feature = "server")]
 pub mod cli;
 pub mod fmp4;
 pub mod manifest;
+#[cfg(feature = "server")]
 pub mod package;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod source;
+#[cfg(feature = "server")]
 pub mod stream;
