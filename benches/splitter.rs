@@ -48,7 +48,8 @@ fn large_stream() -> Bytes {
             })
             .collect();
         for fragment in &fragments {
-            let shifted = rewriter::rewrite(fragment.clone(), &shifts, Some(sequence)).expect("rewrite");
+            let shifted =
+                rewriter::rewrite(fragment.clone(), &shifts, Some(sequence)).expect("rewrite");
             sequence += 1;
             out.extend_from_slice(&shifted.bytes);
         }
@@ -95,7 +96,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("splitter+segmenter");
     group.throughput(Throughput::Bytes(stream.len() as u64));
     group.sample_size(20);
-    group.bench_function("64KiB chunks", |b| b.iter(|| black_box(split_and_segment(&stream))));
+    group.bench_function("64KiB chunks", |b| {
+        b.iter(|| black_box(split_and_segment(&stream)))
+    });
     group.finish();
 }
 

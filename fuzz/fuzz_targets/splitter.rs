@@ -43,19 +43,29 @@ fn check_rewrite(fragment: Fragment, init: &websocketlivestream::fmp4::InitSegme
     let shifts: Vec<TrackShift> = fragment
         .runs
         .iter()
-        .map(|r| TrackShift { track_id: r.track_id, ticks: 1 << 33 })
+        .map(|r| TrackShift {
+            track_id: r.track_id,
+            ticks: 1 << 33,
+        })
         .collect();
     let fills: Vec<DurationFill> = fragment
         .runs
         .iter()
-        .map(|r| DurationFill { track_id: r.track_id, duration: 512 })
+        .map(|r| DurationFill {
+            track_id: r.track_id,
+            duration: 512,
+        })
         .collect();
-    let rewrite = Rewrite { shifts: &shifts, sequence: Some(7), fill_durations: &fills };
+    let rewrite = Rewrite {
+        shifts: &shifts,
+        sequence: Some(7),
+        fill_durations: &fills,
+    };
     let Ok(rewritten) = rewriter::apply(fragment.clone(), &rewrite) else {
         return;
     };
-    let reparsed = Fragment::parse(rewritten.bytes.clone(), 0, init)
-        .expect("a rewritten fragment parses");
+    let reparsed =
+        Fragment::parse(rewritten.bytes.clone(), 0, init).expect("a rewritten fragment parses");
     assert_eq!(reparsed.sequence, 7);
     assert_eq!(reparsed.runs.len(), fragment.runs.len());
     for (before, after) in fragment.runs.iter().zip(&reparsed.runs) {
@@ -64,6 +74,9 @@ fn check_rewrite(fragment: Fragment, init: &websocketlivestream::fmp4::InitSegme
         assert_eq!(after.data_size, before.data_size);
         assert_eq!(after.starts_with_sync, before.starts_with_sync);
     }
-    assert_eq!(reparsed.runs, rewritten.runs, "the summary matches the bytes");
+    assert_eq!(
+        reparsed.runs, rewritten.runs,
+        "the summary matches the bytes"
+    );
     assert_eq!(reparsed.mdat_payload(), fragment.mdat_payload());
 }
