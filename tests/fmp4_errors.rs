@@ -206,3 +206,54 @@ fn a_new_init_between_fragments_starts_over() {
     assert_eq!(inits[1], "mp4a.40.2");
     assert_eq!(&units[..units_a.len()], &units_a[..]);
 }
+
+/// Found by the `splitter` fuzz target: a moof without mfhd passed the splitter's summary
+/// (though the typed decoder refuses it), and the rewriter then could not renumber it.
+#[test]
+fn fuzz_regression_a_moof_without_mfhd_is_refused() {
+    let input = fixture("fuzz/splitter-moof-without-mfhd.bin");
+    // The fuzz input starts with two bytes of chunk size.
+    let err = first_error(input.slice(2..));
+    assert_eq!(
+        err.kind,
+        ErrorKind::MissingBox(FourCC::new(b"mfhd")),
+        "{err}"
+    );
+    assert_eq!(err.path.to_string(), "moof");
+}
+
+#[test]
+fn duplicate_headers_in_a_traf_are_refused() {
+    let (_, fragments) = split_whole(&fixture("av-per-frame.mp4"));
+    let f = &fragments[0];
+    // Insert a second copy of the tfhd right after the first.
+    let moof = f.bytes.slice(f.moof_start..f.mdat_start);
+    let mut r = Reader::new(&moof, 0);
+    let mut moof_child = r.next_box().expect("moof").expect("present");
+    let body = moof_child.body();
+    let _mfhd = body.next_box().expect("mfhd").expect("present");
+    let mut traf = body.next_box().expect("traf").expect("present");
+    let tfhd = traf
+        .body()
+        .next_box()
+        .expect("tfhd")
+        .expect("present")
+        .raw()
+        .bytes;
+    let traf_start = traf.start();
+    let tfhd_end = traf_start + 8 + tfhd.len();
+    let mut bytes = f.bytes.to_vec();
+    let at = f.moof_start + tfhd_end;
+    bytes.splice(at..at, tfhd.iter().copied());
+    // Grow moof and traf sizes by the inserted box.
+    for size_at in [f.moof_start, f.moof_start + traf_start] {
+        let size = u32::from_be_bytes(bytes[size_at..size_at + 4].try_into().expect("4 bytes"));
+        bytes[size_at..size_at + 4].copy_from_slice(&(size + tfhd.len() as u32).to_be_bytes());
+    }
+    let err = first_error(with_init(&bytes));
+    assert_eq!(
+        err.kind,
+        ErrorKind::DuplicateBox(FourCC::new(b"tfhd")),
+        "{err}"
+    );
+}

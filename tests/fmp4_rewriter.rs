@@ -203,3 +203,45 @@ fn durations_that_are_set_are_left_alone() {
     assert_eq!(same.bytes, fragment.bytes);
     assert_eq!(same.runs[0].duration, before);
 }
+
+/// Found by the `splitter` fuzz target: a track whose `trex` gives a default duration and whose
+/// fragments name none was taken to last 0 and "filled", so the summary and the bytes
+/// disagreed. The rewriter fills only runs that really last 0.
+#[test]
+fn fuzz_regression_a_trex_default_duration_is_not_refilled() {
+    let input = fixture("fuzz/splitter-trex-default-duration.bin").slice(2..);
+    let mut splitter = websocketlivestream::fmp4::Splitter::default();
+    splitter.feed(input);
+    let mut init = None;
+    let mut checked = 0;
+    while let Ok(Some(unit)) = splitter.poll() {
+        match unit {
+            websocketlivestream::fmp4::Unit::Init(i) => init = Some(i),
+            websocketlivestream::fmp4::Unit::Fragment(fragment) => {
+                let init = init.as_ref().expect("init first");
+                let fills: Vec<DurationFill> = fragment
+                    .runs
+                    .iter()
+                    .map(|r| DurationFill {
+                        track_id: r.track_id,
+                        duration: 512,
+                    })
+                    .collect();
+                let before = fragment.runs.clone();
+                let rewritten = rewriter::apply(
+                    fragment,
+                    &Rewrite {
+                        fill_durations: &fills,
+                        ..Rewrite::default()
+                    },
+                )
+                .expect("rewrite");
+                let reparsed = Fragment::parse(rewritten.bytes.clone(), 0, init).expect("parses");
+                assert_eq!(reparsed.runs, rewritten.runs, "summary and bytes agree");
+                assert_eq!(rewritten.runs, before, "nothing lasted 0, nothing changed");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}

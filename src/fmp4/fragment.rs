@@ -105,19 +105,29 @@ impl Fragment {
             })));
         };
         let mut r = Reader::new(&bytes, offset);
-        let mut sequence = 0;
+        let mut sequence = None;
         let mut runs = Vec::with_capacity(1);
         while let Some(mut child) = r.next_box()? {
             if child.kind() != MOOF {
                 continue;
             }
+            let moof_offset = child.offset();
+            let moof_path = child.path();
             let body = child.body();
             let mut data_end = moof_start;
             let mut first_traf = true;
             while let Some(part) = body.next_box()? {
                 let kind = part.kind();
                 if kind == Mfhd::KIND {
-                    sequence = part.decode::<Mfhd>()?.sequence_number;
+                    // ISO/IEC 14496-12 §8.8.5: exactly one per moof.
+                    if sequence.is_some() {
+                        return Err(Error::new(
+                            ErrorKind::DuplicateBox(kind),
+                            part.offset(),
+                            part.path(),
+                        ));
+                    }
+                    sequence = Some(part.decode::<Mfhd>()?.sequence_number);
                 } else if kind == TRAF {
                     let run = read_traf(
                         part,
@@ -134,8 +144,16 @@ impl Fragment {
                     runs.push(run);
                 }
             }
+            if sequence.is_none() {
+                return Err(Error::new(
+                    ErrorKind::MissingBox(Mfhd::KIND),
+                    moof_offset,
+                    moof_path,
+                ));
+            }
             break;
         }
+        let sequence = sequence.unwrap_or_default();
         Ok(Self {
             bytes,
             offset,
@@ -216,6 +234,15 @@ fn read_traf(
     while let Some(mut child) = body.next_box()? {
         let kind = child.kind();
         if kind == Tfhd::KIND {
+            // Exactly one tfhd and at most one tfdt per traf (§8.8.7, §8.8.12), as the typed
+            // decoder insists too.
+            if tfhd.is_some() {
+                return Err(Error::new(
+                    ErrorKind::DuplicateBox(kind),
+                    child.offset(),
+                    child.path(),
+                ));
+            }
             let header = child.decode::<Tfhd>()?;
             let track = init.track(header.track_id).ok_or_else(|| {
                 Error::new(
@@ -246,6 +273,13 @@ fn read_traf(
             run.track_id = header.track_id;
             tfhd = Some(header);
         } else if kind == Tfdt::KIND {
+            if decode_time.is_some() {
+                return Err(Error::new(
+                    ErrorKind::DuplicateBox(kind),
+                    child.offset(),
+                    child.path(),
+                ));
+            }
             decode_time = Some(child.decode::<Tfdt>()?.base_media_decode_time);
         } else if kind == Trun::KIND {
             if tfhd.is_none() {

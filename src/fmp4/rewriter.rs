@@ -41,28 +41,30 @@ pub struct Rewrite<'a> {
     pub fill_durations: &'a [DurationFill],
 }
 
-/// A field to patch, where it sits in the fragment's bytes.
+/// A field to patch, where it sits in the fragment's bytes. `traf` is the track fragment's
+/// position in the moof, which is also its run's position in [`Fragment::runs`] (a moof may
+/// hold two track fragments of one track).
 enum Field {
     Sequence {
         at: usize,
     },
     DecodeTime {
         at: usize,
+        traf: usize,
         version: u8,
-        track_id: u32,
         value: u64,
     },
     /// `tfhd` default sample duration, or one `trun` sample's duration.
     Duration {
         at: usize,
-        track_id: u32,
+        traf: usize,
         value: u32,
         samples: u32,
     },
     /// A track fragment whose samples take their duration from `trex`: there is no field to
     /// patch.
     Defaulted {
-        track_id: u32,
+        traf: usize,
         samples: u32,
     },
 }
@@ -84,78 +86,95 @@ pub fn rewrite(
     )
 }
 
+/// What a rewrite changes in each track fragment, by position.
+struct Plan {
+    /// New decode time per track fragment that has a `tfdt`.
+    times: Vec<(usize, u64)>,
+    /// Duration to give the zero-duration samples of a track fragment, and how much that adds.
+    fills: Vec<(usize, u32, u64)>,
+    /// Whether every change fits the existing fields.
+    fits: bool,
+}
+
 /// Applies every change in `rewrite`.
 pub fn apply(fragment: Fragment, rewrite: &Rewrite<'_>) -> Result<Fragment> {
     let fields = locate(&fragment)?;
-    let shift_of = |track: u32| {
-        rewrite
-            .shifts
-            .iter()
-            .find(|s| s.track_id == track)
+    let track_of = |traf: usize| fragment.runs.get(traf).map(|r| r.track_id);
+    let shift_of = |traf: usize| {
+        track_of(traf)
+            .and_then(|track| rewrite.shifts.iter().find(|s| s.track_id == track))
             .map_or(0, |s| s.ticks)
     };
-    let fill_of = |track: u32| {
-        rewrite
-            .fill_durations
-            .iter()
-            .find(|f| f.track_id == track && f.duration > 0)
+    let fill_of = |traf: usize| {
+        track_of(traf)
+            .and_then(|track| {
+                rewrite
+                    .fill_durations
+                    .iter()
+                    .find(|f| f.track_id == track && f.duration > 0)
+            })
             .map(|f| f.duration)
     };
-    let mut new_times = Vec::with_capacity(2);
-    let mut filled: Vec<(u32, u64)> = Vec::new();
-    let mut fits = true;
+    let mut plan = Plan {
+        times: Vec::with_capacity(2),
+        fills: Vec::new(),
+        fits: true,
+    };
     for field in &fields {
-        match field {
+        match *field {
             Field::DecodeTime {
+                traf,
                 version,
-                track_id,
                 value,
                 ..
             } => {
-                let shifted = shift_time(*value, shift_of(*track_id)).ok_or_else(|| {
+                let shifted = shift_time(value, shift_of(traf)).ok_or_else(|| {
                     Error::new(
                         ErrorKind::Overflow("shifted decode time out of range"),
                         fragment.offset,
                         Default::default(),
                     )
                 })?;
-                if *version == 0 && shifted > u64::from(u32::MAX) {
-                    fits = false;
+                if version == 0 && shifted > u64::from(u32::MAX) {
+                    plan.fits = false;
                 }
-                new_times.push((*track_id, shifted));
+                plan.times.push((traf, shifted));
             }
             Field::Duration {
-                track_id,
+                traf,
                 value: 0,
                 samples,
                 ..
             } => {
-                if let Some(duration) = fill_of(*track_id) {
-                    filled.push((*track_id, u64::from(*samples) * u64::from(duration)));
+                if let Some(duration) = fill_of(traf) {
+                    plan.fills
+                        .push((traf, duration, u64::from(samples) * u64::from(duration)));
                 }
             }
-            Field::Defaulted { track_id, samples } => {
-                if let Some(duration) = fill_of(*track_id) {
-                    fits = false;
-                    filled.push((*track_id, u64::from(*samples) * u64::from(duration)));
+            Field::Defaulted { traf, samples } => {
+                // The duration comes from trex, which only the splitter's summary saw: fill
+                // only what that summary found to last 0.
+                let lasts_zero = fragment.runs.get(traf).is_some_and(|r| r.duration == 0);
+                if let Some(duration) = fill_of(traf).filter(|_| lasts_zero) {
+                    plan.fits = false;
+                    plan.fills
+                        .push((traf, duration, u64::from(samples) * u64::from(duration)));
                 }
             }
-            _ => {}
+            Field::Duration { .. } | Field::Sequence { .. } => {}
         }
     }
-    let mut fragment = if fits {
-        patch_in_place(fragment, &fields, &new_times, rewrite, &fill_of)
+    let mut fragment = if plan.fits {
+        patch_in_place(fragment, &fields, &plan, rewrite.sequence)
     } else {
-        reencode(fragment, &new_times, rewrite, &fill_of)?
+        reencode(fragment, &plan, rewrite.sequence)?
     };
-    for run in &mut fragment.runs {
-        if let Some((_, time)) = new_times.iter().find(|(track, _)| *track == run.track_id) {
+    for (index, run) in fragment.runs.iter_mut().enumerate() {
+        if let Some((_, time)) = plan.times.iter().find(|(traf, _)| *traf == index) {
             run.decode_time = *time;
         }
-        for (track, added) in &filled {
-            if *track == run.track_id {
-                run.duration = run.duration.saturating_add(*added);
-            }
+        for (_, _, added) in plan.fills.iter().filter(|(traf, _, _)| *traf == index) {
+            run.duration = run.duration.saturating_add(*added);
         }
     }
     if let Some(sequence) = rewrite.sequence {
@@ -181,41 +200,38 @@ fn put_at(buf: &mut BytesMut, at: usize, value: &[u8]) {
 fn patch_in_place(
     mut fragment: Fragment,
     fields: &[Field],
-    new_times: &[(u32, u64)],
-    rewrite: &Rewrite<'_>,
-    fill_of: &dyn Fn(u32) -> Option<u32>,
+    plan: &Plan,
+    sequence: Option<u32>,
 ) -> Fragment {
     let bytes = std::mem::take(&mut fragment.bytes);
     let mut buf = bytes
         .try_into_mut()
         .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-    let mut times = new_times.iter();
     for field in fields {
-        match field {
+        match *field {
             Field::Sequence { at } => {
-                if let Some(sequence) = rewrite.sequence {
-                    put_at(&mut buf, *at, &sequence.to_be_bytes());
+                if let Some(sequence) = sequence {
+                    put_at(&mut buf, at, &sequence.to_be_bytes());
                 }
             }
-            Field::DecodeTime { at, version, .. } => {
-                let Some((_, time)) = times.next() else {
+            Field::DecodeTime {
+                at, traf, version, ..
+            } => {
+                let Some((_, time)) = plan.times.iter().find(|(t, _)| *t == traf) else {
                     continue;
                 };
-                if *version == 1 {
-                    put_at(&mut buf, *at, &time.to_be_bytes());
+                if version == 1 {
+                    put_at(&mut buf, at, &time.to_be_bytes());
                 } else {
-                    // Checked by the caller: the time fits in 32 bits.
-                    put_at(&mut buf, *at, &(*time as u32).to_be_bytes());
+                    // Checked by the plan: the time fits in 32 bits.
+                    put_at(&mut buf, at, &(*time as u32).to_be_bytes());
                 }
             }
             Field::Duration {
-                at,
-                track_id,
-                value: 0,
-                ..
+                at, traf, value: 0, ..
             } => {
-                if let Some(duration) = fill_of(*track_id) {
-                    put_at(&mut buf, *at, &duration.to_be_bytes());
+                if let Some((_, duration, _)) = plan.fills.iter().find(|(t, _, _)| *t == traf) {
+                    put_at(&mut buf, at, &duration.to_be_bytes());
                 }
             }
             Field::Duration { .. } | Field::Defaulted { .. } => {}
@@ -225,32 +241,29 @@ fn patch_in_place(
     fragment
 }
 
-fn reencode(
-    fragment: Fragment,
-    new_times: &[(u32, u64)],
-    rewrite: &Rewrite<'_>,
-    fill_of: &dyn Fn(u32) -> Option<u32>,
-) -> Result<Fragment> {
+fn reencode(fragment: Fragment, plan: &Plan, sequence: Option<u32>) -> Result<Fragment> {
     let moof_end = fragment.mdat_start;
     let moof_bytes = fragment.bytes.slice(fragment.moof_start..moof_end);
     let mut moof = Moof::decode_at(&moof_bytes, fragment.offset + fragment.moof_start as u64)?;
     let old_len = moof.encoded_len();
-    if let Some(sequence) = rewrite.sequence {
+    if let Some(sequence) = sequence {
         moof.mfhd = Mfhd {
             sequence_number: sequence,
         };
     }
-    let mut times = new_times.iter();
-    for traf in &mut moof.traf {
-        if let (Some(tfdt), Some((_, time))) = (traf.tfdt.as_mut(), times.next()) {
+    for (index, traf) in moof.traf.iter_mut().enumerate() {
+        if let (Some(tfdt), Some((_, time))) = (
+            traf.tfdt.as_mut(),
+            plan.times.iter().find(|(t, _)| *t == index),
+        ) {
             // Keep the version the encoder chose unless the time needs 64 bits.
             tfdt.base_media_decode_time = *time;
             if *time > u64::from(u32::MAX) {
                 tfdt.version = 1;
             }
         }
-        if let Some(duration) = fill_of(traf.tfhd.track_id) {
-            fill_traf_durations(&mut traf.tfhd, &mut traf.trun, duration);
+        if let Some((_, duration, _)) = plan.fills.iter().find(|(t, _, _)| *t == index) {
+            fill_traf_durations(&mut traf.tfhd, &mut traf.trun, *duration);
         }
     }
     let growth = moof.encoded_len() as i64 - old_len as i64;
@@ -310,13 +323,15 @@ fn locate(fragment: &Fragment) -> Result<Vec<Field>> {
             continue;
         }
         let moof_body = moof.body();
+        let mut traf = 0;
         while let Some(mut child) = moof_body.next_box()? {
             let body_at = child.start() + usize::from(child.header.header_len);
             if child.kind() == Mfhd::KIND {
                 // version and flags, then the sequence number.
                 fields.push(Field::Sequence { at: body_at + 4 });
             } else if child.kind() == TRAF {
-                locate_in_traf(child.body(), &mut fields)?;
+                locate_in_traf(child.body(), traf, &mut fields)?;
+                traf += 1;
             }
         }
         break;
@@ -324,34 +339,46 @@ fn locate(fragment: &Fragment) -> Result<Vec<Field>> {
     Ok(fields)
 }
 
-fn locate_in_traf(traf: &mut Reader<'_>, fields: &mut Vec<Field>) -> Result<()> {
+/// The length of one `trun` sample entry with `flags`.
+fn trun_sample_len(flags: u32) -> usize {
+    [
+        SAMPLE_DURATION_PRESENT,
+        SAMPLE_SIZE_PRESENT,
+        SAMPLE_FLAGS_PRESENT,
+        SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT,
+    ]
+    .iter()
+    .filter(|bit| flags & **bit != 0)
+    .count()
+        * 4
+}
+
+fn locate_in_traf(body: &mut Reader<'_>, traf: usize, fields: &mut Vec<Field>) -> Result<()> {
     let mut tfhd: Option<(Tfhd, usize)> = None;
     let mut samples_without_field = 0u32;
     let mut has_per_sample_durations = false;
-    while let Some(mut part) = traf.next_box()? {
+    while let Some(mut part) = body.next_box()? {
         let body_at = part.start() + usize::from(part.header.header_len);
         if part.kind() == Tfhd::KIND {
-            let header = part.decode::<Tfhd>()?;
-            tfhd = Some((header, body_at));
+            tfhd = Some((part.decode::<Tfhd>()?, body_at));
         } else if part.kind() == Tfdt::KIND {
             let tfdt = part.decode::<Tfdt>()?;
             fields.push(Field::DecodeTime {
                 at: body_at + 4,
+                traf,
                 version: tfdt.version,
-                track_id: tfhd.as_ref().map_or(0, |(t, _)| t.track_id),
                 value: tfdt.base_media_decode_time,
             });
         } else if part.kind() == Trun::KIND {
-            let track_id = tfhd.as_ref().map_or(0, |(t, _)| t.track_id);
-            let body = part.body();
-            let (_version, flags) = body.full_header()?;
-            let count = body.u32()?;
+            let trun = part.body();
+            let (_version, flags) = trun.full_header()?;
+            let count = trun.u32()?;
             if flags & SAMPLE_DURATION_PRESENT == 0 {
                 samples_without_field = samples_without_field.saturating_add(count);
                 continue;
             }
             has_per_sample_durations = true;
-            // Offsets of each sample's duration field.
+            // Each sample's duration field, after the optional data offset and first flags.
             let mut at = body_at + 8;
             if flags & DATA_OFFSET_PRESENT != 0 {
                 at += 4;
@@ -359,60 +386,50 @@ fn locate_in_traf(traf: &mut Reader<'_>, fields: &mut Vec<Field>) -> Result<()> 
             if flags & FIRST_SAMPLE_FLAGS_PRESENT != 0 {
                 at += 4;
             }
-            let stride = [
-                SAMPLE_DURATION_PRESENT,
-                SAMPLE_SIZE_PRESENT,
-                SAMPLE_FLAGS_PRESENT,
-                SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT,
-            ]
-            .iter()
-            .filter(|bit| flags & **bit != 0)
-            .count()
-                * 4;
-            let count = body.bounded_count(u64::from(count), 0)?;
-            let data = body.rest();
+            let stride = trun_sample_len(flags);
+            let count = trun.bounded_count(u64::from(count), stride)?;
             for i in 0..count {
                 let offset = i * stride;
-                let Some(raw) = data.get(offset..offset + 4) else {
-                    break;
-                };
-                let value = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+                let mut sample = trun.clone();
+                sample.skip(offset + (at - body_at - 8))?;
                 fields.push(Field::Duration {
                     at: at + offset,
-                    track_id,
-                    value,
+                    traf,
+                    value: sample.u32()?,
                     samples: 1,
                 });
             }
         }
     }
-    if let Some((header, body_at)) = tfhd
-        && samples_without_field > 0
-    {
-        match header.default_sample_duration {
-            Some(value) => {
-                // flags, track id, then base data offset and sample description index
-                // if present, then the default duration.
-                let mut at = body_at + 8;
-                if header.base_data_offset.is_some() {
-                    at += 8;
-                }
-                if header.sample_description_index.is_some() {
-                    at += 4;
-                }
-                fields.push(Field::Duration {
-                    at,
-                    track_id: header.track_id,
-                    value,
-                    samples: samples_without_field,
-                });
+    let Some((header, body_at)) = tfhd else {
+        return Ok(());
+    };
+    if samples_without_field == 0 {
+        return Ok(());
+    }
+    match header.default_sample_duration {
+        Some(value) => {
+            // Flags, track id, then the optional base data offset and sample description
+            // index, then the default duration.
+            let mut at = body_at + 8;
+            if header.base_data_offset.is_some() {
+                at += 8;
             }
-            None if !has_per_sample_durations => fields.push(Field::Defaulted {
-                track_id: header.track_id,
+            if header.sample_description_index.is_some() {
+                at += 4;
+            }
+            fields.push(Field::Duration {
+                at,
+                traf,
+                value,
                 samples: samples_without_field,
-            }),
-            None => {}
+            });
         }
+        None if !has_per_sample_durations => fields.push(Field::Defaulted {
+            traf,
+            samples: samples_without_field,
+        }),
+        None => {}
     }
     Ok(())
 }
