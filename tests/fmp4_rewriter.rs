@@ -245,3 +245,49 @@ fn fuzz_regression_a_trex_default_duration_is_not_refilled() {
     }
     assert!(checked > 0);
 }
+
+#[test]
+fn a_prft_moves_with_its_track() {
+    // After a restart the timeline is shifted; the producer reference time must say the same
+    // media time as the frame it stamps, or players measure the wrong latency.
+    let (init, fragments) = split_whole(&fixture("av-per-frame.mp4"));
+    let video = init.video().expect("video").id;
+    let fragment = fragments
+        .iter()
+        .find(|f| f.prft.is_some() && f.run(video).is_some())
+        .expect("a video fragment with prft")
+        .clone();
+    let before = fragment.prft.expect("prft");
+    for ticks in [15_360i64, 1 << 34] {
+        let shifted = rewriter::rewrite(
+            fragment.clone(),
+            &[TrackShift {
+                track_id: video,
+                ticks,
+            }],
+            None,
+        )
+        .expect("rewrite");
+        let reparsed = Fragment::parse(shifted.bytes.clone(), 0, &init).expect("parses");
+        let after = reparsed.prft.expect("prft kept");
+        assert_eq!(after.media_time, before.media_time + ticks as u64);
+        assert_eq!(
+            after.ntp_timestamp, before.ntp_timestamp,
+            "the wall clock stays"
+        );
+        assert_eq!(shifted.prft, reparsed.prft);
+        assert_eq!(reparsed.mdat_payload(), fragment.mdat_payload());
+    }
+    // Another track's shift leaves it alone.
+    let audio = init.audio().expect("audio").id;
+    let other = rewriter::rewrite(
+        fragment.clone(),
+        &[TrackShift {
+            track_id: audio,
+            ticks: 48_000,
+        }],
+        None,
+    )
+    .expect("rewrite");
+    assert_eq!(other.prft, fragment.prft);
+}

@@ -67,6 +67,13 @@ enum Field {
         traf: usize,
         samples: u32,
     },
+    /// The media time of the `prft` before the moof, which moves with its track's times.
+    ProducerTime {
+        at: usize,
+        version: u8,
+        track_id: u32,
+        value: u64,
+    },
 }
 
 /// Shifts the decode time of every track named in `shifts` and, with `sequence`, sets the
@@ -92,6 +99,8 @@ struct Plan {
     times: Vec<(usize, u64)>,
     /// Duration to give the zero-duration samples of a track fragment, and how much that adds.
     fills: Vec<(usize, u32, u64)>,
+    /// New media time of the `prft`, if it moves.
+    prft_time: Option<u64>,
     /// Whether every change fits the existing fields.
     fits: bool,
 }
@@ -118,6 +127,7 @@ pub fn apply(fragment: Fragment, rewrite: &Rewrite<'_>) -> Result<Fragment> {
     let mut plan = Plan {
         times: Vec::with_capacity(2),
         fills: Vec::new(),
+        prft_time: None,
         fits: true,
     };
     for field in &fields {
@@ -161,6 +171,31 @@ pub fn apply(fragment: Fragment, rewrite: &Rewrite<'_>) -> Result<Fragment> {
                         .push((traf, duration, u64::from(samples) * u64::from(duration)));
                 }
             }
+            Field::ProducerTime {
+                version,
+                track_id,
+                value,
+                ..
+            } => {
+                let ticks = rewrite
+                    .shifts
+                    .iter()
+                    .find(|s| s.track_id == track_id)
+                    .map_or(0, |s| s.ticks);
+                if ticks != 0 {
+                    let shifted = shift_time(value, ticks).ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Overflow("shifted prft media time out of range"),
+                            fragment.offset,
+                            Default::default(),
+                        )
+                    })?;
+                    if version == 0 && shifted > u64::from(u32::MAX) {
+                        plan.fits = false;
+                    }
+                    plan.prft_time = Some(shifted);
+                }
+            }
             Field::Duration { .. } | Field::Sequence { .. } => {}
         }
     }
@@ -179,6 +214,12 @@ pub fn apply(fragment: Fragment, rewrite: &Rewrite<'_>) -> Result<Fragment> {
     }
     if let Some(sequence) = rewrite.sequence {
         fragment.sequence = sequence;
+    }
+    if let (Some(prft), Some(time)) = (fragment.prft.as_mut(), plan.prft_time) {
+        prft.media_time = time;
+        if time > u64::from(u32::MAX) {
+            prft.version = 1;
+        }
     }
     Ok(fragment)
 }
@@ -234,6 +275,16 @@ fn patch_in_place(
                     put_at(&mut buf, at, &duration.to_be_bytes());
                 }
             }
+            Field::ProducerTime { at, version, .. } => {
+                if let Some(time) = plan.prft_time {
+                    if version == 1 {
+                        put_at(&mut buf, at, &time.to_be_bytes());
+                    } else {
+                        // Checked by the plan: the time fits in 32 bits.
+                        put_at(&mut buf, at, &(time as u32).to_be_bytes());
+                    }
+                }
+            }
             Field::Duration { .. } | Field::Defaulted { .. } => {}
         }
     }
@@ -284,16 +335,41 @@ fn reencode(fragment: Fragment, plan: &Plan, sequence: Option<u32>) -> Result<Fr
             }
         }
     }
-    let mut out = BytesMut::with_capacity(fragment.bytes.len() + growth.max(0) as usize);
-    out.put_slice(&fragment.bytes[..fragment.moof_start]);
+    let mut out = BytesMut::with_capacity(fragment.bytes.len() + growth.max(0) as usize + 4);
+    write_prefix(&fragment, plan.prft_time, &mut out)?;
+    let moof_start = out.len();
     moof.encode(&mut out);
     let mdat_start = out.len();
     out.put_slice(&fragment.bytes[moof_end..]);
     Ok(Fragment {
         bytes: out.freeze(),
+        moof_start,
         mdat_start,
         ..fragment
     })
+}
+
+/// Copies the boxes before the moof, with the `prft` media time set to `prft_time`.
+fn write_prefix(fragment: &Fragment, prft_time: Option<u64>, out: &mut BytesMut) -> Result<()> {
+    let prefix = fragment.bytes.slice(..fragment.moof_start);
+    let Some(time) = prft_time else {
+        out.put_slice(&prefix);
+        return Ok(());
+    };
+    let mut r = Reader::new(&prefix, fragment.offset);
+    while let Some(child) = r.next_box()? {
+        if child.kind() == Prft::KIND {
+            let mut prft = child.decode::<Prft>()?;
+            prft.media_time = time;
+            if time > u64::from(u32::MAX) {
+                prft.version = 1;
+            }
+            prft.encode(out);
+        } else {
+            out.put_slice(&child.raw().bytes);
+        }
+    }
+    Ok(())
 }
 
 fn fill_traf_durations(tfhd: &mut Tfhd, truns: &mut [Trun], duration: u32) {
@@ -319,6 +395,18 @@ fn locate(fragment: &Fragment) -> Result<Vec<Field>> {
     let mut fields = Vec::with_capacity(4);
     let mut r = Reader::new(&fragment.bytes, fragment.offset);
     while let Some(mut moof) = r.next_box()? {
+        if moof.kind() == Prft::KIND {
+            // Version and flags, reference track, NTP time, then the media time.
+            let at = moof.start() + usize::from(moof.header.header_len) + 16;
+            let prft = moof.decode::<Prft>()?;
+            fields.push(Field::ProducerTime {
+                at,
+                version: prft.version,
+                track_id: prft.reference_track_id,
+                value: prft.media_time,
+            });
+            continue;
+        }
         if moof.kind() != MOOF {
             continue;
         }
