@@ -7,16 +7,32 @@
 //   text   {"type":"skipped","fragments":N}      we were too slow and were moved to a key frame
 //   text   {"type":"end"}                        then close code 1000
 // When the source restarts, init text and init segment come again on the same socket.
+//
+// Latency is measured per frame shown: the wall clock at which the frame reaches the screen
+// (requestVideoFrameCallback) minus the wall clock the encoder wrote for it in the `prft` box
+// before its fragment, with the page's clock lined up with the server's through /api/time.
 
-/** Where playback aims: this far behind the newest buffered media, in seconds. */
-const LIVE_OFFSET = 0.1;
+import { parseFragment, parseInit } from './fmp4.js';
+
+/**
+ * Where playback aims: this far behind the newest buffered media, in seconds. Less, and
+ * Chromium's renderers run dry and stall for far longer than the gain: measured here, a
+ * stream with sound stalls below about 0.12 s, a silent one holds 0.07 s.
+ */
+const LIVE_OFFSET_WITH_AUDIO = 0.12;
+const LIVE_OFFSET_VIDEO_ONLY = 0.07;
 /** A playhead further behind the newest buffered media than this jumps forward. */
-const MAX_LAG = 1.5;
+const MAX_LAG = 1.0;
 /** Browsers round media times; a playhead this close to a range counts as inside it. */
 const TIME_TOLERANCE = 0.01;
-/** Smaller lags are worked off by playing slightly faster, which a viewer barely notices. */
-const CATCH_UP_ABOVE = 0.25;
-const CATCH_UP_RATE = 1.1;
+/** Lags between are steered to the live offset with the playback rate, which a viewer barely
+ * notices: this much faster or slower per second of lag off target, within MAX_RATE_CHANGE. */
+const RATE_PER_SECOND_OFF = 0.5;
+const MAX_RATE_CHANGE = 0.1;
+/** Further behind than this (a joiner starting at its key frame), fast-forward harder. */
+const FAST_ABOVE = 0.2;
+const FAST_PER_SECOND_OFF = 1.5;
+const MAX_FAST_CHANGE = 1.0;
 /** Media older than this behind the playhead is removed from the SourceBuffer. */
 const KEEP_BEHIND = 10;
 /** Trim only once this much can go, so removals stay few and large. */
@@ -28,6 +44,12 @@ const RETRY_MAX_MS = 10_000;
 const TICK_MS = 250;
 const BITRATE_WINDOW_MS = 2000;
 const FPS_WINDOW_MS = 1000;
+/** The latency shown is the median over this window of per-frame measurements. */
+const LATENCY_WINDOW_MS = 1000;
+/** Per-frame latencies kept for `latencies()` (a benchmark reads them). */
+const LATENCY_HISTORY = 20_000;
+/** How often the page re-measures its clock against the server's. */
+const CLOCK_SYNC_MS = 60_000;
 
 const MediaSourceImpl = globalThis.ManagedMediaSource ?? globalThis.MediaSource;
 const HAS_FRAME_CALLBACK = 'requestVideoFrameCallback' in HTMLVideoElement.prototype;
@@ -60,6 +82,13 @@ export class MsePlayer {
   #reconnects = 0;
   #bitrate = new ByteRate(BITRATE_WINDOW_MS);
   #fps = new FrameRate(FPS_WINDOW_MS);
+  #clock = new ServerClock();
+  #latency = new LatencyMeter(LATENCY_WINDOW_MS, LATENCY_HISTORY);
+  #expectInitSegment = false; // the next binary frame is an init segment
+  #videoTrack = null; // {id, timescale} of the stream's video
+  #producerTimes = []; // [{media (s), wallMs}] from prft boxes, oldest first
+  #hidden = false; // the tab is hidden: no socket, no decoding
+  #liveOffset = LIVE_OFFSET_WITH_AUDIO; // from the stream's tracks
 
   /**
    * @param {HTMLVideoElement} video
@@ -90,8 +119,13 @@ export class MsePlayer {
     this.#video.addEventListener('playing', this.#onPlaying);
     addEventListener('pagehide', this.#onPageHide);
     addEventListener('pageshow', this.#onPageShow);
+    document.addEventListener('visibilitychange', this.#onVisibilityChange);
     this.#tickTimer = setInterval(() => this.#tick(), TICK_MS);
-    this.#connect();
+    this.#clock.start();
+    this.#watchFrames();
+    this.#hidden = document.visibilityState === 'hidden';
+    if (this.#hidden) this.#onStatus('Paused while the tab is hidden.');
+    else this.#connect();
   }
 
   destroy() {
@@ -104,6 +138,8 @@ export class MsePlayer {
     this.#video.removeEventListener('playing', this.#onPlaying);
     removeEventListener('pagehide', this.#onPageHide);
     removeEventListener('pageshow', this.#onPageShow);
+    document.removeEventListener('visibilitychange', this.#onVisibilityChange);
+    this.#clock.stop();
     // With no src, load() empties the element without reporting an error.
     this.#video.removeAttribute('src');
     this.#video.load();
@@ -111,7 +147,7 @@ export class MsePlayer {
 
   stats() {
     return {
-      latencyMs: null, // needs the server's wall clock from prft boxes: not read yet
+      latencyMs: this.#latency.median(),
       joinMs: this.#joinMs === null ? null : Math.round(this.#joinMs),
       bufferMs: this.#bufferMs(),
       fps: this.#fps.value,
@@ -119,6 +155,11 @@ export class MsePlayer {
       skipped: this.#skipped,
       reconnects: this.#reconnects,
     };
+  }
+
+  /** Every per-frame latency measured so far (the newest LATENCY_HISTORY), in ms. */
+  latencies() {
+    return this.#latency.all();
   }
 
   // --- connection ---
@@ -207,7 +248,25 @@ export class MsePlayer {
     // Back from the back/forward cache: the socket is gone and nothing is scheduled.
     if (!event.persisted) return;
     this.#unloading = false;
-    if (!this.#ws && !this.#retryTimer) this.#connect();
+    if (!this.#ws && !this.#retryTimer && !this.#hidden) this.#connect();
+  };
+
+  // A hidden tab decodes nothing worth seeing and falls behind: it lets go of the stream, and
+  // coming back starts from the newest key frame, at the live edge.
+  #onVisibilityChange = () => {
+    const hidden = document.visibilityState === 'hidden';
+    if (hidden === this.#hidden) return;
+    this.#hidden = hidden;
+    if (hidden) {
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = 0;
+      this.#dropSocket();
+      this.#dropSink();
+      this.#onStatus('Paused while the tab is hidden.');
+    } else if (!this.#ws && !this.#unloading) {
+      this.#attempt = 0;
+      this.#connect();
+    }
   };
 
   // --- messages ---
@@ -241,6 +300,7 @@ export class MsePlayer {
     const previous = this.info;
     this.info = info;
     this.#ended = false;
+    this.#expectInitSegment = true;
     this.#log('init:', info);
     if (!MediaSourceImpl.isTypeSupported(info.mime)) {
       // Media is dropped until an init we can play arrives (the source may restart).
@@ -262,8 +322,70 @@ export class MsePlayer {
 
   #onMedia(bytes) {
     this.#bitrate.add(bytes.byteLength);
+    if (this.#expectInitSegment) {
+      this.#expectInitSegment = false;
+      this.#readInit(bytes);
+    } else {
+      this.#readFragment(bytes);
+    }
     // Without a sink (no init yet, or codecs we cannot play) media has nowhere to go.
     this.#sink?.append(bytes);
+  }
+
+  /** Learns the video track's id and timescale, to read the fragments' prft boxes. */
+  #readInit(bytes) {
+    try {
+      const tracks = parseInit(bytes);
+      const video = tracks.find((track) => track.kind === 'video');
+      this.#videoTrack = video ? { id: video.id, timescale: video.timescale } : null;
+      this.#liveOffset = tracks.some((track) => track.kind === 'audio')
+        ? LIVE_OFFSET_WITH_AUDIO
+        : LIVE_OFFSET_VIDEO_ONLY;
+    } catch (err) {
+      this.#videoTrack = null;
+      this.#log('unreadable init segment:', err.message);
+    }
+  }
+
+  /** Notes when the encoder stamped this fragment's video (its prft), for latency. */
+  #readFragment(bytes) {
+    const video = this.#videoTrack;
+    if (!video) return;
+    let prft;
+    try {
+      ({ prft } = parseFragment(bytes));
+    } catch (err) {
+      // MSE will judge the bytes; here they only cost a latency sample.
+      this.#log('unreadable fragment:', err.message);
+      return;
+    }
+    if (!prft || prft.trackId !== video.id) return;
+    const times = this.#producerTimes;
+    times.push({ media: prft.mediaTime / video.timescale, wallMs: prft.unixMs });
+    if (times.length > 600) times.splice(0, times.length - 600);
+  }
+
+  /** Measures the latency of every frame the element presents. */
+  #watchFrames() {
+    if (!HAS_FRAME_CALLBACK) return;
+    const onFrame = (_now, meta) => {
+      this.#measure(meta.mediaTime, performance.timeOrigin + meta.expectedDisplayTime);
+      this.#video.requestVideoFrameCallback(onFrame);
+    };
+    this.#video.requestVideoFrameCallback(onFrame);
+  }
+
+  /** One frame of media time `media` (s) shown at page wall clock `shownMs`. */
+  #measure(media, shownMs) {
+    const offset = this.#clock.offsetMs;
+    if (offset === null || !this.#sink) return;
+    // The newest stamp at or before this frame; frames between stamps count on from it.
+    const times = this.#producerTimes;
+    let i = times.length - 1;
+    while (i >= 0 && times[i].media > media + 0.001) i -= 1;
+    if (i < 0 || media - times[i].media > 1) return;
+    const captureMs = times[i].wallMs + (media - times[i].media) * 1000;
+    this.#latency.add(shownMs + offset - captureMs);
   }
 
   // --- media ---
@@ -290,16 +412,20 @@ export class MsePlayer {
   #dropSink() {
     this.#sink?.close();
     this.#sink = null;
+    this.#producerTimes = [];
   }
 
   /** After every completed append or remove. */
   #onUpdated() {
-    if (this.#started) return;
     const range = lastRange(this.#video.buffered);
     // Buffered is what every track has: it stays empty until audio and video both arrived.
     if (!range) return;
+    // A joiner gets the newest group of pictures in one burst. Appends are far quicker than
+    // frames arrive, so the queue runs empty right after the burst: seek then, once, and the
+    // first picture shown is the live one.
+    if (this.#started || this.#sink.pending() > 0) return;
     this.#started = true;
-    this.#video.currentTime = liveTarget(range);
+    this.#video.currentTime = range.start;
     this.#play();
   }
 
@@ -357,14 +483,20 @@ export class MsePlayer {
     const lag = range.end - now;
     // Before the newest range means stuck at a gap, e.g. where the server skipped fragments.
     if (now < range.start - TIME_TOLERANCE || lag > MAX_LAG) {
-      this.#log(`jump to live: ${now.toFixed(2)} -> ${liveTarget(range).toFixed(2)}`);
-      video.currentTime = liveTarget(range);
+      this.#log(`jump to live: ${now.toFixed(2)} -> ${liveTarget(range, this.#liveOffset).toFixed(2)}`);
+      video.currentTime = liveTarget(range, this.#liveOffset);
       video.playbackRate = 1;
-    } else if (lag > CATCH_UP_ABOVE) {
-      video.playbackRate = CATCH_UP_RATE;
-    } else if (lag <= LIVE_OFFSET * 1.5) {
-      video.playbackRate = 1;
+      return;
     }
+    // Faster when behind, slower when about to run dry (dash.js steers its low-latency mode
+    // the same way); steps of 1% keep the rate from twitching with every frame.
+    const off = lag - this.#liveOffset;
+    const change =
+      off > FAST_ABOVE
+        ? Math.min(MAX_FAST_CHANGE, MAX_RATE_CHANGE + (off - FAST_ABOVE) * FAST_PER_SECOND_OFF)
+        : Math.max(-MAX_RATE_CHANGE, Math.min(MAX_RATE_CHANGE, off * RATE_PER_SECOND_OFF));
+    const rate = Math.round((1 + change) * 100) / 100;
+    if (rate !== video.playbackRate) video.playbackRate = rate;
   }
 
   #trim(range) {
@@ -442,6 +574,11 @@ class MseSink {
     return true;
   }
 
+  /** Operations queued or in flight. */
+  pending() {
+    return this.#ops.length + (this.#inFlight ? 1 : 0);
+  }
+
   /** Stops feeding; the element keeps its source until the next sink or destroy() replaces it. */
   close() {
     this.#closed = true;
@@ -484,7 +621,7 @@ class MseSink {
   #next() {
     const sourceBuffer = this.#sourceBuffer;
     while (!this.#closed && sourceBuffer && !sourceBuffer.updating && this.#ops.length > 0) {
-      const op = this.#ops.shift();
+      const op = this.#takeNext();
       try {
         this.#run(sourceBuffer, op);
         if (sourceBuffer.updating) this.#inFlight = op;
@@ -492,6 +629,25 @@ class MseSink {
         this.#recover(op, err);
       }
     }
+  }
+
+  /**
+   * The next operation, with the appends queued right behind an append joined into it: each
+   * appendBuffer costs a few milliseconds of its own, and a joiner's burst of a whole group of
+   * pictures would otherwise pay that dozens of times before its first picture.
+   */
+  #takeNext() {
+    const op = this.#ops.shift();
+    if (op.kind !== 'append' || this.#ops[0]?.kind !== 'append') return op;
+    const parts = [op.bytes];
+    while (this.#ops[0]?.kind === 'append') parts.push(this.#ops.shift().bytes);
+    const joined = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+    let at = 0;
+    for (const part of parts) {
+      joined.set(new Uint8Array(part), at);
+      at += part.byteLength;
+    }
+    return { kind: 'append', bytes: joined.buffer, retried: false };
   }
 
   #run(sourceBuffer, op) {
@@ -524,6 +680,75 @@ class MseSink {
     if (this.#closed) return;
     this.close();
     this.#onFatal(message);
+  }
+}
+
+/**
+ * The server's clock as seen from the page: offset = server time − page time, from /api/time
+ * (the MPD's UTCTiming) with the round trip halved, keeping the round with the shortest trip.
+ */
+class ServerClock {
+  offsetMs = null;
+  #timer = 0;
+
+  start() {
+    this.#sync();
+    this.#timer = setInterval(() => this.#sync(), CLOCK_SYNC_MS);
+  }
+
+  stop() {
+    clearInterval(this.#timer);
+  }
+
+  async #sync() {
+    let best = null;
+    for (let i = 0; i < 3; i += 1) {
+      try {
+        const sent = performance.now();
+        const response = await fetch('/api/time', { cache: 'no-store' });
+        const server = Date.parse(await response.text());
+        const received = performance.now();
+        if (!response.ok || Number.isNaN(server)) continue;
+        const rtt = received - sent;
+        const pageMs = performance.timeOrigin + (sent + received) / 2;
+        if (!best || rtt < best.rtt) best = { rtt, offset: server - pageMs };
+      } catch {
+        // Offline for a moment: the next round will do.
+      }
+    }
+    if (best) this.offsetMs = best.offset;
+  }
+}
+
+/** Per-frame latencies: the median of the recent ones, and a long history for benchmarks. */
+class LatencyMeter {
+  #windowMs;
+  #limit;
+  #samples = []; // [time, ms]
+
+  constructor(windowMs, limit) {
+    this.#windowMs = windowMs;
+    this.#limit = limit;
+  }
+
+  add(ms) {
+    this.#samples.push([performance.now(), ms]);
+    if (this.#samples.length > this.#limit) this.#samples.splice(0, this.#samples.length - this.#limit);
+  }
+
+  median() {
+    const since = performance.now() - this.#windowMs;
+    const recent = [];
+    for (let i = this.#samples.length - 1; i >= 0 && this.#samples[i][0] >= since; i -= 1) {
+      recent.push(this.#samples[i][1]);
+    }
+    if (recent.length === 0) return null;
+    recent.sort((a, b) => a - b);
+    return Math.round(recent[recent.length >> 1]);
+  }
+
+  all() {
+    return this.#samples.map(([, ms]) => ms);
   }
 }
 
@@ -584,8 +809,9 @@ function lastRange(buffered) {
   return n === 0 ? null : { start: buffered.start(n - 1), end: buffered.end(n - 1) };
 }
 
-function liveTarget(range) {
-  return Math.max(range.start, range.end - LIVE_OFFSET);
+/** The playhead `offset` seconds behind the newest media of `range`. */
+function liveTarget(range, offset) {
+  return Math.max(range.start, range.end - offset);
 }
 
 /** "avc1.64001f, mp4a.40.2" */

@@ -29,10 +29,9 @@ const player = new MsePlayer(document.getElementById('video'), name, {
 });
 player.start();
 
-// For tests and for poking at the player from the console.
-window.wslive = { stats: () => player.stats(), player };
+// For tests, benchmarks and poking at the player from the console.
+window.wslive = { stats: () => player.stats(), latencies: () => player.latencies(), player };
 
-setInterval(() => renderStats(player.stats()), STATS_INTERVAL_MS);
 
 /** Why the page plays through MSE when something else was asked for; empty if it was not. */
 function playerNote(choice) {
@@ -63,3 +62,65 @@ function formatStat(key, value) {
       return String(value);
   }
 }
+
+/** Latency and buffer over the last minute, as two lines on a canvas. */
+class Graph {
+  #canvas;
+  #points;
+  #history = []; // [latency, buffer], oldest first; null where unknown
+
+  constructor(canvas, points) {
+    this.#canvas = canvas;
+    this.#points = points;
+  }
+
+  add(latency, buffer) {
+    this.#history.push([latency, buffer]);
+    if (this.#history.length > this.#points) this.#history.shift();
+    this.#draw();
+  }
+
+  #draw() {
+    const canvas = this.#canvas;
+    const ctx = canvas.getContext('2d');
+    if (!ctx) return;
+    const { width, height } = canvas;
+    ctx.clearRect(0, 0, width, height);
+    const values = this.#history.flat().filter((v) => v !== null);
+    // Round the scale up to a tidy step so the lines do not jitter with every new maximum.
+    const top = Math.max(200, Math.ceil((Math.max(...values, 0) * 1.2) / 100) * 100);
+    const x = (i) => (i / (this.#points - 1)) * width;
+    const y = (v) => height - (v / top) * (height - 12);
+    const styles = getComputedStyle(canvas);
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.fillStyle = styles.getPropertyValue('--muted') || '#888';
+    ctx.fillText(`${top} ms`, 4, 11);
+    for (const [index, color] of [
+      [1, styles.getPropertyValue('--buffer') || '#888'],
+      [0, styles.getPropertyValue('--accent') || '#4af'],
+    ]) {
+      ctx.strokeStyle = color;
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      let drawing = false;
+      this.#history.forEach((point, i) => {
+        const v = point[index];
+        if (v === null) {
+          drawing = false;
+          return;
+        }
+        if (drawing) ctx.lineTo(x(i), y(v));
+        else ctx.moveTo(x(i), y(v));
+        drawing = true;
+      });
+      ctx.stroke();
+    }
+  }
+}
+
+const graph = new Graph(document.getElementById('graph'), (60 * 1000) / STATS_INTERVAL_MS);
+setInterval(() => {
+  const stats = player.stats();
+  renderStats(stats);
+  graph.add(stats.latencyMs, stats.bufferMs);
+}, STATS_INTERVAL_MS);

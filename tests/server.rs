@@ -504,6 +504,13 @@ async fn pages_api_and_errors_without_ffmpeg() {
         let response = client.get(server.url(path)).send().await.expect("GET");
         assert_eq!(response.status(), status, "{path}");
     }
+    // Media answers, errors included, are readable from other sites' players.
+    let not_found = client
+        .get(server.url("/dash/clip/1.m4s"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(not_found.headers()["access-control-allow-origin"], "*");
     // A page from another site may not open our sockets.
     let request = tokio_tungstenite::tungstenite::http::Request::builder()
         .uri(server.ws_url("/ws/clip"))

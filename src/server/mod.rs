@@ -19,11 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use error::ApiError;
 pub use ws::init_message;
@@ -43,11 +45,9 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(pages::index))
-        .route("/watch/{name}", get(pages::watch))
-        .route("/assets/{*path}", get(pages::asset))
-        .route("/ws/{name}", get(ws::upgrade))
+    // Players on other sites (a dash.js or hls.js page, a CDN's test player) read the media
+    // routes and the clock; they must see every answer, a "not yet" 503 included.
+    let shared = Router::new()
         .route("/dash/{name}/manifest.mpd", get(media::dash_manifest))
         .route("/dash/{name}/{file}", get(media::dash_file))
         .route("/dash/{name}/{track}/{file}", get(media::dash_track_file))
@@ -56,7 +56,17 @@ pub fn router(state: AppState) -> Router {
         .route("/hls/{name}/{file}", get(media::hls_part))
         .route("/api/streams", get(api::streams))
         .route("/api/time", get(api::time))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ));
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/watch/{name}", get(pages::watch))
+        .route("/assets/{*path}", get(pages::asset))
+        .route("/ws/{name}", get(ws::upgrade))
         .route("/healthz", get(api::healthz))
+        .merge(shared)
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

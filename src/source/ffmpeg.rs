@@ -84,14 +84,28 @@ pub fn arguments(spec: &SourceSpec, opts: &EncoderOptions, _ingest: Ingest) -> V
     // stream if it has one.
     let audio_map = match spec {
         SourceSpec::TestSrc => {
+            // Two inputs, not one lavfi graph with two outputs: from a single graph, ffmpeg
+            // 5.1's fMP4 muxer writes a prft before only a few video fragments and stores
+            // zero sample durations (seen here).
             args.extend(["-re".into(), "-f".into(), "lavfi".into()]);
             args.extend(opts.input_args.iter().cloned());
-            let mut graph = format!("testsrc=size={width}x{height}:rate={fps}[out0]");
+            args.extend([
+                "-i".into(),
+                format!("testsrc=size={width}x{height}:rate={fps}"),
+            ]);
             if opts.audio {
-                graph.push_str(";sine=frequency=440:sample_rate=48000[out1]");
+                args.extend(
+                    [
+                        "-re",
+                        "-f",
+                        "lavfi",
+                        "-i",
+                        "sine=frequency=440:sample_rate=48000",
+                    ]
+                    .map(String::from),
+                );
             }
-            args.extend(["-i".into(), graph]);
-            "0:a:0"
+            "1:a:0"
         }
         SourceSpec::Webcam(device) => {
             args.extend(webcam_input(width, height, fps));
@@ -430,7 +444,8 @@ mod tests {
         );
         let line = args.join(" ");
         for needle in [
-            "-re -f lavfi -i testsrc=size=1280x720:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]",
+            "-re -f lavfi -i testsrc=size=1280x720:rate=30 -re -f lavfi -i sine=frequency=440:sample_rate=48000",
+            "-map 0:v:0 -map 1:a:0",
             "-tune zerolatency",
             "-g 30 -keyint_min 30 -sc_threshold 0 -bf 0",
             "-movflags empty_moov+default_base_moof+frag_every_frame",
