@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -98,8 +99,11 @@ pub struct FileConfig {
 pub struct StreamConfig {
     pub name: String,
     pub source: String,
+    /// Run the source only while someone watches.
     #[serde(default)]
     pub on_demand: bool,
+    /// How long an on-demand source keeps running after its last viewer left (default 10 s).
+    pub idle_timeout_secs: Option<f64>,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub fps: Option<u32>,
@@ -130,6 +134,7 @@ impl StreamConfig {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_IDLE_TIMEOUT_SECS: f64 = 10.0;
 
 /// Stream names appear in URLs and file names: keep them plain.
 fn check_name(name: &str) -> Result<(), String> {
@@ -149,13 +154,7 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 fn parse_source(name: &str, source: &str) -> Result<SourceSpec, String> {
-    let spec: SourceSpec = source.parse().map_err(|e| format!("stream {name}: {e}"))?;
-    match spec {
-        SourceSpec::Relay(_) | SourceSpec::Dir(_) => Err(format!(
-            "stream {name}: {spec} sources are not supported by this version yet"
-        )),
-        spec => Ok(spec),
-    }
+    source.parse().map_err(|e| format!("stream {name}: {e}"))
 }
 
 /// Resolves the command line and config file into what `serve` needs. `ffmpeg_found` says
@@ -203,13 +202,21 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             name: name.to_string(),
             source: parse_source(name, source)?,
             encoder: EncoderOptions::default(),
+            on_demand: None,
         });
     }
     for table in &file.streams {
         check_name(&table.name)?;
-        if table.on_demand {
+        let idle = table.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS);
+        if !(0.0..=86_400.0).contains(&idle) {
             return Err(format!(
-                "stream {}: on_demand is not supported by this version yet",
+                "stream {}: idle_timeout_secs {idle} is out of range (0 to 86400)",
+                table.name
+            ));
+        }
+        if table.idle_timeout_secs.is_some() && !table.on_demand {
+            return Err(format!(
+                "stream {}: idle_timeout_secs only applies with on_demand = true",
                 table.name
             ));
         }
@@ -217,6 +224,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             name: table.name.clone(),
             source: parse_source(&table.name, &table.source)?,
             encoder: table.encoder(),
+            on_demand: table.on_demand.then(|| Duration::from_secs_f64(idle)),
         });
     }
     if streams.is_empty() {
@@ -233,6 +241,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             name: "live".into(),
             source,
             encoder: EncoderOptions::default(),
+            on_demand: None,
         });
     }
     for (i, stream) in streams.iter().enumerate() {

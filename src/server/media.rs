@@ -32,11 +32,15 @@ const INIT_TYPE: &str = "video/mp4";
 /// How long a growing segment or part may take to make progress before its response ends.
 const GROWTH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The stream `name`, noted as wanted: asking for its media keeps an on-demand source running.
 fn stream(app: &AppState, name: &str) -> Result<Arc<Stream>, ApiError> {
-    app.streams
+    let stream = app
+        .streams
         .get(name)
         .cloned()
-        .ok_or(ApiError::NotFound("stream"))
+        .ok_or(ApiError::NotFound("stream"))?;
+    stream.hub.touch();
+    Ok(stream)
 }
 
 fn respond(

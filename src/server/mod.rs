@@ -7,10 +7,12 @@
 //! | `/ws/{name}` | [`ws`] |
 //! | `/dash/{name}/…`, `/hls/{name}/…` | [`media`] |
 //! | `/api/streams`, `/api/time`, `/healthz` | [`api`] |
+//! | `/metrics` | [`metrics`] |
 
 mod api;
 mod error;
 mod media;
+mod metrics;
 mod pages;
 mod ws;
 
@@ -42,6 +44,7 @@ pub struct AppState {
     /// Cancelled at shutdown; WebSocket tasks watch it themselves (axum's graceful shutdown
     /// does not reach upgraded connections).
     pub shutdown: CancellationToken,
+    pub started: std::time::Instant,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{*path}", get(pages::asset))
         .route("/ws/{name}", get(ws::upgrade))
         .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::metrics))
         .merge(shared)
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -116,6 +120,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
     let state = AppState {
         streams: streams.clone(),
         shutdown: shutdown.clone(),
+        started: std::time::Instant::now(),
     };
     let listener = listener.tap_io(|tcp| {
         // Nagle's algorithm would hold small fragments back: latency first.

@@ -77,8 +77,10 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The text message that announces an init segment.
-pub fn init_message(init: &MediaInit) -> String {
+/// The text message that announces an init segment. Besides what SPEC.md names, it carries
+/// the init's `generation`, the server's clock (`server_time_ms`) and the stream's `timeline`
+/// id, which relays use to tell a resumed upstream from one that started over.
+pub fn init_message(init: &MediaInit, timeline: &str) -> String {
     let segment = &init.segment;
     let video = segment.video();
     json!({
@@ -89,6 +91,7 @@ pub fn init_message(init: &MediaInit) -> String {
         "height": video.map(|v| v.height),
         "generation": init.generation,
         "server_time_ms": unix_millis(std::time::SystemTime::now()),
+        "timeline": timeline,
     })
     .to_string()
 }
@@ -99,6 +102,7 @@ async fn serve(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let hub = &stream.hub;
+    let joined = std::time::Instant::now();
     let mut subscription = hub.subscribe();
     tracing::debug!(viewers = hub.viewers(), "viewer joined");
     let (mut sink, mut incoming) = socket.split();
@@ -125,11 +129,12 @@ async fn serve(
             }
             first = subscription.next() => {
                 let mut batch_bytes = 0usize;
+                let mut sent_fragments = Vec::new();
                 let mut next = Some(first);
                 let mut ended = false;
                 let mut failed = false;
                 while let Some(delivery) = next.take() {
-                    let (messages, bytes) = messages_for(&delivery);
+                    let (messages, bytes) = messages_for(&delivery, hub.timeline());
                     if matches!(delivery, Delivery::End) {
                         ended = true;
                     }
@@ -147,9 +152,10 @@ async fn serve(
                         hub.counters.skipped_fragments.fetch_add(n, Ordering::Relaxed);
                         tracing::debug!(fragments = n, "slow viewer moved to the next key frame");
                     }
-                    if let Delivery::Fragment(_) = delivery {
+                    if let Delivery::Fragment(fragment) = &delivery {
                         hub.counters.fragments_out.fetch_add(1, Ordering::Relaxed);
                         hub.counters.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+                        sent_fragments.push(fragment.received);
                     }
                     batch_bytes += bytes;
                     if batch_bytes < MAX_BATCH_BYTES {
@@ -158,6 +164,13 @@ async fn serve(
                 }
                 if failed || sink.flush().await.is_err() {
                     break None;
+                }
+                // Ingest to send: from the hub taking the fragment to its bytes handed to the
+                // kernel (the GOP a new viewer starts with is not a delay and is left out).
+                for received in sent_fragments {
+                    if received > joined {
+                        hub.counters.send_delay.observe(received.elapsed());
+                    }
                 }
                 sent_since_ping = true;
                 if ended {
@@ -178,14 +191,14 @@ async fn serve(
 }
 
 /// The WebSocket messages for one delivery, and the media bytes they carry.
-fn messages_for(delivery: &Delivery) -> (Vec<Message>, usize) {
+fn messages_for(delivery: &Delivery, timeline: &str) -> (Vec<Message>, usize) {
     match delivery {
         Delivery::Init(init) => {
             let bytes = init.segment.bytes.clone();
             let len = bytes.len();
             (
                 vec![
-                    Message::Text(init_message(init).into()),
+                    Message::Text(init_message(init, timeline).into()),
                     Message::Binary(bytes),
                 ],
                 len,

@@ -16,7 +16,9 @@ use ffmpeg_sidecar::command::FfmpegCommand;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use super::{Backoff, Continuity, SourceContext, SourceEvent, SourceSpec, forward_units};
+use super::{
+    Backoff, Continuity, Restart, RunEnd, SourceContext, SourceEvent, SourceSpec, forward_units,
+};
 use crate::fmp4::Splitter;
 
 /// How a stream's ffmpeg hands us its frames.
@@ -253,16 +255,6 @@ pub fn ffmpeg_available() -> bool {
 pub const FFMPEG_MISSING: &str = "ffmpeg not found: install it (Debian/Ubuntu: `sudo apt install ffmpeg`, \
 macOS: `brew install ffmpeg`, Windows: https://ffmpeg.org/download.html) or put it beside this program";
 
-/// Why one run of ffmpeg ended.
-enum RunEnd {
-    /// Told to stop.
-    Stopped,
-    /// Worth another try.
-    Failed(String),
-    /// No retry can help.
-    Fatal(String),
-}
-
 /// Runs ffmpeg for `spec`, restarting it with back-off until cancelled.
 pub async fn run(spec: SourceSpec, opts: EncoderOptions, ctx: SourceContext) {
     let args = arguments(&spec, &opts, Ingest::Auto);
@@ -293,7 +285,12 @@ pub async fn run(spec: SourceSpec, opts: EncoderOptions, ctx: SourceContext) {
             retry_in_ms = retry_in.as_millis() as u64,
             "ffmpeg stopped: {reason}; restarting"
         );
-        if !ctx.send(SourceEvent::Restarting { reason, retry_in }).await {
+        let event = SourceEvent::Restarting {
+            reason,
+            retry_in,
+            cause: Restart::Process,
+        };
+        if !ctx.send(event).await {
             return;
         }
         tokio::select! {

@@ -7,6 +7,8 @@
 
 mod continuity;
 pub mod ffmpeg;
+mod folder;
+mod relay;
 mod sample;
 mod spec;
 mod stdin;
@@ -19,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fmp4::{Fragment, InitSegment, Splitter, Unit};
 
-pub use continuity::Continuity;
+pub use continuity::{Continuity, Policy};
 pub use ffmpeg::{EncoderOptions, Ingest};
 pub use spec::{SourceSpec, SpecError};
 
@@ -32,11 +34,31 @@ pub enum SourceEvent {
     Restarting {
         reason: String,
         retry_in: Duration,
+        cause: Restart,
     },
     /// The source will produce nothing more (end of input, or a fault retrying cannot fix).
     Finished {
         reason: Option<String>,
     },
+}
+
+/// What a restart starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// A process we run (ffmpeg).
+    Process,
+    /// A connection to an upstream server (a relay).
+    Upstream,
+}
+
+/// Why one run of a source ended.
+pub(crate) enum RunEnd {
+    /// Told to stop.
+    Stopped,
+    /// Worth another try.
+    Failed(String),
+    /// No retry can help.
+    Fatal(String),
 }
 
 /// The sending half a source writes to, with the token that tells it to stop.
@@ -62,6 +84,8 @@ pub async fn run(spec: SourceSpec, encoder: EncoderOptions, ctx: SourceContext) 
     match spec {
         SourceSpec::Sample => sample::run(ctx).await,
         SourceSpec::Stdin => stdin::run(ctx).await,
+        SourceSpec::Relay(url) => relay::run(url, ctx).await,
+        SourceSpec::Dir(path) => folder::run(path, ctx).await,
         other => ffmpeg::run(other, encoder, ctx).await,
     }
 }
@@ -85,7 +109,8 @@ pub(crate) async fn forward_units(
                 SourceEvent::Init(init)
             }
             Unit::Fragment(fragment) => match continuity.apply(fragment) {
-                Ok(fragment) => SourceEvent::Fragment(fragment),
+                Ok(Some(fragment)) => SourceEvent::Fragment(fragment),
+                Ok(None) => continue,
                 Err(err) => return Err(format!("cannot continue the timeline: {err}")),
             },
         };

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::fmp4::{Fragment, InitSegment, PartInfo, Segmenter, TrackKind};
 
@@ -188,6 +188,44 @@ pub enum Event {
     End,
 }
 
+/// Upper bounds (seconds) of the ingest-to-send histogram's buckets.
+pub const SEND_DELAY_BUCKETS: [f64; 11] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+];
+
+/// How long fragments wait between entering the hub and being written to a viewer's socket.
+#[derive(Debug, Default)]
+pub struct SendDelay {
+    /// Cumulative counts per bucket of [`SEND_DELAY_BUCKETS`], then the overflow.
+    buckets: [AtomicU64; SEND_DELAY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl SendDelay {
+    pub fn observe(&self, delay: Duration) {
+        let secs = delay.as_secs_f64();
+        let index = SEND_DELAY_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(SEND_DELAY_BUCKETS.len());
+        if let Some(bucket) = self.buckets.get(index) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add(delay.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts per bucket (not cumulative; the last is the overflow), and the sum in seconds.
+    pub fn read(&self) -> (Vec<u64>, f64) {
+        let counts = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        (counts, self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
+
 /// Counters for the API and `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -200,6 +238,7 @@ pub struct Counters {
     pub skipped_fragments: AtomicU64,
     pub source_restarts: AtomicU64,
     pub upstream_reconnects: AtomicU64,
+    pub send_delay: SendDelay,
 }
 
 struct State {
@@ -222,11 +261,32 @@ struct State {
 
 pub struct Hub {
     config: HubConfig,
+    /// Names this hub's timeline: a relay that reconnects and finds the same id resumes where
+    /// it was; another id means the upstream started over.
+    timeline: String,
     state: Mutex<State>,
     events: broadcast::Sender<Event>,
     /// Bumped after every change; manifests and growing segments wait on it.
     updates: watch::Sender<u64>,
+    /// Woken when a viewer comes or goes, or an HTTP client asks for media: an on-demand
+    /// stream's controller waits on it.
+    demand: Notify,
+    /// When an HTTP client last asked for media (ms since `created`).
+    last_request_ms: AtomicU64,
+    created: Instant,
     pub counters: Counters,
+}
+
+/// An id no other hub, in this process or another, is likely to have had: the clock, the
+/// process and a counter.
+fn new_timeline_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:x}-{:x}-{count:x}", std::process::id())
 }
 
 pub fn unix_millis(t: SystemTime) -> u64 {
@@ -243,6 +303,7 @@ impl Hub {
         let (updates, _) = watch::channel(0);
         Self {
             config,
+            timeline: new_timeline_id(),
             state: Mutex::new(State {
                 init: None,
                 gop: Vec::new(),
@@ -259,12 +320,65 @@ impl Hub {
             }),
             events,
             updates,
+            demand: Notify::new(),
+            last_request_ms: AtomicU64::new(0),
+            created: Instant::now(),
             counters: Counters::default(),
         }
     }
 
+    /// An HTTP client asked for this stream's media (a DASH or HLS player is a viewer too).
+    pub fn touch(&self) {
+        let now = self.created.elapsed().as_millis() as u64;
+        self.last_request_ms.store(now.max(1), Ordering::Relaxed);
+        self.demand.notify_one();
+    }
+
+    /// How long since anyone watched: zero while a WebSocket viewer is connected, else the
+    /// time since the last HTTP request or departure (forever if there never was one).
+    pub fn idle_for(&self) -> Duration {
+        if self.viewers() > 0 {
+            return Duration::ZERO;
+        }
+        let last = self.last_request_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            // Nobody has ever asked.
+            return Duration::MAX;
+        }
+        let now = self.created.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(last))
+    }
+
+    /// Waits until a viewer comes or goes or an HTTP client asks for media.
+    pub async fn demand_changed(&self) {
+        self.demand.notified().await;
+    }
+
+    /// Forgets the media of a source that stopped for lack of viewers: the next start is a
+    /// fresh stream (segment numbers keep counting).
+    pub fn reset(&self, status: Status) {
+        let mut state = self.lock();
+        state.init = None;
+        state.gop.clear();
+        state.gop_bytes = 0;
+        state.segmenter = None;
+        state.window.clear();
+        state.open = None;
+        state.anchor_ms = None;
+        state.discontinuity = false;
+        state.single_track_fragments = true;
+        state.status = status;
+        drop(state);
+        self.bump();
+    }
+
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// The id of this hub's timeline (see [`Hub::timeline`]'s field).
+    pub fn timeline(&self) -> &str {
+        &self.timeline
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -525,6 +639,7 @@ impl Hub {
         let waiting_for_key = state.gop.is_empty();
         drop(state);
         self.counters.viewers.fetch_add(1, Ordering::Relaxed);
+        self.demand.notify_one();
         Subscription {
             backlog,
             rx,
@@ -539,6 +654,8 @@ impl Hub {
     /// Called by a viewer's task when it goes.
     pub fn unsubscribe(&self) {
         self.counters.viewers.fetch_sub(1, Ordering::Relaxed);
+        // The last viewer gone counts as a request: the idle time starts now.
+        self.touch();
     }
 
     pub fn viewers(&self) -> u64 {

@@ -5,7 +5,7 @@ mod hub;
 pub mod manifests;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -13,11 +13,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use hub::{
-    Delivery, Event, Hub, HubConfig, LiveFragment, MediaInit, Part, Segment, Snapshot, Status,
-    Subscription, TrackTiming, unix_millis,
+    Counters, Delivery, Event, Hub, HubConfig, LiveFragment, MediaInit, Part, SEND_DELAY_BUCKETS,
+    Segment, Snapshot, Status, Subscription, TrackTiming, unix_millis,
 };
 
-use crate::source::{self, EncoderOptions, SourceContext, SourceEvent, SourceSpec};
+use crate::source::{self, EncoderOptions, Restart, SourceContext, SourceEvent, SourceSpec};
 
 /// What a stream is made of, from the command line or the config file.
 #[derive(Debug, Clone)]
@@ -25,6 +25,9 @@ pub struct StreamDef {
     pub name: String,
     pub source: SourceSpec,
     pub encoder: EncoderOptions,
+    /// Run the source only while someone watches, stopping it this long after the last viewer
+    /// left (the prototype's `startStream`/`stopStream`).
+    pub on_demand: Option<Duration>,
 }
 
 /// A running stream.
@@ -86,12 +89,64 @@ pub fn start(
     Streams { list }
 }
 
-/// Runs a stream's source and applies what it reports to the hub.
+/// Runs a stream: its source all the time, or, on demand, while anyone watches.
 async fn drive(
     stream: Arc<Stream>,
     def: StreamDef,
     cancel: CancellationToken,
     tracker: TaskTracker,
+) {
+    let Some(idle_timeout) = def.on_demand else {
+        run_source(&stream, &def, cancel, &tracker).await;
+        return;
+    };
+    let hub = &stream.hub;
+    loop {
+        hub.reset(Status::Idle);
+        // Asleep until someone wants the stream.
+        while hub.idle_for() > idle_timeout {
+            tokio::select! {
+                _ = hub.demand_changed() => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+        tracing::info!("a viewer arrived: starting the on-demand source");
+        hub.set_status(Status::Starting);
+        let run = cancel.child_token();
+        let source = run_source(&stream, &def, run.clone(), &tracker);
+        tokio::pin!(source);
+        let finished = loop {
+            tokio::select! {
+                _ = &mut source => break true,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = hub.demand_changed() => {}
+            }
+            if hub.idle_for() > idle_timeout {
+                break false;
+            }
+        };
+        if cancel.is_cancelled() {
+            return;
+        }
+        if finished {
+            // The source ended by itself (its input is over); it stays ended.
+            return;
+        }
+        tracing::info!(
+            idle_secs = idle_timeout.as_secs_f64(),
+            "no viewers: stopping the on-demand source"
+        );
+        run.cancel();
+        source.await;
+    }
+}
+
+/// Runs a stream's source until it ends or `cancel`, applying what it reports to the hub.
+async fn run_source(
+    stream: &Arc<Stream>,
+    def: &StreamDef,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
 ) {
     let (events, mut rx) = mpsc::channel(256);
     let ctx = SourceContext {
@@ -99,7 +154,7 @@ async fn drive(
         events,
         cancel: cancel.clone(),
     };
-    tracker.spawn(source::run(def.source, def.encoder, ctx).in_current_span());
+    tracker.spawn(source::run(def.source.clone(), def.encoder.clone(), ctx).in_current_span());
     let hub = &stream.hub;
     while let Some(event) = rx.recv().await {
         match event {
@@ -112,10 +167,12 @@ async fn drive(
                 hub.set_init(init);
             }
             SourceEvent::Fragment(fragment) => hub.push(fragment),
-            SourceEvent::Restarting { reason, .. } => {
-                hub.counters
-                    .source_restarts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            SourceEvent::Restarting { reason, cause, .. } => {
+                let counter = match cause {
+                    Restart::Process => &hub.counters.source_restarts,
+                    Restart::Upstream => &hub.counters.upstream_reconnects,
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 hub.set_status(Status::Restarting(reason));
             }
             SourceEvent::Finished { reason } => {

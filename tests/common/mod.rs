@@ -34,8 +34,13 @@ pub fn in_ci() -> bool {
 /// Whether `tool` can be run. In CI a missing tool fails the test; elsewhere the test is
 /// skipped with a loud message.
 pub fn have_tool(tool: &str) -> bool {
+    have_tool_with(tool, "-version")
+}
+
+/// Like [`have_tool`], for tools that print their version with another flag.
+pub fn have_tool_with(tool: &str, version_flag: &str) -> bool {
     let found = Command::new(tool)
-        .arg("-version")
+        .arg(version_flag)
         .output()
         .is_ok_and(|out| out.status.success());
     if !found {

@@ -22,10 +22,15 @@ impl TestServer {
 
     /// Like `start`, with the server's standard input to write to.
     pub fn start_with_stdin(args: &[&str]) -> (Self, ChildStdin) {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts the server listening on `listen` (to restart one on the port it had).
+    pub fn start_on(listen: &str, args: &[&str]) -> (Self, ChildStdin) {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(args)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env("RUST_LOG", "info,websocketlivestream=debug,tower_http=info")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -81,6 +86,12 @@ impl TestServer {
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGINT (Ctrl-C) and waits for the exit, as a user stopping the server would.

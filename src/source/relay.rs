@@ -1,0 +1,201 @@
+//! The relay source `ws://HOST:PORT/ws/NAME`: pulls a stream from another websocketlivestream
+//! server, over the same WebSocket protocol browsers use, and hands on its init segment and
+//! fragments byte for byte. Chains of servers (origin, intermediates, edge) are relays of
+//! relays.
+//!
+//! An upstream that goes away is dialled again with bounded, jittered back-off while this
+//! server's viewers stay connected; it resends its newest group of pictures, and what overlaps
+//! what we already have is dropped (see [`Continuity`]). An upstream that sends something that
+//! is not the protocol, or frames over the size limit, is cut off with a logged error.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::{Backoff, Continuity, Policy, Restart, RunEnd, SourceContext, SourceEvent};
+use crate::fmp4::{DEFAULT_MAX_BOX_SIZE, Fragment, InitSegment};
+
+/// No legitimate message is larger than the largest box the splitter accepts.
+const MAX_MESSAGE: usize = DEFAULT_MAX_BOX_SIZE as usize;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An upstream this quiet is gone, even if its socket looks open (it pings every 30 s).
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(45);
+
+pub async fn run(url: String, ctx: SourceContext) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    let mut continuity = Continuity::new(Policy::Resume);
+    let mut timeline: Option<String> = None;
+    loop {
+        let started = Instant::now();
+        let reason = match session(&url, &ctx, &mut continuity, &mut timeline).await {
+            RunEnd::Stopped => return,
+            RunEnd::Failed(reason) | RunEnd::Fatal(reason) => reason,
+        };
+        if ctx.cancel.is_cancelled() {
+            return;
+        }
+        backoff.succeeded_after(started.elapsed());
+        let retry_in = backoff.next_delay();
+        tracing::warn!(
+            upstream = %url,
+            retry_in_ms = retry_in.as_millis() as u64,
+            "upstream lost: {reason}; dialling again"
+        );
+        let event = SourceEvent::Restarting {
+            reason,
+            retry_in,
+            cause: Restart::Upstream,
+        };
+        if !ctx.send(event).await {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry_in) => {}
+            _ = ctx.cancel.cancelled() => return,
+        }
+        continuity.restart();
+    }
+}
+
+/// One connection to the upstream, until it ends.
+async fn session(
+    url: &str,
+    ctx: &SourceContext,
+    continuity: &mut Continuity,
+    timeline: &mut Option<String>,
+) -> RunEnd {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
+    let mut socket = tokio::select! {
+        connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match connected {
+            Ok(Ok((socket, _))) => socket,
+            Ok(Err(err)) => return RunEnd::Failed(format!("cannot reach {url}: {err}")),
+            Err(_) => return RunEnd::Failed(format!("no answer from {url} within {CONNECT_TIMEOUT:?}")),
+        },
+        _ = ctx.cancel.cancelled() => return RunEnd::Stopped,
+    };
+    tracing::info!(upstream = %url, "connected to upstream");
+    let mut init: Option<Arc<InitSegment>> = None;
+    let mut awaiting_init = false;
+    // Offsets count what this connection received, for error messages.
+    let mut offset = 0u64;
+    loop {
+        let message = tokio::select! {
+            message = tokio::time::timeout(SILENCE_TIMEOUT, socket.next()) => match message {
+                Ok(message) => message,
+                Err(_) => return RunEnd::Failed(format!("upstream silent for {SILENCE_TIMEOUT:?}")),
+            },
+            _ = ctx.cancel.cancelled() => {
+                let _ = socket.close(None).await;
+                return RunEnd::Stopped;
+            }
+        };
+        let bytes = match message {
+            None => return RunEnd::Failed("upstream closed the connection".into()),
+            Some(Err(err)) => return RunEnd::Failed(connection_error(url, err)),
+            Some(Ok(Message::Close(frame))) => {
+                let why = frame.map_or_else(String::new, |f| format!(" ({} {})", f.code, f.reason));
+                return RunEnd::Failed(format!("upstream closed the connection{why}"));
+            }
+            Some(Ok(Message::Text(text))) => {
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
+                    return RunEnd::Failed(cut_off(url, "a text message that is not JSON".into()));
+                };
+                match value["type"].as_str() {
+                    Some("init") => {
+                        awaiting_init = true;
+                        let id = value["timeline"].as_str().map(str::to_string);
+                        if timeline.is_some() && id != *timeline {
+                            tracing::info!(upstream = %url, "the upstream started a new timeline");
+                            continuity.timeline_changed();
+                        }
+                        *timeline = id;
+                    }
+                    Some("end") => return RunEnd::Failed("the upstream stream ended".into()),
+                    Some("skipped") => {
+                        tracing::warn!(upstream = %url, "this relay fell behind its upstream: {value}")
+                    }
+                    _ => tracing::debug!(upstream = %url, "ignored message {value}"),
+                }
+                continue;
+            }
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(_)) => continue,
+        };
+        let len = bytes.len() as u64;
+        let event = if awaiting_init {
+            awaiting_init = false;
+            match InitSegment::parse(bytes, offset) {
+                Ok(parsed) => {
+                    continuity.on_init(&parsed);
+                    let parsed = Arc::new(parsed);
+                    init = Some(parsed.clone());
+                    SourceEvent::Init(parsed)
+                }
+                Err(err) => {
+                    return RunEnd::Failed(cut_off(url, format!("a broken init segment: {err}")));
+                }
+            }
+        } else {
+            let Some(current) = init.as_ref() else {
+                return RunEnd::Failed(cut_off(url, "media before an init segment".into()));
+            };
+            let fragment = match Fragment::parse(bytes, offset, current) {
+                Ok(fragment) => fragment,
+                Err(err) => {
+                    return RunEnd::Failed(cut_off(url, format!("a broken fragment: {err}")));
+                }
+            };
+            match continuity.apply(fragment) {
+                Ok(Some(fragment)) => SourceEvent::Fragment(fragment),
+                Ok(None) => {
+                    offset += len;
+                    continue;
+                }
+                Err(err) => return RunEnd::Failed(format!("cannot continue the timeline: {err}")),
+            }
+        };
+        offset += len;
+        if !ctx.send(event).await {
+            let _ = socket.close(None).await;
+            return RunEnd::Stopped;
+        }
+    }
+}
+
+/// A broken connection is news; an upstream breaking the protocol (frames over the size
+/// limit, bad framing) is cut off.
+fn connection_error(url: &str, err: tungstenite::Error) -> String {
+    use tungstenite::error::{Error, ProtocolError};
+    match err {
+        Error::Capacity(_)
+        | Error::Utf8(_)
+        | Error::AttackAttempt
+        | Error::Protocol(
+            ProtocolError::InvalidOpcode(_)
+            | ProtocolError::MaskedFrameFromServer
+            | ProtocolError::NonZeroReservedBits
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::ControlFrameTooBig
+            | ProtocolError::UnknownControlFrameType(_)
+            | ProtocolError::UnknownDataFrameType(_)
+            | ProtocolError::UnexpectedContinueFrame
+            | ProtocolError::ExpectedFragment(_),
+        ) => cut_off(
+            url,
+            format!("a frame against the protocol or its size limit ({err})"),
+        ),
+        other => format!("the connection broke: {other}"),
+    }
+}
+
+/// Logs why an upstream is being cut off and returns the reason.
+fn cut_off(url: &str, what: String) -> String {
+    tracing::error!(upstream = %url, "cutting off the upstream: it sent {what}");
+    format!("cut off: {what}")
+}
