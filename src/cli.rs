@@ -89,6 +89,8 @@ pub struct FileConfig {
     pub window: Option<usize>,
     pub record: Option<PathBuf>,
     pub ingest: Option<Ingest>,
+    /// Viewers the whole server takes at once (default 10000).
+    pub max_viewers: Option<u64>,
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
 }
@@ -104,6 +106,8 @@ pub struct StreamConfig {
     pub on_demand: bool,
     /// How long an on-demand source keeps running after its last viewer left (default 10 s).
     pub idle_timeout_secs: Option<f64>,
+    /// Viewers this stream takes at once (default: no limit of its own).
+    pub max_viewers: Option<u64>,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub fps: Option<u32>,
@@ -135,6 +139,7 @@ impl StreamConfig {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_IDLE_TIMEOUT_SECS: f64 = 10.0;
+pub const DEFAULT_MAX_VIEWERS: u64 = 10_000;
 
 /// Stream names appear in URLs and file names: keep them plain.
 fn check_name(name: &str) -> Result<(), String> {
@@ -203,6 +208,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             source: parse_source(name, source)?,
             encoder: EncoderOptions::default(),
             on_demand: None,
+            max_viewers: None,
         });
     }
     for table in &file.streams {
@@ -225,6 +231,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             source: parse_source(&table.name, &table.source)?,
             encoder: table.encoder(),
             on_demand: table.on_demand.then(|| Duration::from_secs_f64(idle)),
+            max_viewers: table.max_viewers,
         });
     }
     if streams.is_empty() {
@@ -242,6 +249,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             source,
             encoder: EncoderOptions::default(),
             on_demand: None,
+            max_viewers: None,
         });
     }
     for (i, stream) in streams.iter().enumerate() {
@@ -267,6 +275,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
     Ok(ServeSettings {
         listen,
         streams,
+        max_viewers: Some(file.max_viewers.unwrap_or(DEFAULT_MAX_VIEWERS)),
         hub: HubConfig {
             segment_secs,
             window,

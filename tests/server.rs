@@ -800,3 +800,70 @@ fn ctrl_c_stops_the_server_and_its_ffmpeg() {
     }
     assert!(server.log().contains("stopped"), "{}", server.log());
 }
+
+/// Connects and expects the upgrade to be refused with 503 and a message naming `reason`.
+async fn expect_busy(url: &str, reason: &str) {
+    use tokio_tungstenite::tungstenite::Error;
+    match tokio_tungstenite::connect_async(url).await {
+        Err(Error::Http(response)) => {
+            assert_eq!(response.status(), 503, "{url}");
+            let body = response.body().as_deref().unwrap_or_default();
+            let body = String::from_utf8_lossy(body);
+            assert!(body.contains(reason), "{url}: body {body:?}");
+        }
+        Err(other) => panic!("{url}: expected 503, got {other}"),
+        Ok(_) => panic!("{url}: expected 503, the viewer was admitted"),
+    }
+}
+
+#[tokio::test]
+async fn viewer_limits_per_stream_and_per_server_answer_503_and_free_up() {
+    let config = temp_file(
+        "limits.toml",
+        "max_viewers = 3\n\
+         [[stream]]\nname = \"one\"\nsource = \"sample\"\nmax_viewers = 1\n\
+         [[stream]]\nname = \"many\"\nsource = \"sample\"\n",
+    );
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let one_url = server.ws_url("/ws/one");
+    let many_url = server.ws_url("/ws/many");
+
+    let mut first = ws::connect(&one_url).await;
+    ws::expect_init(&mut first).await;
+    expect_busy(&one_url, "stream one has its maximum of 1 viewers").await;
+
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let mut socket = ws::connect(&many_url).await;
+        ws::expect_init(&mut socket).await;
+        others.push(socket);
+    }
+    expect_busy(&many_url, "the server has its maximum of 3 viewers").await;
+    // A refused viewer takes no place: the count is still 3, not 4.
+    expect_busy(&many_url, "the server has its maximum of 3 viewers").await;
+
+    // The viewers admitted play on.
+    for socket in &mut others {
+        match ws::next(socket, Duration::from_secs(5)).await {
+            Some(Msg::Binary(_)) => {}
+            other => panic!("an admitted viewer should get media, got {other:?}"),
+        }
+    }
+
+    // When the stream-limited viewer leaves, both its stream and the server have room again.
+    first.close(None).await.expect("close");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut again = loop {
+        match tokio_tungstenite::connect_async(&one_url).await {
+            Ok((socket, _)) => break socket,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("the freed place was never given back: {err}"),
+        }
+    };
+    ws::expect_init(&mut again).await;
+    // ... and the server-wide count is at its maximum again.
+    expect_busy(&many_url, "the server has its maximum of 3 viewers").await;
+}

@@ -16,6 +16,9 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("waited too long for {0}")]
     Timeout(&'static str),
+    /// At a viewer limit.
+    #[error("{0}; try again later")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -24,7 +27,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::NotLive(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotLive(_) | ApiError::Timeout(_) | ApiError::Busy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

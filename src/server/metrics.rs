@@ -23,7 +23,7 @@ fn label(value: &str) -> String {
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     let streams: Vec<_> = app.streams.iter().collect();
-    let families: [(&str, &str, &str); 13] = [
+    let families: [(&str, &str, &str); 14] = [
         (
             "wsls_stream_up",
             "gauge",
@@ -49,6 +49,11 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             "wsls_bytes_out_total",
             "counter",
             "Media bytes written to WebSocket viewers.",
+        ),
+        (
+            "wsls_socket_writes_total",
+            "counter",
+            "Batches written to viewers' sockets (a system call or a few each).",
         ),
         (
             "wsls_skips_total",
@@ -83,7 +88,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         ),
     ];
     // One snapshot per stream, every family's value read from it.
-    let values: Vec<[f64; 13]> = streams
+    let values: Vec<[f64; 14]> = streams
         .iter()
         .map(|stream| {
             let c = &stream.hub.counters;
@@ -97,6 +102,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
                 load(&c.bytes_in),
                 load(&c.fragments_out),
                 load(&c.bytes_out),
+                load(&c.socket_writes),
                 load(&c.skips),
                 load(&c.skipped_fragments),
                 load(&c.source_restarts),

@@ -11,6 +11,7 @@
 
 mod api;
 mod error;
+mod frame;
 mod media;
 mod metrics;
 mod pages;
@@ -45,6 +46,7 @@ pub struct AppState {
     /// does not reach upgraded connections).
     pub shutdown: CancellationToken,
     pub started: std::time::Instant,
+    pub viewer_limits: Arc<ws::ViewerLimits>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -81,6 +83,8 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     pub streams: Vec<StreamDef>,
     pub hub: HubConfig,
+    /// Viewers the whole server takes at once; more are answered 503.
+    pub max_viewers: Option<u64>,
 }
 
 /// Why the server could not run.
@@ -121,6 +125,10 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         streams: streams.clone(),
         shutdown: shutdown.clone(),
         started: std::time::Instant::now(),
+        viewer_limits: Arc::new(ws::ViewerLimits {
+            total: Default::default(),
+            max_total: settings.max_viewers,
+        }),
     };
     let listener = listener.tap_io(|tcp| {
         // Nagle's algorithm would hold small fragments back: latency first.

@@ -234,6 +234,8 @@ pub struct Counters {
     pub bytes_in: AtomicU64,
     pub fragments_out: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Batches written to viewers' sockets: fragments out per write shows batching at work.
+    pub socket_writes: AtomicU64,
     pub skips: AtomicU64,
     pub skipped_fragments: AtomicU64,
     pub source_restarts: AtomicU64,

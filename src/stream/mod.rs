@@ -28,6 +28,8 @@ pub struct StreamDef {
     /// Run the source only while someone watches, stopping it this long after the last viewer
     /// left (the prototype's `startStream`/`stopStream`).
     pub on_demand: Option<Duration>,
+    /// Viewers this stream takes at once; more are answered 503.
+    pub max_viewers: Option<u64>,
 }
 
 /// A running stream.
@@ -35,6 +37,10 @@ pub struct Stream {
     pub name: String,
     pub source: SourceSpec,
     pub hub: Arc<Hub>,
+    pub max_viewers: Option<u64>,
+    /// Viewers admitted and not yet gone, counted at the upgrade (before they reach the hub),
+    /// so that `max_viewers` holds even for viewers arriving at once.
+    pub admitted: std::sync::atomic::AtomicU64,
 }
 
 /// Every stream of the server, in the order they were given.
@@ -78,6 +84,8 @@ pub fn start(
                 name: def.name.clone(),
                 source: def.source.clone(),
                 hub: Arc::new(Hub::new(config.clone(), first_number)),
+                max_viewers: def.max_viewers,
+                admitted: Default::default(),
             });
             let span = tracing::info_span!("stream", name = %def.name);
             tracker.spawn(

@@ -1,0 +1,703 @@
+//! A load generator: N WebSocket viewers against a running server, each checking what it gets,
+//! measuring delivery lag, throughput, errors and the server's memory and CPU.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --url ws://127.0.0.1:8080/ws/live --viewers 5000 \
+//!     --seconds 30 --server-pid $(pgrep -f 'websocketlivestream serve')
+//! ```
+//!
+//! Each viewer speaks just enough WebSocket to read (server frames are not masked) and checks
+//! the protocol: the `init` message, the init segment, then fragments in sequence, the first
+//! one (and the first after every `skipped`) a key frame. Lag is a fragment's arrival minus
+//! the wall clock of its `prft` box (the encoder's), so it spans everything from the encoder's
+//! muxer to this socket. `--protocol flv` reads node-media-server's WebSocket-FLV instead; its
+//! lag is then measured as for any stream without `prft`: arrival against the media timeline,
+//! relative to the viewer's earliest fragment (`--lag relative` does the same for ours).
+//!
+//! Slow viewers (`--slow N --slow-rate 0.1`) read at a tenth of the stream's rate through a
+//! small receive buffer; their lag and skips are reported apart from the others'.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use websocketlivestream::fmp4::{Fragment, InitSegment, unix_millis_from_ntp};
+
+const USAGE: &str = "usage: loadgen --url ws://HOST:PORT/PATH [--viewers N] [--seconds S] \
+[--warmup S] [--ramp N_PER_S] [--slow N] [--slow-rate F] [--server-pid PID] \
+[--protocol wsls|flv] [--lag prft|relative] [--threads N]";
+
+#[derive(Clone)]
+struct Options {
+    host: String,
+    port: u16,
+    path: String,
+    viewers: usize,
+    seconds: f64,
+    warmup: f64,
+    ramp: f64,
+    slow: usize,
+    slow_rate: f64,
+    server_pid: Option<u32>,
+    flv: bool,
+    relative_lag: bool,
+    threads: usize,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let number = |name: &str, default: f64| -> Result<f64, String> {
+        value(name).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| format!("{name} {v} is not a number"))
+        })
+    };
+    let url = value("--url").ok_or("--url is required")?;
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or("only ws:// URLs are supported")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = authority.rsplit_once(':').ok_or("the URL needs a port")?;
+    let protocol = value("--protocol").unwrap_or_else(|| "wsls".into());
+    let flv = match protocol.as_str() {
+        "wsls" => false,
+        "flv" => true,
+        other => return Err(format!("unknown protocol {other}")),
+    };
+    Ok(Options {
+        host: host.to_string(),
+        port: port.parse().map_err(|_| "bad port")?,
+        path: format!("/{path}"),
+        viewers: number("--viewers", 100.0)? as usize,
+        seconds: number("--seconds", 20.0)?,
+        warmup: number("--warmup", 3.0)?,
+        ramp: number("--ramp", 1000.0)?,
+        slow: number("--slow", 0.0)? as usize,
+        slow_rate: number("--slow-rate", 0.1)?,
+        server_pid: value("--server-pid").and_then(|v| v.parse().ok()),
+        flv,
+        relative_lag: flv || value("--lag").as_deref() == Some("relative"),
+        threads: number("--threads", 1.0)? as usize,
+    })
+}
+
+/// Lag per millisecond, 0 to 60 s, for percentiles.
+struct Histogram {
+    buckets: Vec<AtomicU64>,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            buckets: (0..60_001).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn record(&self, ms: f64) {
+        let index = (ms.max(0.0) as usize).min(self.buckets.len() - 1);
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn reset(&self) {
+        for b in &self.buckets {
+            b.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    fn quantile(&self, q: f64) -> Option<usize> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let target = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (ms, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Ordering::Relaxed);
+            if seen >= target {
+                return Some(ms);
+            }
+        }
+        None
+    }
+}
+
+/// Counters shared by every viewer of one group (normal or slow).
+struct Group {
+    lag: Histogram,
+    connected: AtomicU64,
+    failed: AtomicU64,
+    errors: AtomicU64,
+    disconnects: AtomicU64,
+    fragments: AtomicU64,
+    bytes: AtomicU64,
+    skips: AtomicU64,
+    skipped: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            lag: Histogram::new(),
+            connected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
+            fragments: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            skips: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            first_error: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn error(&self, what: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(what);
+    }
+
+    /// Starts the measured window: counts so far were the ramp and the warm-up.
+    fn reset(&self) {
+        self.lag.reset();
+        for c in [&self.fragments, &self.bytes, &self.skips, &self.skipped] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn now_unix_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// What a viewer expects next.
+enum Expect {
+    InitMessage,
+    InitSegment,
+    KeyFrame,
+    InSequence,
+}
+
+struct Viewer {
+    options: Arc<Options>,
+    group: Arc<Group>,
+    slow: bool,
+    expect: Expect,
+    init: Option<InitSegment>,
+    next_sequence: Option<u32>,
+    /// For relative lag: (arrival ms - media ms) at the earliest fragment seen.
+    lag_origin: Option<f64>,
+    flv_header_seen: bool,
+    flv_video_config_seen: bool,
+}
+
+async fn connect(options: &Options, slow: bool) -> std::io::Result<TcpStream> {
+    let address = tokio::net::lookup_host((options.host.as_str(), options.port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if slow {
+        // A slow reader with a small window, so the server feels it.
+        socket.set_recv_buffer_size(16 * 1024)?;
+    }
+    let mut tcp = socket.connect(address).await?;
+    tcp.set_nodelay(true)?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        options.path, options.host, options.port
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    Ok(tcp)
+}
+
+impl Viewer {
+    async fn run(mut self, stop: Arc<AtomicBool>) {
+        let mut tcp = match connect(&self.options, self.slow).await {
+            Ok(tcp) => tcp,
+            Err(err) => {
+                self.group.failed.fetch_add(1, Ordering::Relaxed);
+                self.group.error(format!("connect: {err}"));
+                return;
+            }
+        };
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        // The HTTP answer first.
+        loop {
+            match tcp.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    self.group.failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(_) => {}
+            }
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                if !head.starts_with("HTTP/1.1 101") {
+                    self.group.failed.fetch_add(1, Ordering::Relaxed);
+                    self.group.error(format!(
+                        "upgrade refused: {}",
+                        head.lines().next().unwrap_or("")
+                    ));
+                    return;
+                }
+                buf.advance(end + 4);
+                break;
+            }
+        }
+        self.group.connected.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut read_total = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            while let Some((opcode, payload)) = next_frame(&mut buf) {
+                self.on_frame(opcode, payload);
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            // No timer per read: a stopped viewer is aborted, not polled.
+            match tcp.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    if !stop.load(Ordering::Relaxed) {
+                        self.group.disconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    read_total += n as u64;
+                    if self.slow {
+                        // Read no faster than slow_rate of the stream's bitrate (here: of
+                        // 1 Mbit/s, what the benchmark streams).
+                        let allowed = self.options.slow_rate * 125_000.0;
+                        let due = Duration::from_secs_f64(read_total as f64 / allowed);
+                        let elapsed = started.elapsed();
+                        if due > elapsed {
+                            tokio::time::sleep(due - elapsed).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, opcode: u8, payload: Bytes) {
+        match opcode {
+            0x1 => self.on_text(&payload),
+            0x2 => {
+                self.group
+                    .bytes
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                if self.options.flv {
+                    self.on_flv(payload);
+                } else {
+                    self.on_binary(payload);
+                }
+            }
+            // A close before anything arrived is a refusal, counted by the
+            // caller; any later close is the server hanging up on us.
+            0x8 if !matches!(self.expect, Expect::InitMessage) => {
+                self.group.disconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_text(&mut self, payload: &[u8]) {
+        let text = String::from_utf8_lossy(payload);
+        if text.contains("\"type\":\"init\"") {
+            self.expect = Expect::InitSegment;
+        } else if text.contains("\"type\":\"skipped\"") {
+            self.group.skips.fetch_add(1, Ordering::Relaxed);
+            let n = text
+                .split("\"fragments\":")
+                .nth(1)
+                .and_then(|rest| rest.trim_end_matches('}').trim().parse().ok())
+                .unwrap_or(0);
+            self.group.skipped.fetch_add(n, Ordering::Relaxed);
+            self.expect = Expect::KeyFrame;
+        } else if !self.options.flv {
+            self.group.error(format!("unexpected text {text}"));
+        }
+    }
+
+    fn on_binary(&mut self, payload: Bytes) {
+        let arrival = now_unix_ms();
+        match self.expect {
+            Expect::InitMessage => self.group.error("binary before the init message".into()),
+            Expect::InitSegment => match InitSegment::parse(payload, 0) {
+                Ok(init) => {
+                    self.init = Some(init);
+                    self.expect = Expect::KeyFrame;
+                    self.next_sequence = None;
+                }
+                Err(err) => self.group.error(format!("init segment: {err}")),
+            },
+            Expect::KeyFrame | Expect::InSequence => {
+                let Some(init) = self.init.as_ref() else {
+                    return;
+                };
+                self.group.fragments.fetch_add(1, Ordering::Relaxed);
+                // The full check where it matters (the first fragment of a run), headers only
+                // after that: a viewer must not cost more than the server it measures.
+                if let Expect::KeyFrame = self.expect {
+                    match Fragment::parse(payload.clone(), 0, init) {
+                        Ok(fragment) => {
+                            let reference = init.reference_track().map_or(0, |t| t.id);
+                            if !fragment.starts_with_sync_of(reference) {
+                                self.group
+                                    .error("a run did not start at a key frame".into());
+                            }
+                            self.next_sequence = Some(fragment.sequence.wrapping_add(1));
+                            self.expect = Expect::InSequence;
+                        }
+                        Err(err) => self.group.error(format!("fragment: {err}")),
+                    }
+                } else if let Some(sequence) = sequence_of(&payload) {
+                    if Some(sequence) != self.next_sequence {
+                        self.group.error(format!(
+                            "fragment {sequence} out of order (expected {:?})",
+                            self.next_sequence
+                        ));
+                    }
+                    self.next_sequence = Some(sequence.wrapping_add(1));
+                }
+                if self.options.relative_lag {
+                    if let Some(media_ms) = video_media_ms(&payload, init) {
+                        self.record_relative(arrival, media_ms);
+                    }
+                } else if let Some(wall_ms) = prft_ms(&payload) {
+                    self.group.lag.record(arrival - wall_ms);
+                }
+            }
+        }
+    }
+
+    fn record_relative(&mut self, arrival: f64, media_ms: f64) {
+        let offset = arrival - media_ms;
+        let origin = *self.lag_origin.get_or_insert(offset);
+        if offset < origin {
+            // An earlier fragment came quicker: the baseline moves.
+            self.lag_origin = Some(offset);
+        }
+        self.group
+            .lag
+            .record(offset - self.lag_origin.unwrap_or(offset));
+    }
+
+    /// node-media-server's WebSocket-FLV: the FLV header, then tags (ISO 8601 aside, the
+    /// Adobe FLV spec, annex E): 11 bytes of header (type, size, timestamp), data, and the
+    /// previous tag's size. A viewer checks that video starts at its sequence header and a
+    /// key frame, and times video tags against their timestamps.
+    fn on_flv(&mut self, payload: Bytes) {
+        let arrival = now_unix_ms();
+        let mut data = &payload[..];
+        if !self.flv_header_seen {
+            if data.starts_with(b"FLV") && data.len() >= 9 {
+                self.flv_header_seen = true;
+                data = &data[9..];
+                if data.len() >= 4 {
+                    data = &data[4..];
+                }
+            } else {
+                self.group
+                    .error("WebSocket-FLV did not start with the FLV header".into());
+                return;
+            }
+        }
+        while data.len() >= 11 {
+            let tag_type = data[0] & 0x1f;
+            let size =
+                usize::from(data[1]) << 16 | usize::from(data[2]) << 8 | usize::from(data[3]);
+            let timestamp = u32::from(data[7]) << 24
+                | u32::from(data[4]) << 16
+                | u32::from(data[5]) << 8
+                | u32::from(data[6]);
+            let Some(body) = data.get(11..11 + size) else {
+                break;
+            };
+            if tag_type == 9 && body.len() >= 2 {
+                let key = body[0] >> 4 == 1;
+                let config = body[1] == 0;
+                self.group.fragments.fetch_add(1, Ordering::Relaxed);
+                if config {
+                    self.flv_video_config_seen = true;
+                } else if !self.flv_video_config_seen {
+                    self.group.error("video before its sequence header".into());
+                } else if let Expect::KeyFrame | Expect::InitMessage | Expect::InitSegment =
+                    self.expect
+                {
+                    if !key {
+                        self.group
+                            .error("video did not start at a key frame".into());
+                    }
+                    self.expect = Expect::InSequence;
+                }
+                if !config {
+                    self.record_relative(arrival, f64::from(timestamp));
+                }
+            }
+            data = data.get(11 + size + 4..).unwrap_or(&[]);
+        }
+    }
+}
+
+/// The next complete server frame in `buf`: opcode and payload.
+fn next_frame(buf: &mut BytesMut) -> Option<(u8, Bytes)> {
+    let first = *buf.first()?;
+    let second = *buf.get(1)?;
+    let (len, header) = match second & 0x7f {
+        126 => (
+            usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            4,
+        ),
+        127 => {
+            let raw: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            (u64::from_be_bytes(raw) as usize, 10)
+        }
+        n => (usize::from(n), 2),
+    };
+    if buf.len() < header + len {
+        return None;
+    }
+    buf.advance(header);
+    Some((first & 0x0f, buf.split_to(len).freeze()))
+}
+
+/// Top-level boxes: (type, start, end).
+fn top_boxes(data: &[u8]) -> impl Iterator<Item = (&[u8], usize, usize)> {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let head = data.get(pos..pos + 8)?;
+        let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if size < 8 {
+            return None;
+        }
+        let item = (&head[4..8], pos, pos + size);
+        pos += size;
+        Some(item)
+    })
+}
+
+/// The `mfhd` sequence number: moof > mfhd is the moof's first child.
+fn sequence_of(data: &[u8]) -> Option<u32> {
+    let (_, start, _) = top_boxes(data).find(|(kind, _, _)| *kind == b"moof")?;
+    let field = data.get(start + 8 + 12..start + 8 + 16)?;
+    Some(u32::from_be_bytes(field.try_into().ok()?))
+}
+
+/// The wall clock of the fragment's `prft`, in Unix ms.
+fn prft_ms(data: &[u8]) -> Option<f64> {
+    let (_, start, _) = top_boxes(data).find(|(kind, _, _)| *kind == b"prft")?;
+    let ntp = data.get(start + 16..start + 24)?;
+    unix_millis_from_ntp(u64::from_be_bytes(ntp.try_into().ok()?)).map(|ms| ms as f64)
+}
+
+/// The decode time of the fragment's video, in ms.
+fn video_media_ms(data: &[u8], init: &InitSegment) -> Option<f64> {
+    let video = init.video()?;
+    let fragment = Fragment::parse(Bytes::copy_from_slice(data), 0, init).ok()?;
+    let run = fragment.run(video.id)?;
+    Some(run.decode_time as f64 * 1000.0 / f64::from(video.timescale.max(1)))
+}
+
+/// Resident memory (kB) and CPU time (s) of a process, from /proc.
+fn process_usage(pid: u32) -> Option<(u64, u64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime is the 14th overall.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((field("VmRSS:")?, field("VmHWM:")?, ticks / 100.0))
+}
+
+fn report(name: &str, group: &Group, viewers: usize, secs: f64) {
+    let q = |p| {
+        group
+            .lag
+            .quantile(p)
+            .map_or("-".to_string(), |ms| ms.to_string())
+    };
+    println!(
+        "{name}: {} connected, {} failed, {} disconnected, {} protocol errors",
+        group.connected.load(Ordering::Relaxed),
+        group.failed.load(Ordering::Relaxed),
+        group.disconnects.load(Ordering::Relaxed),
+        group.errors.load(Ordering::Relaxed),
+    );
+    if let Some(first) = group
+        .first_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
+        println!("  first error: {first}");
+    }
+    let bytes = group.bytes.load(Ordering::Relaxed) as f64;
+    println!(
+        "  lag ms (of {} timed fragments): p50 {}  p95 {}  p99 {}  max {}",
+        group.lag.count(),
+        q(0.5),
+        q(0.95),
+        q(0.99),
+        q(1.0)
+    );
+    println!(
+        "  throughput: {:.1} Mbit/s in all, {:.0} kbit/s per viewer, {:.0} fragments/s per viewer",
+        bytes * 8.0 / secs / 1e6,
+        bytes * 8.0 / secs / 1e3 / viewers.max(1) as f64,
+        group.fragments.load(Ordering::Relaxed) as f64 / secs / viewers.max(1) as f64
+    );
+    println!(
+        "  skips: {} ({} fragments skipped)",
+        group.skips.load(Ordering::Relaxed),
+        group.skipped.load(Ordering::Relaxed)
+    );
+}
+
+fn main() {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("error: {err}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads.max(1))
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(options));
+}
+
+async fn run(options: Options) {
+    let options = Arc::new(options);
+    let normal = Arc::new(Group::new());
+    let slow = Arc::new(Group::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let baseline = options.server_pid.and_then(process_usage);
+    let mut tasks = Vec::with_capacity(options.viewers + options.slow);
+    let total = options.viewers + options.slow;
+    let ramp_started = Instant::now();
+    for i in 0..total {
+        // Slow viewers are spread evenly among the others.
+        let every = (total / options.slow.max(1)).max(1);
+        let is_slow = options.slow > 0 && i % every == 0 && i / every < options.slow;
+        let viewer = Viewer {
+            options: options.clone(),
+            group: if is_slow {
+                slow.clone()
+            } else {
+                normal.clone()
+            },
+            slow: is_slow,
+            expect: if options.flv {
+                Expect::KeyFrame
+            } else {
+                Expect::InitMessage
+            },
+            init: None,
+            next_sequence: None,
+            lag_origin: None,
+            flv_header_seen: false,
+            flv_video_config_seen: false,
+        };
+        tasks.push(tokio::spawn(viewer.run(stop.clone())));
+        let due = Duration::from_secs_f64((i + 1) as f64 / options.ramp.max(1.0));
+        if let Some(wait) = due.checked_sub(ramp_started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let connected_in = ramp_started.elapsed();
+    tokio::time::sleep(Duration::from_secs_f64(options.warmup)).await;
+    normal.reset();
+    slow.reset();
+    let before = options.server_pid.and_then(process_usage);
+    let own_before = process_usage(std::process::id());
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(options.seconds)).await;
+    let secs = window.elapsed().as_secs_f64();
+    let after = options.server_pid.and_then(process_usage);
+    let own_after = process_usage(std::process::id());
+    stop.store(true, Ordering::Relaxed);
+
+    let n_normal = normal.connected.load(Ordering::Relaxed) as usize;
+    let n_slow = slow.connected.load(Ordering::Relaxed) as usize;
+    println!(
+        "{} viewers ({} slow) against {}:{}{} ({}), ramp {:.1} s, measured {:.1} s",
+        options.viewers + options.slow,
+        options.slow,
+        options.host,
+        options.port,
+        options.path,
+        if options.flv {
+            "WebSocket-FLV"
+        } else if options.relative_lag {
+            "relative lag"
+        } else {
+            "lag from prft"
+        },
+        connected_in.as_secs_f64(),
+        secs
+    );
+    report("viewers", &normal, n_normal, secs);
+    if options.slow > 0 {
+        report("slow viewers", &slow, n_slow, secs);
+    }
+    if let (Some((rss0, _, _)), Some((rss1, hwm, cpu1)), Some((_, _, cpu0))) =
+        (baseline, after, before)
+    {
+        let viewers = (n_normal + n_slow).max(1) as f64;
+        println!(
+            "server: RSS {:.1} MB (peak {:.1} MB, {:.1} MB before the viewers), {:.1} kB per viewer",
+            rss1 as f64 / 1024.0,
+            hwm as f64 / 1024.0,
+            rss0 as f64 / 1024.0,
+            rss1.saturating_sub(rss0) as f64 / viewers
+        );
+        let cpu = cpu1 - cpu0;
+        println!(
+            "server: {:.2} CPU-s over {:.1} s ({:.0}% of a core), {:.3} CPU-s per viewer-hour",
+            cpu,
+            secs,
+            cpu / secs * 100.0,
+            cpu / (viewers * secs / 3600.0)
+        );
+    }
+    if let (Some((_, _, cpu0)), Some((_, _, cpu1))) = (own_before, own_after) {
+        println!(
+            "load generator: {:.0}% of a core",
+            (cpu1 - cpu0) / secs * 100.0
+        );
+    }
+    for task in tasks {
+        task.abort();
+    }
+}
