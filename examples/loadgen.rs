@@ -28,7 +28,7 @@ use websocketlivestream::fmp4::{Fragment, InitSegment, unix_millis_from_ntp};
 
 const USAGE: &str = "usage: loadgen --url ws://HOST:PORT/PATH [--viewers N] [--seconds S] \
 [--warmup S] [--ramp N_PER_S] [--slow N] [--slow-rate F] [--server-pid PID] \
-[--protocol wsls|flv] [--lag prft|relative] [--threads N]";
+[--protocol wsls|flv] [--lag prft|relative] [--threads N] [--max-lag-ms MS] [--max-rss-mb MB]";
 
 #[derive(Clone)]
 struct Options {
@@ -45,6 +45,9 @@ struct Options {
     flv: bool,
     relative_lag: bool,
     threads: usize,
+    /// The bounds a run must hold: the normal viewers' p99 lag and the server's RSS.
+    max_lag_ms: u64,
+    max_rss_mb: f64,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -86,6 +89,8 @@ fn parse_options() -> Result<Options, String> {
         flv,
         relative_lag: flv || value("--lag").as_deref() == Some("relative"),
         threads: number("--threads", 1.0)? as usize,
+        max_lag_ms: number("--max-lag-ms", 100.0)? as u64,
+        max_rss_mb: number("--max-rss-mb", 500.0)?,
     })
 }
 
@@ -331,7 +336,13 @@ impl Viewer {
             let n = text
                 .split("\"fragments\":")
                 .nth(1)
-                .and_then(|rest| rest.trim_end_matches('}').trim().parse().ok())
+                .and_then(|rest| {
+                    let digits = rest.trim_start();
+                    let end = digits
+                        .find(|c: char| !c.is_ascii_digit())
+                        .unwrap_or(digits.len());
+                    digits[..end].parse().ok()
+                })
                 .unwrap_or(0);
             self.group.skipped.fetch_add(n, Ordering::Relaxed);
             self.expect = Expect::KeyFrame;
@@ -520,8 +531,15 @@ fn video_media_ms(data: &[u8], init: &InitSegment) -> Option<f64> {
     Some(run.decode_time as f64 * 1000.0 / f64::from(video.timescale.max(1)))
 }
 
-/// Resident memory (kB) and CPU time (s) of a process, from /proc.
-fn process_usage(pid: u32) -> Option<(u64, u64, f64)> {
+/// A process's resident memory and CPU time at one moment, from /proc.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    rss_kb: u64,
+    peak_rss_kb: u64,
+    cpu_secs: f64,
+}
+
+fn process_usage(pid: u32) -> Option<Usage> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status
@@ -534,7 +552,11 @@ fn process_usage(pid: u32) -> Option<(u64, u64, f64)> {
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some((field("VmRSS:")?, field("VmHWM:")?, ticks / 100.0))
+    Some(Usage {
+        rss_kb: field("VmRSS:")?,
+        peak_rss_kb: field("VmHWM:")?,
+        cpu_secs: ticks / 100.0,
+    })
 }
 
 fn report(name: &str, group: &Group, viewers: usize, secs: f64) {
@@ -579,6 +601,67 @@ fn report(name: &str, group: &Group, viewers: usize, secs: f64) {
         group.skips.load(Ordering::Relaxed),
         group.skipped.load(Ordering::Relaxed)
     );
+}
+
+/// Whether the run held its bounds, as one line a script can read: every viewer connected and
+/// stayed, no protocol error, no normal viewer skipped, the normal viewers' p99 lag and the
+/// server's RSS within bounds.
+fn verdict(
+    options: &Options,
+    normal: &Group,
+    slow: &Group,
+    before: Option<Usage>,
+    after: Option<Usage>,
+    secs: f64,
+) {
+    let mut broken = Vec::new();
+    let viewers = (options.viewers + options.slow) as u64;
+    let connected =
+        normal.connected.load(Ordering::Relaxed) + slow.connected.load(Ordering::Relaxed);
+    if connected < viewers {
+        broken.push(format!("{connected} of {viewers} connected"));
+    }
+    for (name, group) in [("normal", normal), ("slow", slow)] {
+        let failed = group.failed.load(Ordering::Relaxed)
+            + group.disconnects.load(Ordering::Relaxed)
+            + group.errors.load(Ordering::Relaxed);
+        if failed > 0 {
+            broken.push(format!(
+                "{failed} {name} viewers failed, were cut off or saw errors"
+            ));
+        }
+    }
+    let skips = normal.skips.load(Ordering::Relaxed);
+    if skips > 0 {
+        broken.push(format!("{skips} skips among normal viewers"));
+    }
+    let p99 = normal.lag.quantile(0.99);
+    match p99 {
+        Some(ms) if ms as u64 > options.max_lag_ms => {
+            broken.push(format!("p99 lag {ms} ms > {} ms", options.max_lag_ms))
+        }
+        None => broken.push("no fragment was timed".into()),
+        _ => {}
+    }
+    let rss_mb = after.map(|u| u.rss_kb as f64 / 1024.0);
+    if let Some(mb) = rss_mb
+        && mb > options.max_rss_mb
+    {
+        broken.push(format!("RSS {mb:.0} MB > {} MB", options.max_rss_mb));
+    }
+    let cpu_per_viewer_hour = before
+        .zip(after)
+        .map(|(b, a)| (a.cpu_secs - b.cpu_secs) / (connected.max(1) as f64 * secs / 3600.0));
+    println!(
+        "summary: viewers={viewers} held={} p99_ms={} rss_mb={} cpu_s_per_viewer_hour={}",
+        if broken.is_empty() { "yes" } else { "no" },
+        p99.map_or("-".into(), |ms| ms.to_string()),
+        rss_mb.map_or("-".into(), |mb| format!("{mb:.1}")),
+        cpu_per_viewer_hour.map_or("-".into(), |c| format!("{c:.3}")),
+    );
+    if !broken.is_empty() {
+        println!("not held: {}", broken.join("; "));
+    }
 }
 
 fn main() {
@@ -671,9 +754,9 @@ async fn run(options: Options) {
     if options.slow > 0 {
         report("slow viewers", &slow, n_slow, secs);
     }
-    if let (Some((rss0, _, _)), Some((rss1, hwm, cpu1)), Some((_, _, cpu0))) =
-        (baseline, after, before)
-    {
+    if let (Some(baseline), Some(after), Some(before)) = (baseline, after, before) {
+        let (rss0, rss1, hwm) = (baseline.rss_kb, after.rss_kb, after.peak_rss_kb);
+        let (cpu0, cpu1) = (before.cpu_secs, after.cpu_secs);
         let viewers = (n_normal + n_slow).max(1) as f64;
         println!(
             "server: RSS {:.1} MB (peak {:.1} MB, {:.1} MB before the viewers), {:.1} kB per viewer",
@@ -691,12 +774,13 @@ async fn run(options: Options) {
             cpu / (viewers * secs / 3600.0)
         );
     }
-    if let (Some((_, _, cpu0)), Some((_, _, cpu1))) = (own_before, own_after) {
+    if let (Some(own_before), Some(own_after)) = (own_before, own_after) {
         println!(
             "load generator: {:.0}% of a core",
-            (cpu1 - cpu0) / secs * 100.0
+            (own_after.cpu_secs - own_before.cpu_secs) / secs * 100.0
         );
     }
+    verdict(&options, &normal, &slow, before, after, secs);
     for task in tasks {
         task.abort();
     }

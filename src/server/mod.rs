@@ -38,6 +38,14 @@ use crate::stream::{self, HubConfig, StreamDef, Streams};
 /// Each connection's kernel send buffer: about a second of a 2 Mbit/s stream.
 const SEND_BUFFER_BYTES: usize = 256 * 1024;
 
+/// Bytes a connection's kernel queue may hold that the peer has not been sent yet (Linux's
+/// `TCP_NOTSENT_LOWAT`). A viewer that reads slowly stops taking our writes after this much,
+/// so its backlog stays in its queue, where it is skipped to a key frame, rather than in
+/// the kernel, where it would be played late. Data in flight is not counted: fast links keep
+/// their throughput.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NOT_SENT_LOW_WATER_BYTES: u32 = 32 * 1024;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -135,7 +143,10 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         let _ = tcp.set_nodelay(true);
         // A kernel send buffer can hold seconds of video, hiding a slow viewer from its
         // queue; a bounded one makes the backlog show where we can skip it.
-        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
+        let socket = socket2::SockRef::from(&*tcp);
+        let _ = socket.set_send_buffer_size(SEND_BUFFER_BYTES);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = socket.set_tcp_notsent_lowat(NOT_SENT_LOW_WATER_BYTES);
     });
     tokio::spawn(watch_signals(shutdown.clone()));
     let app = router(state);

@@ -78,6 +78,9 @@ pub struct LiveFragment {
     pub received_unix_ms: u64,
     /// Starts with a sync sample of the reference track: a GOP, and a viewer, may start here.
     pub key: bool,
+    /// Carries media of the reference track (video, when there is video). Viewers may hold a
+    /// fragment of another track back briefly to send it with the next reference one.
+    pub reference: bool,
 }
 
 /// One track's timing within a segment, in that track's timescale.
@@ -467,11 +470,13 @@ impl Hub {
             return;
         };
         let key = fragment.starts_with_sync_of(init.reference_track);
+        let reference = fragment.run(init.reference_track).is_some();
         let live = Arc::new(LiveFragment {
             fragment,
             received: Instant::now(),
             received_unix_ms: unix_millis(now),
             key,
+            reference,
         });
         if live.fragment.runs.len() > 1 {
             state.single_track_fragments = false;
@@ -811,26 +816,28 @@ impl Subscription {
                 Some(Delivery::Init(init))
             }
             Ok(Event::Fragment(fragment)) => {
-                if !self.skipping
-                    && !self.waiting_for_key
-                    && fragment.received.elapsed() > self.max_lag
-                {
+                let stale = fragment.received.elapsed() > self.max_lag;
+                if stale && !self.waiting_for_key {
                     self.skipping = true;
                 }
-                if self.skipping || self.waiting_for_key {
+                if self.skipping {
+                    // Behind: leave out everything up to a key frame that is itself fresh,
+                    // so that one skip brings the viewer back to the live edge.
+                    if !fragment.key || stale {
+                        self.skipped += 1;
+                        return None;
+                    }
+                    self.skipping = false;
+                    self.waiting_for_key = false;
+                    let skipped = std::mem::take(&mut self.skipped);
+                    self.backlog.push_back(Delivery::Fragment(fragment));
+                    return Some(Delivery::Skipped(skipped));
+                }
+                if self.waiting_for_key {
                     if !fragment.key {
-                        if self.skipping {
-                            self.skipped += 1;
-                        }
                         return None;
                     }
                     self.waiting_for_key = false;
-                    if self.skipping {
-                        self.skipping = false;
-                        let skipped = std::mem::take(&mut self.skipped);
-                        self.backlog.push_back(Delivery::Fragment(fragment));
-                        return Some(Delivery::Skipped(skipped));
-                    }
                 }
                 Some(Delivery::Fragment(fragment))
             }
