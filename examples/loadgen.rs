@@ -88,7 +88,7 @@ fn parse_options() -> Result<Options, String> {
         server_pid: value("--server-pid").and_then(|v| v.parse().ok()),
         flv,
         relative_lag: flv || value("--lag").as_deref() == Some("relative"),
-        threads: number("--threads", 1.0)? as usize,
+        threads: number("--threads", 2.0)? as usize,
         max_lag_ms: number("--max-lag-ms", 100.0)? as u64,
         max_rss_mb: number("--max-rss-mb", 500.0)?,
     })

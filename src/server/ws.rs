@@ -37,11 +37,6 @@ const PING_INTERVAL: Duration = Duration::from_secs(30);
 const MAX_INCOMING_FRAME: usize = 16 * 1024;
 /// At most this much is written per batch, so one viewer's backlog cannot hog its task.
 const MAX_BATCH_BYTES: usize = 1 << 20;
-/// A fragment of a track other than the reference one (audio beside video) waits at most this
-/// long for the next video fragment, to go out in the same write: a 30 fps stream with AAC
-/// has about 77 fragments a second, and this sends them in about 30 writes. Playback is not
-/// delayed, as a player can go no further than its video anyway.
-const MAX_HOLD: Duration = Duration::from_millis(40);
 /// Frames per vectored write: two slices each, within IOV_MAX (1024).
 const MAX_FRAMES_PER_WRITE: usize = 256;
 
@@ -286,12 +281,13 @@ async fn serve<IO>(
     let mut sent_since_ping = false;
     let mut batch: Vec<Outgoing> = Vec::new();
     let mut sent: Vec<Instant> = Vec::new();
-    let mut batch_bytes = 0usize;
-    // While a batch ends in an audio fragment, the time by which it goes out anyway.
-    let mut hold_until: Option<tokio::time::Instant> = None;
+    // Made once, not per turn of the loop: a fresh `cancelled()` future registers with the
+    // token, whose waiter list every viewer of the server shares, and leaves it again on drop.
+    let shutdown = shutdown.cancelled();
+    tokio::pin!(shutdown);
     let ending = loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break Ending::Close(frame::CLOSE_GOING_AWAY, "server shutting down"),
+            _ = &mut shutdown => break Ending::Close(frame::CLOSE_GOING_AWAY, "server shutting down"),
             read = io.read_buf(&mut incoming) => match read {
                 Ok(0) | Err(_) => break Ending::Gone,
                 Ok(_) => match answer_client(&mut incoming) {
@@ -314,26 +310,15 @@ async fn serve<IO>(
                 }
                 sent_since_ping = false;
             }
-            () = sleep_until_some(hold_until) => {
-                hold_until = None;
-                if send_batch(&mut io, hub, &mut batch, &mut sent, joined).await.is_err() {
-                    break Ending::Gone;
-                }
-                batch_bytes = 0;
-                sent_since_ping = true;
-            }
             first = subscription.next() => {
                 let mut next = Some(first);
                 let mut ended = false;
-                // Only a batch of nothing but audio waits: video, an init, a skip or the end
-                // go out at once, with whatever audio came before them.
-                let mut holdable = batch.is_empty() || hold_until.is_some();
+                let mut batch_bytes = 0usize;
                 while let Some(delivery) = next.take() {
                     match delivery {
                         Delivery::Init(init) => {
                             batch.push(Outgoing::text(init_message(&init, hub.timeline())));
                             batch.push(Outgoing::new(frame::OPCODE_BINARY, init.segment.bytes.clone()));
-                            holdable = false;
                         }
                         Delivery::Fragment(fragment) => {
                             let bytes = fragment.fragment.bytes.clone();
@@ -342,10 +327,6 @@ async fn serve<IO>(
                             hub.counters.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                             sent.push(fragment.received);
                             batch.push(Outgoing::new(frame::OPCODE_BINARY, bytes));
-                            holdable &= !fragment.reference;
-                            if holdable && hold_until.is_none() {
-                                hold_until = Some((fragment.received + MAX_HOLD).into());
-                            }
                         }
                         Delivery::Skipped(n) => {
                             hub.counters.skips.fetch_add(1, Ordering::Relaxed);
@@ -354,30 +335,19 @@ async fn serve<IO>(
                                 tracing::debug!(fragments = n, "slow viewer moved to the next key frame");
                             });
                             batch.push(Outgoing::text(json!({"type": "skipped", "fragments": n}).to_string()));
-                            holdable = false;
                         }
                         Delivery::End => {
                             batch.push(Outgoing::text(json!({"type": "end"}).to_string()));
                             ended = true;
-                            holdable = false;
                         }
                     }
                     if !ended && batch_bytes < MAX_BATCH_BYTES {
                         next = subscription.try_next();
                     }
                 }
-                // An audio fragment last waits for the video fragment that follows it, unless
-                // the batch is already big or it has waited long enough.
-                if holdable && batch_bytes < MAX_BATCH_BYTES
-                    && hold_until.is_some_and(|t| t > tokio::time::Instant::now())
-                {
-                    continue;
-                }
-                hold_until = None;
                 if send_batch(&mut io, hub, &mut batch, &mut sent, joined).await.is_err() {
                     break Ending::Gone;
                 }
-                batch_bytes = 0;
                 sent_since_ping = true;
                 if ended {
                     break Ending::Close(frame::CLOSE_NORMAL, "stream ended");
@@ -391,14 +361,6 @@ async fn serve<IO>(
     }
     hub.unsubscribe();
     span.in_scope(|| tracing::debug!(viewers = hub.viewers(), "viewer left"));
-}
-
-/// Sleeps until `until`, or forever when there is nothing to wait for.
-async fn sleep_until_some(until: Option<tokio::time::Instant>) {
-    match until {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Writes a viewer's batch and empties it; counts the write and each fragment's ingest-to-send

@@ -78,9 +78,6 @@ pub struct LiveFragment {
     pub received_unix_ms: u64,
     /// Starts with a sync sample of the reference track: a GOP, and a viewer, may start here.
     pub key: bool,
-    /// Carries media of the reference track (video, when there is video). Viewers may hold a
-    /// fragment of another track back briefly to send it with the next reference one.
-    pub reference: bool,
 }
 
 /// One track's timing within a segment, in that track's timescale.
@@ -470,13 +467,11 @@ impl Hub {
             return;
         };
         let key = fragment.starts_with_sync_of(init.reference_track);
-        let reference = fragment.run(init.reference_track).is_some();
         let live = Arc::new(LiveFragment {
             fragment,
             received: Instant::now(),
             received_unix_ms: unix_millis(now),
             key,
-            reference,
         });
         if live.fragment.runs.len() > 1 {
             state.single_track_fragments = false;
