@@ -1,23 +1,33 @@
-// The player page: picks a player for the stream named in <body data-stream>, shows its
-// status and errors, and refreshes the stats panel.
+// The player page: plays the stream named in <body data-stream> with the player that
+// `?player=` asks for (auto, webcodecs or mse), shows which one runs, its status, errors and
+// stats, and the sound button of the WebCodecs player.
 
-import { MsePlayer } from './mse-player.js';
+import { MODES, Player } from './player.js';
 
-const PLAYERS = ['auto', 'mse', 'webcodecs'];
 const STATS_INTERVAL_MS = 500;
+const MODE_NAMES = { webcodecs: 'WebCodecs', mse: 'MSE' };
 
 const params = new URLSearchParams(location.search);
 const name = document.body.dataset.stream;
-const requested = params.get('player') || 'auto';
+const asked = params.get('player') || 'auto';
+const requested = MODES.includes(asked) ? asked : 'auto';
 
 const statusLine = document.getElementById('status');
 const note = document.getElementById('note');
 const banner = document.getElementById('error');
+const soundButton = document.getElementById('sound');
+const canvas = document.getElementById('canvas');
 const statCells = [...document.querySelectorAll('[data-stat]')];
 
-note.textContent = playerNote(requested);
+for (const link of document.querySelectorAll('.modes a')) {
+  if (link.dataset.mode === requested) link.setAttribute('aria-current', 'page');
+}
+if (requested !== asked) note.textContent = `Unknown player "${asked}", using auto.`;
 
-const player = new MsePlayer(document.getElementById('video'), name, {
+const player = new Player(name, {
+  mode: requested,
+  video: document.getElementById('video'),
+  canvas,
   debug: params.get('debug') === '1',
   onStatus: (text) => {
     statusLine.textContent = text;
@@ -26,19 +36,30 @@ const player = new MsePlayer(document.getElementById('video'), name, {
     banner.textContent = message ?? '';
     banner.hidden = !message;
   },
+  onMode: (mode, reason) => {
+    const label = MODE_NAMES[mode];
+    note.textContent =
+      requested === 'auto'
+        ? `Auto: ${label}${reason ? ` (WebCodecs: ${reason})` : ''}`
+        : label;
+  },
 });
 player.start();
 
-// For tests, benchmarks and poking at the player from the console.
-window.wslive = { stats: () => player.stats(), latencies: () => player.latencies(), player };
-
-
-/** Why the page plays through MSE when something else was asked for; empty if it was not. */
-function playerNote(choice) {
-  if (choice === 'mse') return '';
-  if (!PLAYERS.includes(choice)) return `Unknown player "${choice}", using MSE.`;
-  return 'WebCodecs player not available yet, using MSE.';
+// Browsers start sound only after a gesture: the first click on the picture or the button.
+async function listen() {
+  if (await player.unmute()) soundButton.hidden = true;
 }
+soundButton.addEventListener('click', listen);
+canvas.addEventListener('click', listen);
+
+// For tests, benchmarks and poking at the player from the console.
+window.wslive = {
+  stats: () => player.stats(),
+  latencies: () => player.latencies(),
+  position: () => player.position(),
+  player,
+};
 
 function renderStats(stats) {
   for (const cell of statCells) {
@@ -50,9 +71,12 @@ function renderStats(stats) {
 
 function formatStat(key, value) {
   switch (key) {
+    case 'mode':
+      return MODE_NAMES[value] ?? value;
     case 'latencyMs':
     case 'joinMs':
     case 'bufferMs':
+    case 'avSyncMs':
       return `${Math.round(value)} ms`;
     case 'fps':
       return value.toFixed(1);
@@ -123,4 +147,5 @@ setInterval(() => {
   const stats = player.stats();
   renderStats(stats);
   graph.add(stats.latencyMs, stats.bufferMs);
+  soundButton.hidden = player.soundState() !== 'muted';
 }, STATS_INTERVAL_MS);

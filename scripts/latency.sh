@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The latency benchmark: a release server with the 720p30 test pattern, its player page in
-# headless Chromium for 60 s, then p50/p95/p99 encoder-to-screen latency and join times.
+# headless Chromium for 60 s per player (WebCodecs and MSE by default, one after the other on
+# the same server), then p50/p95/p99 encoder-to-screen latency and join times for each.
 #
-#   scripts/latency.sh [SECONDS] [PLAYER] [-- extra server arguments]
-#   scripts/latency.sh 60 mse
+#   scripts/latency.sh [SECONDS] [PLAYERS] [-- extra server arguments]
+#   scripts/latency.sh 60 webcodecs,mse
 #   scripts/latency.sh 60 auto -- --config my.toml
 #
 # Needs ffmpeg, Node.js and Chromium (Debian's chromium; or set CHROMIUM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-player=${2:-auto}
+players=${2:-webcodecs,mse}
 shift $(( $# >= 2 ? 2 : $# ))
 [ "${1:-}" = "--" ] && shift
 server_args=("$@")
@@ -33,4 +34,4 @@ done
 [ -n "${url:-}" ] || { cat "$log"; echo "server did not start" >&2; exit 1; }
 # Let the encoder settle and the first segments exist.
 sleep 4
-node tests/browser/latency.mjs --url "$url" --seconds "$seconds" --player "$player"
+node tests/browser/latency.mjs --url "$url" --seconds "$seconds" --players "$players"

@@ -118,14 +118,16 @@ fn testsrc_server() -> TestServer {
     server
 }
 
-#[test]
-fn chromium_plays_the_watch_page_and_comes_back_from_a_hidden_tab() {
-    if !have_tool("ffmpeg") || !chromium_ready() {
-        return;
-    }
+/// `/watch/live?player=PLAYER` plays, runs `expect`, measures a latency and comes back from a
+/// hidden tab; with WebCodecs, sound is decoded and, once turned on, in sync with the picture.
+fn plays_the_watch_page(player: &str, expect: &str) -> serde_json::Value {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let server = testsrc_server();
-    let result = scenario(&server, "watch.mjs", &["--stream", "live"]);
+    let result = scenario(
+        &server,
+        "watch.mjs",
+        &["--stream", "live", "--player", player, "--expect", expect],
+    );
     assert!(
         result["firstFrameMs"].as_f64().unwrap_or(f64::MAX) <= 5000.0,
         "{result}"
@@ -135,22 +137,214 @@ fn chromium_plays_the_watch_page_and_comes_back_from_a_hidden_tab() {
         "{result}"
     );
     assert!(result["latencyMs"].as_f64().is_some(), "{result}");
+    assert_eq!(result["stats"]["mode"], expect, "{result}");
+    result
 }
 
 #[test]
-fn chromium_recovers_without_a_reload_when_the_source_restarts() {
+fn chromium_plays_the_watch_page_with_webcodecs() {
     if !have_tool("ffmpeg") || !chromium_ready() {
         return;
     }
+    let result = plays_the_watch_page("webcodecs", "webcodecs");
+    let sync = result["sound"]["avSyncMs"]
+        .as_array()
+        .expect("A/V sync samples");
+    assert!(
+        sync.iter()
+            .all(|ms| ms.as_f64().is_some_and(|ms| ms.abs() <= 40.0)),
+        "{result}"
+    );
+    assert!(result["sound"]["decoded"].as_u64() > Some(100), "{result}");
+}
+
+#[test]
+fn chromium_plays_the_watch_page_with_mse() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    plays_the_watch_page("mse", "mse");
+}
+
+#[test]
+fn chromium_auto_picks_webcodecs_where_it_decodes_the_stream() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    plays_the_watch_page("auto", "webcodecs");
+}
+
+#[test]
+fn chromium_auto_falls_back_to_mse_without_webcodecs_or_its_codec() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = testsrc_server();
+    let result = scenario(&server, "fallback.mjs", &["--stream", "live"]);
+    for case in ["no VideoDecoder", "codec refused"] {
+        assert_eq!(result[case]["mode"], "mse", "{result}");
+    }
+}
+
+fn recovers_from_a_source_restart(player: &str) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let server = testsrc_server();
     let pid = server.pid().to_string();
     let result = scenario(
         &server,
         "restart.mjs",
-        &["--stream", "live", "--server-pid", &pid],
+        &["--stream", "live", "--server-pid", &pid, "--player", player],
     );
     assert!(result["generation"].as_u64() >= Some(2), "{result}");
+    assert_eq!(result["mode"], player, "{result}");
+}
+
+#[test]
+fn chromium_webcodecs_recovers_without_a_reload_when_the_source_restarts() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    recovers_from_a_source_restart("webcodecs");
+}
+
+#[test]
+fn chromium_mse_recovers_without_a_reload_when_the_source_restarts() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    recovers_from_a_source_restart("mse");
+}
+
+#[test]
+fn chromium_webcodecs_reports_bad_media_in_the_page_and_plays_on() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = testsrc_server();
+    let result = scenario(
+        &server,
+        "corrupt.mjs",
+        &["--stream", "live", "--player", "webcodecs"],
+    );
+    assert!(
+        result["shown"]
+            .as_str()
+            .is_some_and(|s| s.contains("Unreadable media")),
+        "{result}"
+    );
+    assert_eq!(result["mode"], "webcodecs", "{result}");
+}
+
+/// One packet as ffprobe reads it: pts, dts, size, key frame.
+type Packet = (i64, i64, u64, bool);
+
+/// Per stream as ffprobe reads `path`: (codec_type, packets).
+fn ffprobe_packets(path: &Path) -> Vec<(String, Vec<Packet>)> {
+    let run = |entries: &str| {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", entries, "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .expect("running ffprobe");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let mut streams: Vec<(String, Vec<Packet>)> = run("stream=codec_type")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|kind| (kind.trim().to_string(), Vec::new()))
+        .collect();
+    for line in run("packet=stream_index,pts,dts,size,flags").lines() {
+        let fields: Vec<&str> = line.split(',').collect();
+        let [index, pts, dts, size, flags] = fields[..] else {
+            panic!("unexpected ffprobe packet line {line}");
+        };
+        let index: usize = index.parse().expect("stream index");
+        streams[index].1.push((
+            pts.parse().expect("pts"),
+            dts.parse().expect("dts"),
+            size.parse().expect("size"),
+            flags.starts_with('K'),
+        ));
+    }
+    streams
+}
+
+#[test]
+fn chromium_demuxes_our_fragments_as_ffprobe_reads_them() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = testsrc_server();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let get = |path: String| {
+        runtime.block_on(async {
+            reqwest::get(server.url(&path))
+                .await
+                .and_then(|r| r.error_for_status())
+                .expect("GET")
+                .bytes()
+                .await
+                .expect("body")
+        })
+    };
+    let mpd = String::from_utf8(get("/dash/live/manifest.mpd".into()).to_vec()).expect("utf-8");
+    let sets = parse_mpd(&mpd);
+    let number = sets[0].start_number + sets[0].timeline.len() as u64 - 1;
+    let init = get("/dash/live/init.mp4".into());
+    let segment = get(format!("/dash/live/{number}.m4s"));
+    let number = number.to_string();
+    let result = scenario(
+        &server,
+        "demux.mjs",
+        &["--stream", "live", "--segment", &number],
+    );
+
+    for (set, track) in sets
+        .iter()
+        .zip(result["tracks"].as_array().expect("tracks"))
+    {
+        assert_eq!(track["codec"], set.codecs.as_str(), "{result}");
+        assert!(track["descriptionBytes"].as_u64() > Some(0), "{result}");
+    }
+    assert_eq!(result["supported"]["video"], true, "{result}");
+    assert_eq!(result["supported"]["audio"], true, "{result}");
+    assert!(
+        result["damage"]["counts"]["Mp4Error"].as_u64() > Some(100),
+        "{result}"
+    );
+
+    let path = temp_media("demuxed.mp4", &[&init, &segment]);
+    for (kind, packets) in ffprobe_packets(&path) {
+        let ours = &result["samples"][kind.as_str()];
+        let column = |name: &str| ours[name].as_array().expect("a list").clone();
+        let (pts, dts, sizes, keys) = (
+            column("pts"),
+            column("dts"),
+            column("sizes"),
+            column("keys"),
+        );
+        assert_eq!(
+            packets.len(),
+            sizes.len(),
+            "{kind}: ffprobe and fmp4.js count samples apart"
+        );
+        assert!(packets.len() > 10, "{kind}: only {} samples", packets.len());
+        for (i, (p, d, size, key)) in packets.iter().enumerate() {
+            assert_eq!(sizes[i].as_u64(), Some(*size), "{kind} sample {i} size");
+            assert_eq!(dts[i].as_i64(), Some(*d), "{kind} sample {i} dts");
+            assert_eq!(pts[i].as_i64(), Some(*p), "{kind} sample {i} pts");
+            assert_eq!(keys[i].as_bool(), Some(*key), "{kind} sample {i} key flag");
+        }
+        eprintln!("{kind}: {} samples match ffprobe", packets.len());
+    }
 }
 
 #[test]
@@ -276,49 +470,57 @@ async fn firefox_scenario() {
         .expect("session id")
         .to_string();
     let session_url = format!("{}/session/{id}", gecko.base);
-    webdriver(
-        &client,
-        reqwest::Method::POST,
-        &format!("{session_url}/url"),
-        serde_json::json!({"url": server.url("/watch/live")}),
-    )
-    .await;
     let state = |client: reqwest::Client, url: String| async move {
         webdriver(
             &client,
             reqwest::Method::POST,
             &format!("{url}/execute/sync"),
             serde_json::json!({"script": "const v = document.querySelector('video'); \
-                return {time: v.currentTime, error: v.error && v.error.code, \
+                return {time: window.wslive ? window.wslive.position() : 0, error: v.error && v.error.code, \
                 banner: document.getElementById('error').hidden ? null : document.getElementById('error').textContent, \
                 stats: window.wslive && window.wslive.stats()};", "args": []}),
         )
         .await
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let first = loop {
-        let s = state(client.clone(), session_url.clone()).await;
-        if s["time"].as_f64().unwrap_or(0.0) > 0.0 && !s["stats"]["joinMs"].is_null() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "Firefox never played: {s}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let later = state(client.clone(), session_url.clone()).await;
+    // Both players: Firefox has MSE, and WebCodecs decoders for H.264 and AAC.
+    for player in ["mse", "webcodecs"] {
+        webdriver(
+            &client,
+            reqwest::Method::POST,
+            &format!("{session_url}/url"),
+            serde_json::json!({"url": server.url(&format!("/watch/live?player={player}"))}),
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let first = loop {
+            let s = state(client.clone(), session_url.clone()).await;
+            if s["time"].as_f64().unwrap_or(0.0) > 0.0 && !s["stats"]["joinMs"].is_null() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Firefox never played with {player}: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let later = state(client.clone(), session_url.clone()).await;
+        let advanced =
+            later["time"].as_f64().unwrap_or(0.0) - first["time"].as_f64().unwrap_or(0.0);
+        eprintln!("Firefox, {player}: {later}");
+        assert!(
+            advanced >= 3.0,
+            "Firefox ({player}) advanced {advanced} s in 4 s: {later}"
+        );
+        assert_eq!(later["stats"]["mode"], player, "{later}");
+        assert!(
+            later["error"].is_null() && later["banner"].is_null(),
+            "{later}"
+        );
+        assert!(
+            later["stats"]["latencyMs"].is_number(),
+            "no latency in Firefox ({player}): {later}"
+        );
+    }
     let _ = client.delete(&session_url).send().await;
-    let advanced = later["time"].as_f64().unwrap_or(0.0) - first["time"].as_f64().unwrap_or(0.0);
-    eprintln!("Firefox: {later}");
-    assert!(
-        advanced >= 3.0,
-        "Firefox advanced {advanced} s in 4 s: {later}"
-    );
-    assert!(
-        later["error"].is_null() && later["banner"].is_null(),
-        "{later}"
-    );
-    assert!(
-        later["stats"]["latencyMs"].is_number(),
-        "no latency in Firefox: {later}"
-    );
 }

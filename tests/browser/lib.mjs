@@ -71,12 +71,16 @@ export function watchErrors(page) {
   return errors;
 }
 
-/** What the player page shows: video state, error banner, stats. */
+/**
+ * What the player page shows, whichever player runs: the media time on screen (the <video>'s
+ * currentTime, or the last frame drawn to the canvas), errors, status and stats.
+ */
 export function playerState() {
   const video = document.querySelector('video');
   const banner = document.getElementById('error');
   return {
-    time: video.currentTime,
+    time: window.wslive?.position() ?? 0,
+    mode: window.wslive?.stats().mode ?? null,
     paused: video.paused,
     mediaError: video.error ? `${video.error.code} ${video.error.message}` : null,
     banner: banner && !banner.hidden ? banner.textContent : null,

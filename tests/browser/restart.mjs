@@ -1,17 +1,18 @@
-// The source dies under a playing page: the page gets the fresh init on its open socket and
-// plays on, without a reload.
+// The source dies under a playing page: the page gets the fresh init on its open socket (the
+// WebCodecs player configures new decoders from it) and plays on, without a reload.
 //   node restart.mjs --url http://127.0.0.1:PORT --stream live --server-pid PID
+//                    [--player auto|mse|webcodecs]
 
 import { execFileSync } from 'node:child_process';
 
 import { args, fail, launch, playerState, result, until, watchErrors } from './lib.mjs';
 
-const { url, stream = 'live', 'server-pid': serverPid } = args();
+const { url, stream = 'live', 'server-pid': serverPid, player = 'auto' } = args();
 const browser = await launch();
 try {
   const page = await browser.newPage();
   const errors = watchErrors(page);
-  await page.goto(`${url}/watch/${stream}`);
+  await page.goto(`${url}/watch/${stream}?player=${player}`);
   await page.evaluate(() => {
     window.__loadedOnce = true;
   });
@@ -43,8 +44,9 @@ try {
   if (!(await page.evaluate(() => window.__loadedOnce === true))) fail('the page reloaded');
   if (after.mediaError) fail(`media error: ${after.mediaError}`);
   if (after.stats.reconnects !== 0) fail(`the socket was reconnected ${after.stats.reconnects} times`);
+  if (after.mode !== before.mode) fail(`the player changed from ${before.mode} to ${after.mode}`);
   if (errors.length) fail(errors.join('; '));
-  result({ restartedMs, generation: after.generation, time: after.time });
+  result({ restartedMs, generation: after.generation, time: after.time, mode: after.mode });
 } finally {
   await browser.close();
 }

@@ -1,0 +1,305 @@
+// The player of one stream: the socket to /ws/{name}, an engine that turns what arrives into
+// pictures (WebCodecs into a <canvas>, or MSE into a <video>), and what both are measured by.
+//
+// Modes: `webcodecs`, `mse`, or `auto` (the default): WebCodecs where this browser's decoders
+// take the stream's codecs (VideoDecoder.isConfigSupported, and AudioDecoder's for a stream
+// with sound), MSE otherwise. The choice is made again at every init segment, so a source
+// that changes codecs moves to the engine that can play them, on the same socket.
+//
+// Latency is measured per frame on screen: the wall clock when the frame is shown minus the
+// encoder's wall clock for it (the `prft` box before its fragment), with the page's clock
+// lined up with the server's through /api/time.
+
+import { Mp4Error, parseFragment, parseInit } from './fmp4.js';
+import {
+  ByteRate,
+  FrameRate,
+  LatencyMeter,
+  ProducerClock,
+  ServerClock,
+  describeCodecs,
+} from './meters.js';
+import { MseEngine } from './mse-player.js';
+import { LiveSocket } from './socket.js';
+import { WebCodecsEngine } from './webcodecs-player.js';
+
+export const MODES = ['auto', 'webcodecs', 'mse'];
+const ENGINES = { mse: MseEngine, webcodecs: WebCodecsEngine };
+
+const TICK_MS = 250;
+const BITRATE_WINDOW_MS = 2000;
+const FPS_WINDOW_MS = 1000;
+/** The latency shown is the median over this window of per-frame measurements. */
+const LATENCY_WINDOW_MS = 1000;
+/** Per-frame latencies kept for `latencies()` (a benchmark reads them). */
+const LATENCY_HISTORY = 20_000;
+
+export class Player {
+  /** The latest init message as the server sent it, fields we do not use included. */
+  info = null;
+  /** Why `auto` did not pick WebCodecs, when it did not. */
+  fallbackReason = null;
+
+  #requested;
+  #surfaces;
+  #on;
+  #log;
+  #socket;
+  #engine = null;
+  #tracks = null; // from the latest init segment
+  #videoTrack = null;
+  #choosing = null; // an engine choice in progress; media waits for it in #waiting
+  #waiting = [];
+  #playable = false; // the current init can be played by the engine we have
+  #tickTimer = 0;
+
+  #openedAt = null; // socket open time, until this connection's first picture is shown
+  #frameShown = false;
+  #joinMs = null;
+  #skipped = 0;
+  #bitrate = new ByteRate(BITRATE_WINDOW_MS);
+  #fps = new FrameRate(FPS_WINDOW_MS);
+  #clock = new ServerClock();
+  #producer = new ProducerClock();
+  #latency = new LatencyMeter(LATENCY_WINDOW_MS, LATENCY_HISTORY);
+
+  /**
+   * @param {string} name  the stream, as in /ws/{name}
+   * @param {{mode?: string, video: HTMLVideoElement, canvas: HTMLCanvasElement,
+   *          onStatus?: (text: string) => void, onError?: (text: string | null) => void,
+   *          onMode?: (mode: string, reason: string | null) => void, debug?: boolean}} options
+   *   onError(null) means the error is over
+   */
+  constructor(name, { mode = 'auto', video, canvas, onStatus, onError, onMode, debug = false }) {
+    this.#requested = MODES.includes(mode) ? mode : 'auto';
+    this.#surfaces = { mse: video, webcodecs: canvas };
+    this.#on = {
+      status: onStatus ?? (() => {}),
+      error: onError ?? (() => {}),
+      mode: onMode ?? (() => {}),
+    };
+    this.#log = debug ? (...args) => console.debug('[wslive]', ...args) : () => {};
+    this.#socket = new LiveSocket(
+      name,
+      {
+        connecting: () => this.#onConnecting(),
+        open: () => {
+          this.#openedAt = performance.now();
+        },
+        init: (info) => {
+          this.info = info;
+          this.#log('init:', info);
+        },
+        initSegment: (bytes) => this.#onInitSegment(bytes),
+        media: (bytes) => this.#onMedia(bytes),
+        skipped: (n) => {
+          this.#skipped += n;
+          this.#log('server skipped', n, 'fragments');
+          this.#engine?.skipped();
+        },
+        end: () => this.#on.status('Stream ended.'),
+        hidden: () => this.#engine?.reset(),
+        status: (text) => this.#on.status(text),
+        error: (text) => this.#on.error(text),
+      },
+      this.#log,
+    );
+  }
+
+  /** The engine running: 'webcodecs', 'mse', or null before the first init. */
+  get mode() {
+    return this.#engine?.constructor.kind ?? null;
+  }
+
+  get requested() {
+    return this.#requested;
+  }
+
+  start() {
+    this.#clock.start();
+    this.#tickTimer = setInterval(() => this.#tick(), TICK_MS);
+    this.#socket.start();
+  }
+
+  destroy() {
+    clearInterval(this.#tickTimer);
+    this.#socket.destroy();
+    this.#clock.stop();
+    this.#engine?.destroy();
+    this.#engine = null;
+  }
+
+  stats() {
+    const engine = this.#engine;
+    return {
+      mode: this.mode,
+      latencyMs: this.#latency.median(),
+      joinMs: this.#joinMs === null ? null : Math.round(this.#joinMs),
+      bufferMs: engine?.bufferMs() ?? null,
+      fps: this.#fps.value,
+      bitrateBps: this.#bitrate.bitsPerSecond(),
+      droppedFrames: engine?.droppedFrames() ?? 0,
+      skipped: this.#skipped,
+      reconnects: this.#socket.reconnects,
+      avSyncMs: engine?.avSyncMs() ?? null,
+      audioFrames: engine?.audioFrames?.() ?? null,
+    };
+  }
+
+  /** Every per-frame latency measured so far (the newest LATENCY_HISTORY), in ms. */
+  latencies() {
+    return this.#latency.all();
+  }
+
+  /** The media time (s) of the picture on screen. */
+  position() {
+    return this.#engine?.position() ?? 0;
+  }
+
+  /** WebCodecs plays sound only once asked from a click; MSE's <video> has its own control. */
+  async unmute() {
+    return (await this.#engine?.unmute?.()) ?? false;
+  }
+
+  soundState() {
+    const engine = this.#engine;
+    if (!engine?.hasAudio?.()) return 'none';
+    return engine.soundOn() ? 'on' : 'muted';
+  }
+
+  #tick() {
+    this.#engine?.tick();
+    this.#fps.sample(this.#engine?.framesShown() ?? null);
+  }
+
+  #onConnecting() {
+    this.#openedAt = null;
+    this.#frameShown = false;
+    this.#choosing = null;
+    this.#waiting = [];
+    this.#playable = false;
+    this.#producer.clear();
+    this.#engine?.reset();
+  }
+
+  async #onInitSegment(bytes) {
+    const info = this.info;
+    let tracks;
+    try {
+      tracks = parseInit(bytes);
+    } catch (err) {
+      this.#playable = false;
+      this.#on.error(`Unreadable init segment from the server: ${err.message}`);
+      return;
+    }
+    this.#tracks = tracks;
+    const video = tracks.find((track) => track.kind === 'video');
+    this.#videoTrack = video ? { id: video.id, timescale: video.timescale } : null;
+    // Media arriving while the browser is asked about codecs waits, in order.
+    const choice = {};
+    this.#choosing = choice;
+    this.#waiting = [];
+    this.#playable = false;
+    const { kind, problem } = await this.#choose(tracks, info);
+    this.#log(`${Math.round(performance.now())}: engine ${kind} chosen, ${Math.round(performance.now() - (this.#openedAt ?? 0))} ms after open`);
+    if (this.#choosing !== choice) return;
+    this.#choosing = null;
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    if (problem) {
+      // Media is dropped until an init we can play arrives (the source may restart).
+      this.#engine?.reset();
+      this.#on.error(problem);
+      this.#on.status('Cannot play this stream.');
+      return;
+    }
+    if (this.mode !== kind) {
+      this.#engine?.destroy();
+      this.#engine = new ENGINES[kind](this.#surfaces[kind], this.#engineEvents(), this.#log);
+    }
+    this.#on.mode(kind, this.fallbackReason);
+    this.#playable = true;
+    this.#engine.init(info, bytes, tracks);
+    for (const media of waiting) this.#engine.media(media);
+    if (this.#frameShown) this.#showLive();
+  }
+
+  /** Which engine plays these tracks, or why none can. */
+  async #choose(tracks, info) {
+    this.fallbackReason = null;
+    if (this.#requested !== 'mse') {
+      const why = await WebCodecsEngine.unsupported(tracks);
+      if (!why) return { kind: 'webcodecs' };
+      if (this.#requested === 'webcodecs') {
+        return { kind: 'webcodecs', problem: `Cannot play with WebCodecs: ${why}. Try the MSE player.` };
+      }
+      this.fallbackReason = why;
+    }
+    const problem = MseEngine.unsupported(info);
+    return problem ? { kind: 'mse', problem } : { kind: 'mse' };
+  }
+
+  #engineEvents() {
+    return {
+      frameShown: (media, shownPageMs) => this.#onFrameShown(media, shownPageMs),
+      fatal: (message) => this.#fail(message),
+      status: (text) => this.#on.status(text),
+    };
+  }
+
+  #onMedia(bytes) {
+    this.#bitrate.add(bytes.byteLength);
+    this.#noteProducerTime(bytes);
+    if (this.#choosing) this.#waiting.push(bytes);
+    else if (this.#playable) this.#engine?.media(bytes);
+  }
+
+  /** Notes when the encoder stamped this fragment's video (its prft), for latency. */
+  #noteProducerTime(bytes) {
+    const video = this.#videoTrack;
+    if (!video) return;
+    let prft;
+    try {
+      ({ prft } = parseFragment(bytes));
+    } catch (err) {
+      // The engine will judge the bytes; here they only cost a latency sample.
+      this.#log('unreadable fragment:', err instanceof Mp4Error ? err.message : err);
+      return;
+    }
+    if (prft && prft.trackId === video.id) {
+      this.#producer.add(prft.mediaTime / video.timescale, prft.unixMs);
+    }
+  }
+
+  /** One frame of media time `media` (s) shown at page wall clock `shownPageMs`. */
+  #onFrameShown(media, shownPageMs) {
+    if (!this.#frameShown) {
+      this.#frameShown = true;
+      if (this.#openedAt !== null) {
+        this.#joinMs = shownPageMs - performance.timeOrigin - this.#openedAt;
+        this.#openedAt = null;
+      }
+      this.#socket.playing();
+      this.#on.error(null);
+      this.#showLive();
+    }
+    const offset = this.#clock.offsetMs;
+    const captured = this.#producer.wallMsAt(media);
+    if (offset !== null && captured !== null) this.#latency.add(shownPageMs + offset - captured);
+  }
+
+  #showLive() {
+    const info = this.info;
+    const size = info?.width && info?.height ? `${info.width}×${info.height} · ` : '';
+    this.#on.status(`Live · ${size}${describeCodecs(info)}`);
+  }
+
+  /** Something the engine cannot recover from: say so and start over on a new connection. */
+  #fail(message) {
+    this.#log('fatal:', message);
+    this.#on.error(message);
+    this.#engine?.reset();
+    this.#playable = false;
+    this.#socket.restart();
+  }
+}
