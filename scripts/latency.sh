@@ -4,7 +4,7 @@
 # the same server), then p50/p95/p99 encoder-to-screen latency and join times for each.
 #
 #   scripts/latency.sh [SECONDS] [PLAYERS] [-- extra server arguments]
-#   scripts/latency.sh 60 webcodecs,mse
+#   scripts/latency.sh 60 webcodecs,mse,ll-hls,ll-dash
 #   scripts/latency.sh 60 auto -- --config my.toml
 #
 # Needs ffmpeg, Node.js and Chromium (Debian's chromium; or set CHROMIUM).

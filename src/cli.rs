@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::server::ServeSettings;
 use crate::source::{EncoderOptions, Ingest, SourceSpec, ffmpeg};
+use crate::stream::record::RecordConfig;
 use crate::stream::{HubConfig, StreamDef};
 
 #[derive(Debug, Parser)]
@@ -88,6 +89,10 @@ pub struct FileConfig {
     pub segment_duration: Option<f64>,
     pub window: Option<usize>,
     pub record: Option<PathBuf>,
+    /// Recordings keep at most this many megabytes per stream, oldest segments going first.
+    pub record_max_mb: Option<f64>,
+    /// ...and no segment older than this.
+    pub record_max_age_secs: Option<f64>,
     pub ingest: Option<Ingest>,
     /// Viewers the whole server takes at once (default 10000).
     pub max_viewers: Option<u64>,
@@ -108,6 +113,10 @@ pub struct StreamConfig {
     pub idle_timeout_secs: Option<f64>,
     /// Viewers this stream takes at once (default: no limit of its own).
     pub max_viewers: Option<u64>,
+    /// `true` to record under the server's `record` folder, `false` not to, or a folder.
+    pub record: Option<RecordSetting>,
+    pub record_max_mb: Option<f64>,
+    pub record_max_age_secs: Option<f64>,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub fps: Option<u32>,
@@ -118,6 +127,72 @@ pub struct StreamConfig {
     pub audio_bitrate_kbps: Option<u32>,
     #[serde(default)]
     pub input_args: Vec<String>,
+}
+
+/// A stream's `record`: on, off, or a folder of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RecordSetting {
+    On(bool),
+    Folder(PathBuf),
+}
+
+/// The server-wide recording settings, from `--record` and the config file.
+struct RecordDefaults {
+    dir: Option<PathBuf>,
+    max_mb: Option<f64>,
+    max_age_secs: Option<f64>,
+}
+
+impl RecordDefaults {
+    /// Where and how stream `name` records, if it does; the folder is made (and tried) now,
+    /// so a path that cannot be written is a mistake at start, not a log line later.
+    fn for_stream(
+        &self,
+        name: &str,
+        setting: Option<&RecordSetting>,
+        max_mb: Option<f64>,
+        max_age_secs: Option<f64>,
+    ) -> Result<Option<RecordConfig>, String> {
+        let base = match setting {
+            None | Some(RecordSetting::On(true)) => match (&self.dir, setting) {
+                (Some(dir), _) => dir.clone(),
+                (None, None) => return Ok(None),
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "stream {name}: record = true needs --record DIR (or record = \"DIR\" at the top of the config)"
+                    ));
+                }
+            },
+            Some(RecordSetting::On(false)) => return Ok(None),
+            Some(RecordSetting::Folder(dir)) => dir.clone(),
+        };
+        let max_mb = max_mb.or(self.max_mb);
+        let max_age_secs = max_age_secs.or(self.max_age_secs);
+        if let Some(mb) = max_mb
+            && !(mb > 0.0 && mb.is_finite())
+        {
+            return Err(format!("stream {name}: record_max_mb {mb} must be above 0"));
+        }
+        if let Some(secs) = max_age_secs
+            && !(secs > 0.0 && secs.is_finite())
+        {
+            return Err(format!(
+                "stream {name}: record_max_age_secs {secs} must be above 0"
+            ));
+        }
+        let dir = base.join(name);
+        let probe = dir.join(".write-test");
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&probe, b""))
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| format!("cannot record stream {name} to {}: {e}", dir.display()))?;
+        Ok(Some(RecordConfig {
+            dir,
+            max_bytes: max_mb.map(|mb| (mb * 1_000_000.0) as u64),
+            max_age: max_age_secs.map(Duration::from_secs_f64),
+        }))
+    }
 }
 
 impl StreamConfig {
@@ -169,9 +244,11 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         Some(path) => load_config(path)?,
         None => FileConfig::default(),
     };
-    if args.record.is_some() || file.record.is_some() {
-        return Err("--record is not supported by this version yet".into());
-    }
+    let recording = RecordDefaults {
+        dir: args.record.clone().or(file.record.clone()),
+        max_mb: file.record_max_mb,
+        max_age_secs: file.record_max_age_secs,
+    };
     let listen_text = args
         .listen
         .clone()
@@ -209,6 +286,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             encoder: EncoderOptions::default(),
             on_demand: None,
             max_viewers: None,
+            record: recording.for_stream(name, None, None, None)?,
         });
     }
     for table in &file.streams {
@@ -232,6 +310,12 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             encoder: table.encoder(),
             on_demand: table.on_demand.then(|| Duration::from_secs_f64(idle)),
             max_viewers: table.max_viewers,
+            record: recording.for_stream(
+                &table.name,
+                table.record.as_ref(),
+                table.record_max_mb,
+                table.record_max_age_secs,
+            )?,
         });
     }
     if streams.is_empty() {
@@ -250,6 +334,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             encoder: EncoderOptions::default(),
             on_demand: None,
             max_viewers: None,
+            record: recording.for_stream("live", None, None, None)?,
         });
     }
     for (i, stream) in streams.iter().enumerate() {

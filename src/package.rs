@@ -98,7 +98,7 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
         segment_prefix: "",
         part_prefix: "",
     };
-    let playlist = manifests::hls_media(&snapshot, &config, &uris, true)
+    let playlist = manifests::hls_media(&snapshot, &config, &uris, hls::PlaylistKind::Finished)
         .ok_or("no complete segment to list")?;
     write(&out.join("index.m3u8"), hls::media(&playlist).as_bytes())?;
     Ok(Packaged {

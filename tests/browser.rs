@@ -347,22 +347,42 @@ fn chromium_demuxes_our_fragments_as_ffprobe_reads_them() {
     }
 }
 
-#[test]
-fn dash_js_plays_the_live_mpd() {
-    if !have_tool("ffmpeg") || !chromium_ready() {
-        return;
-    }
+/// dash.js or hls.js (from npm) plays the server's DASH or HLS in its low-latency mode.
+fn third_party_player_plays(player: &str) -> serde_json::Value {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let server = testsrc_server();
     let result = scenario(
         &server,
         "dash.mjs",
-        &["--stream", "live", "--player", "dash"],
+        &["--stream", "live", "--player", player],
     );
     assert!(
         result["advanced"].as_f64().unwrap_or(0.0) >= 3.5,
         "{result}"
     );
+    assert_eq!(
+        result["lowLatency"], true,
+        "{player} not in low-latency mode: {result}"
+    );
+    assert!(result["frameLatencyMs"].as_f64().is_some(), "{result}");
+    result
+}
+
+#[test]
+fn dash_js_plays_the_live_mpd_in_low_latency_mode() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    third_party_player_plays("dash");
+}
+
+#[test]
+fn hls_js_plays_the_ll_hls_playlists_in_low_latency_mode() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    let result = third_party_player_plays("hls");
+    assert!(result["parts"].as_u64() > Some(0), "{result}");
 }
 
 /// geckodriver on a free port, killed when dropped.

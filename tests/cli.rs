@@ -133,6 +133,10 @@ fn mistakes_get_one_clear_line_and_a_failing_exit() {
             vec!["--config", "/no/such/config.toml"],
             "cannot read config",
         ),
+        (
+            vec!["--stream", "s=sample", "--record", "/dev/null/recordings"],
+            "cannot record stream s to /dev/null/recordings/s",
+        ),
         (vec!["probe", "/no/such/file.mp4"], "cannot read"),
         (
             vec!["package", "/no/such.mp4", "--out", "/tmp/x"],

@@ -9,6 +9,7 @@ use common::server::*;
 use common::ws::{self, Msg};
 use common::*;
 use websocketlivestream::fmp4::{Fragment, InitSegment, TrackKind};
+use websocketlivestream::stream::manifests::EXPECTED_SEGMENTS;
 
 /// Collects media from a viewer until `secs` of the reference track have arrived.
 async fn collect_media(socket: &mut ws::Socket, init: &InitSegment, secs: f64) -> Vec<Fragment> {
@@ -139,12 +140,64 @@ async fn dash_mpd_lists_segments_that_ffprobe_decodes_per_track_and_muxed() {
             assert_eq!(response.headers()["cache-control"], "no-cache");
             let text = response.text().await.expect("mpd body");
             let sets = parse_mpd(&text);
-            if sets.iter().all(|s| s.timeline.len() >= 3) {
+            if sets
+                .iter()
+                .all(|s| s.timeline.len() >= 3 + EXPECTED_SEGMENTS)
+            {
                 break (text, sets);
             }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+    // Right away, while the first of them is still being built: the segments the MPD lists
+    // ahead are each answered as they grow, fragment by fragment, and the bytes are those of
+    // the segment once complete.
+    let first_ahead = sets[0].start_number + (sets[0].timeline.len() - EXPECTED_SEGMENTS) as u64;
+    // The segments the MPD lists ahead: each is answered as it grows, fragment by fragment,
+    // and the bytes are those of the segment once complete.
+    for ahead in 0..EXPECTED_SEGMENTS as u64 {
+        let number = first_ahead + ahead;
+        let mut response = client
+            .get(server.url(&format!("/dash/cam/{number}.m4s")))
+            .send()
+            .await
+            .expect("GET");
+        assert!(
+            response.status().is_success(),
+            "{number}: {}",
+            response.status()
+        );
+        let growing = response.headers().get("content-length").is_none();
+        let mut grown = Vec::new();
+        let mut chunks = 0;
+        while let Some(chunk) = response.chunk().await.expect("chunk") {
+            grown.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        let again = client
+            .get(server.url(&format!("/dash/cam/{number}.m4s")))
+            .send()
+            .await
+            .expect("GET");
+        assert!(
+            again.headers()["cache-control"]
+                .to_str()
+                .expect("ascii")
+                .contains("immutable")
+        );
+        let whole = again.bytes().await.expect("body");
+        assert_eq!(
+            Bytes::from(grown),
+            whole,
+            "segment {number} grew into other bytes"
+        );
+        eprintln!("segment {number}: answered growing: {growing}, in {chunks} chunks");
+        assert!(
+            growing && chunks > 1,
+            "segment {number} came whole, not as it grew"
+        );
+    }
+
     for needle in [
         "type=\"dynamic\"",
         "availabilityStartTime=",
@@ -154,6 +207,12 @@ async fn dash_mpd_lists_segments_that_ffprobe_decodes_per_track_and_muxed() {
         "suggestedPresentationDelay=",
         "urn:mpeg:dash:utc:http-xsdate:2014",
         "<SegmentTimeline>",
+        // Low-latency DASH: the newest segment may be fetched as it grows.
+        "http://www.dashif.org/guidelines/low-latency-live-v5",
+        "availabilityTimeOffset=",
+        "availabilityTimeComplete=\"false\"",
+        "<ServiceDescription id=\"0\">",
+        "<Latency target=",
     ] {
         assert!(mpd.contains(needle), "MPD lacks {needle}:\n{mpd}");
     }
@@ -197,7 +256,9 @@ async fn dash_mpd_lists_segments_that_ffprobe_decodes_per_track_and_muxed() {
             )
         }
     };
-    let numbers: Vec<u64> = (0..video.timeline.len() as u64)
+    // The timeline ends with the segment being built and the next one.
+    let complete = video.timeline.len() - EXPECTED_SEGMENTS;
+    let numbers: Vec<u64> = (0..complete as u64)
         .map(|i| video.start_number + i)
         .collect();
     for set in [video, audio] {
@@ -337,6 +398,35 @@ async fn hls_playlists_use_the_dash_files_and_block_until_a_part_exists() {
     assert!(
         multivariant.contains("RESOLUTION=320x180"),
         "{multivariant}"
+    );
+
+    // ffmpeg reads the live playlists as any HLS client would, and decodes its frames.
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-read_intervals", "%+3", "-count_frames"])
+        .args([
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(server.url("/hls/live/index.m3u8"))
+        .output()
+        .expect("running ffprobe");
+    let probed = String::from_utf8_lossy(&probe.stdout).to_string();
+    let fields: Vec<&str> = probed
+        .trim()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    eprintln!("ffprobe of the live HLS playlist, 3 s: {fields:?}");
+    assert_eq!(fields.get(..2), Some(&["320", "180"][..]), "{probed}");
+    let frames: u64 = fields.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(
+        (88..=92).contains(&frames),
+        "{frames} frames in 3 s of 30 fps: {probed}"
     );
 
     // A segment listed in the playlist is the DASH file; its parts, joined, are the same bytes.

@@ -1,15 +1,19 @@
 //! The DASH MPD (ISO/IEC 23009-1), shaped by the DASH-IF live guidelines (IOP part 5): a
 //! `dynamic` MPD with `SegmentTemplate`, `SegmentTimeline` and `$Number$`, one media component
 //! per Representation, and a `UTCTiming` so players need no time server on the internet.
+//! Low-latency signalling follows DASH-IF "Low-latency Modes for DASH": the segment being
+//! built may be fetched while it grows (`availabilityTimeOffset`, `availabilityTimeComplete`),
+//! and a `ServiceDescription` names the latency to aim at.
 //!
 //! ```text
 //! MPD (type, availabilityStartTime, publishTime, minimumUpdatePeriod, timeShiftBufferDepth…)
-//! └── Period
-//!     └── AdaptationSet*   one per track
-//!         └── Representation
-//!             └── SegmentTemplate (timescale, initialization, media, startNumber)
-//!                 └── SegmentTimeline > S*
-//! UTCTiming*
+//! ├── ServiceDescription > Latency, PlaybackRate     low latency only
+//! ├── Period*                                         one per init (a recording may change)
+//! │   └── AdaptationSet*   one per track
+//! │       └── Representation
+//! │           └── SegmentTemplate (timescale, initialization, media, startNumber, …)
+//! │               └── SegmentTimeline > S*
+//! └── UTCTiming*
 //! ```
 
 use std::fmt::Write as _;
@@ -33,6 +37,30 @@ pub struct Mpd {
     pub media_presentation_duration_secs: Option<f64>,
     /// URLs answering with the server's time as `xs:dateTime` (`http-xsdate` scheme).
     pub utc_timing_urls: Vec<String>,
+    /// Set when the newest segment is served as it grows.
+    pub low_latency: Option<LowLatency>,
+    pub periods: Vec<Period>,
+}
+
+/// What a low-latency client needs to know (DASH-IF low-latency guidelines, §9.X.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LowLatency {
+    /// How long before its end a segment may be requested: its duration less its first chunk.
+    pub availability_time_offset_secs: f64,
+    /// The latency to keep, and the bounds of it, in milliseconds.
+    pub target_latency_ms: u64,
+    pub min_latency_ms: u64,
+    pub max_latency_ms: u64,
+    /// The playback rates a client may use to stay at the target.
+    pub min_playback_rate: f64,
+    pub max_playback_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Period {
+    pub id: String,
+    /// Start on the presentation timeline.
+    pub start_secs: f64,
     pub adaptation_sets: Vec<AdaptationSet>,
 }
 
@@ -62,8 +90,15 @@ pub struct Representation {
     /// Template of media segment URLs, with `$Number$`.
     pub media: String,
     pub start_number: u64,
+    /// Media time (in `timescale`) at the Period's start; a recording that rotated its oldest
+    /// segments away, or a later Period, does not start at zero.
+    pub presentation_time_offset: u64,
     /// `(start, duration)` of each segment, in `timescale`.
     pub timeline: Vec<(u64, u64)>,
+    /// The last entry repeats until the next MPD says otherwise (`r="-1"`, ISO/IEC 23009-1
+    /// §5.3.9.6): it stands for the segment being built and those after it, so a low-latency
+    /// client can ask for them on time without refreshing the MPD at every segment.
+    pub open_ended: bool,
 }
 
 /// XML-escapes an attribute value.
@@ -75,8 +110,9 @@ fn attr(value: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Writes the `S` elements, folding runs of contiguous, equal durations into `r`.
-fn write_timeline(out: &mut String, timeline: &[(u64, u64)]) {
+/// Writes the `S` elements, folding runs of contiguous, equal durations into `r`; with
+/// `open_ended`, the last run repeats without end (`r="-1"`).
+fn write_timeline(out: &mut String, timeline: &[(u64, u64)], open_ended: bool) {
     let mut i = 0;
     let mut expected_start = None;
     while let Some(&(start, duration)) = timeline.get(i) {
@@ -94,7 +130,10 @@ fn write_timeline(out: &mut String, timeline: &[(u64, u64)]) {
         } else {
             write!(out, "            <S t=\"{start}\" d=\"{duration}\"")
         };
-        if repeat > 0 {
+        let last = i + repeat + 1 >= timeline.len();
+        if last && open_ended {
+            out.push_str(" r=\"-1\"");
+        } else if repeat > 0 {
             let _ = write!(out, " r=\"{repeat}\"");
         }
         out.push_str("/>\n");
@@ -103,11 +142,18 @@ fn write_timeline(out: &mut String, timeline: &[(u64, u64)]) {
     }
 }
 
+/// The DASH-IF low-latency profile, beside the live one.
+const LOW_LATENCY_PROFILE: &str = "http://www.dashif.org/guidelines/low-latency-live-v5";
+
 pub fn render(mpd: &Mpd) -> String {
     let mut out = String::with_capacity(2048);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str("<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"");
-    out.push_str(" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\"");
+    out.push_str(" profiles=\"urn:mpeg:dash:profile:isoff-live:2011");
+    if mpd.low_latency.is_some() {
+        let _ = write!(out, ",{LOW_LATENCY_PROFILE}");
+    }
+    out.push('"');
     if mpd.dynamic {
         let _ = write!(
             out,
@@ -134,8 +180,42 @@ pub fn render(mpd: &Mpd) -> String {
         iso8601_duration(mpd.min_buffer_time_secs),
         iso8601_duration(mpd.max_segment_duration_secs)
     );
-    out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
-    for set in &mpd.adaptation_sets {
+    if let Some(ll) = &mpd.low_latency {
+        out.push_str("  <ServiceDescription id=\"0\">\n");
+        let _ = writeln!(
+            out,
+            "    <Latency target=\"{}\" min=\"{}\" max=\"{}\" referenceId=\"0\"/>",
+            ll.target_latency_ms, ll.min_latency_ms, ll.max_latency_ms
+        );
+        let _ = writeln!(
+            out,
+            "    <PlaybackRate min=\"{}\" max=\"{}\"/>",
+            ll.min_playback_rate, ll.max_playback_rate
+        );
+        out.push_str("  </ServiceDescription>\n");
+    }
+    for period in &mpd.periods {
+        write_period(&mut out, period, mpd.low_latency.as_ref());
+    }
+    for url in &mpd.utc_timing_urls {
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-xsdate:2014\" value=\"{}\"/>",
+            attr(url)
+        );
+    }
+    out.push_str("</MPD>\n");
+    out
+}
+
+fn write_period(out: &mut String, period: &Period, low_latency: Option<&LowLatency>) {
+    let _ = writeln!(
+        out,
+        "  <Period id=\"{}\" start=\"{}\">",
+        attr(&period.id),
+        iso8601_duration(period.start_secs)
+    );
+    for set in &period.adaptation_sets {
         let r = &set.representation;
         let _ = writeln!(
             out,
@@ -166,31 +246,37 @@ pub fn render(mpd: &Mpd) -> String {
                 r.audio_channels
             );
         }
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "        <SegmentTemplate timescale=\"{}\" initialization=\"{}\" media=\"{}\" startNumber=\"{}\">",
+            "        <SegmentTemplate timescale=\"{}\" initialization=\"{}\" media=\"{}\" startNumber=\"{}\"",
             r.timescale,
             attr(&r.initialization),
             attr(&r.media),
             r.start_number
         );
+        if r.presentation_time_offset > 0 {
+            let _ = write!(
+                out,
+                " presentationTimeOffset=\"{}\"",
+                r.presentation_time_offset
+            );
+        }
+        if let Some(ll) = low_latency {
+            let _ = write!(
+                out,
+                " availabilityTimeOffset=\"{:.3}\" availabilityTimeComplete=\"false\"",
+                ll.availability_time_offset_secs
+            );
+        }
+        out.push_str(">\n");
         out.push_str("          <SegmentTimeline>\n");
-        write_timeline(&mut out, &r.timeline);
+        write_timeline(out, &r.timeline, r.open_ended);
         out.push_str("          </SegmentTimeline>\n");
         out.push_str("        </SegmentTemplate>\n");
         out.push_str("      </Representation>\n");
         out.push_str("    </AdaptationSet>\n");
     }
     out.push_str("  </Period>\n");
-    for url in &mpd.utc_timing_urls {
-        let _ = writeln!(
-            out,
-            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-xsdate:2014\" value=\"{}\"/>",
-            attr(url)
-        );
-    }
-    out.push_str("</MPD>\n");
-    out
 }
 
 #[cfg(test)]
@@ -203,10 +289,21 @@ mod tests {
         write_timeline(
             &mut out,
             &[(0, 10), (10, 10), (20, 10), (30, 7), (50, 10), (60, 10)],
+            false,
         );
         assert_eq!(
             out,
             "            <S t=\"0\" d=\"10\" r=\"2\"/>\n            <S d=\"7\"/>\n            <S t=\"50\" d=\"10\" r=\"1\"/>\n"
+        );
+    }
+
+    #[test]
+    fn an_open_ended_timeline_repeats_its_last_run_without_end() {
+        let mut out = String::new();
+        write_timeline(&mut out, &[(0, 10), (10, 7), (17, 10), (27, 10)], true);
+        assert_eq!(
+            out,
+            "            <S t=\"0\" d=\"10\"/>\n            <S d=\"7\"/>\n            <S d=\"10\" r=\"-1\"/>\n"
         );
     }
 }

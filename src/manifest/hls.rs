@@ -1,10 +1,14 @@
 //! HLS playlists (RFC 8216 and its second edition's low-latency extensions): a multivariant
 //! playlist naming the one rendition, and a media playlist whose segments are the DASH
-//! segments, byte for byte, with parts made of whole fragments.
+//! segments, byte for byte, with parts made of whole fragments. The same media playlist
+//! describes a recording: growing while it is made, finished with `EXT-X-ENDLIST`.
 
 use std::fmt::Write as _;
 
 use super::xs_datetime;
+
+/// PART-HOLD-BACK, in part targets.
+pub const PART_HOLD_BACK_PARTS: f64 = 2.0;
 
 /// The multivariant playlist: one variant, its codecs and resolution.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +55,20 @@ pub struct Segment {
     pub parts: Vec<Part>,
     /// The source restarted with a different init before this segment.
     pub discontinuity: bool,
+    /// A new init segment from this segment on (`EXT-X-MAP` again, after the discontinuity).
+    pub map_uri: Option<String>,
+}
+
+/// What a media playlist is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaylistKind {
+    /// The live window: parts, blocking reload, preload hints.
+    Live,
+    /// A recording being made: segments are only ever added (`EXT-X-PLAYLIST-TYPE:EVENT`),
+    /// unless old ones are rotated away, which an EVENT playlist may not do.
+    Recording { rotating: bool },
+    /// A finished recording or a packaged file: `EXT-X-ENDLIST`.
+    Finished,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,8 +86,7 @@ pub struct MediaPlaylist {
     pub open_program_date_time_ms: Option<u64>,
     /// The part that will come next, for `EXT-X-PRELOAD-HINT`.
     pub preload_hint_uri: Option<String>,
-    /// A finished recording: `EXT-X-ENDLIST`, no server control.
-    pub ended: bool,
+    pub kind: PlaylistKind,
 }
 
 fn write_part(out: &mut String, part: &Part) {
@@ -101,25 +118,34 @@ pub fn media(p: &MediaPlaylist) -> String {
         );
     }
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let low_latency = !p.ended && p.part_target_secs > 0.0;
+    let low_latency = p.kind == PlaylistKind::Live && p.part_target_secs > 0.0;
     if low_latency {
-        // RFC 8216bis §4.4.3.8: PART-HOLD-BACK at least three part targets.
+        // RFC 8216bis §4.4.3.8: PART-HOLD-BACK must be at least twice the part target (three
+        // times is advised for parts that arrive unevenly; ours leave a fragment at a time,
+        // as each frame is encoded, so two keep players closer to the live edge).
         let _ = writeln!(
             out,
             "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}",
-            p.part_target_secs * 3.0
+            p.part_target_secs * PART_HOLD_BACK_PARTS
         );
         // Rounded up: no part may be longer than PART-TARGET.
         let part_target = (p.part_target_secs * 100_000.0).ceil() / 100_000.0;
         let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={part_target:.5}");
     }
-    if p.ended {
-        out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
+    match p.kind {
+        PlaylistKind::Recording { rotating: false } => {
+            out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
+        }
+        PlaylistKind::Finished => out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
+        _ => {}
     }
     let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", p.map_uri);
     for segment in &p.segments {
         if segment.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if let Some(uri) = &segment.map_uri {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{uri}\"");
         }
         if let Some(ms) = segment.program_date_time_ms {
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", xs_datetime(ms));
@@ -148,7 +174,7 @@ pub fn media(p: &MediaPlaylist) -> String {
             let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{uri}\"");
         }
     }
-    if p.ended {
+    if p.kind == PlaylistKind::Finished {
         out.push_str("#EXT-X-ENDLIST\n");
     }
     out

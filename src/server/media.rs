@@ -121,6 +121,33 @@ fn growing_body(hub: Arc<Hub>, number: u64, selection: Selection) -> Body {
     Body::from_stream(chunks)
 }
 
+/// Waits for segment `number` if it is the next one to start: a low-latency DASH client asks
+/// for a segment as its first fragment is due (the MPD lists it ahead), which may be a moment
+/// before it arrives.
+async fn await_next_segment(hub: &Arc<Hub>, number: u64) -> Result<(), ApiError> {
+    let mut updates = hub.watch();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs_f64(hub.config().segment_secs.max(1.0));
+    loop {
+        if hub.segment(number).is_some() {
+            return Ok(());
+        }
+        let snapshot = hub.snapshot();
+        let newest = snapshot
+            .open
+            .as_ref()
+            .map(|s| s.number)
+            .or_else(|| snapshot.segments.last().map(|s| s.number));
+        if newest.is_none_or(|newest| number != newest + 1) {
+            return Err(ApiError::NotFound("segment"));
+        }
+        match tokio::time::timeout_at(deadline, updates.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return Err(ApiError::Timeout("the segment")),
+        }
+    }
+}
+
 /// Serves a segment (or a track or part of one): whole if complete, growing if not.
 fn serve_segment(hub: &Arc<Hub>, number: u64, selection: Selection) -> Result<Response, ApiError> {
     let segment = hub.segment(number).ok_or(ApiError::NotFound("segment"))?;
@@ -135,12 +162,17 @@ fn serve_segment(hub: &Arc<Hub>, number: u64, selection: Selection) -> Result<Re
         let body = Body::from_stream(stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
         return Ok(respond(body, SEGMENT_TYPE, IMMUTABLE, Some(len)));
     }
-    Ok(respond(
+    let mut response = respond(
         growing_body(hub.clone(), number, selection),
         SEGMENT_TYPE,
         "no-cache",
         None,
-    ))
+    );
+    // A proxy in front (nginx) passes each fragment on as it comes, rather than buffering.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
 }
 
 fn parse_number(file: &str, suffix: &str) -> Result<u64, ApiError> {
@@ -197,6 +229,7 @@ pub async fn dash_file(
         return Ok(respond(Body::from(bytes), INIT_TYPE, "no-cache", Some(len)));
     }
     let number = parse_number(&file, ".m4s")?;
+    await_next_segment(&stream.hub, number).await?;
     serve_segment(&stream.hub, number, Selection::All)
 }
 
@@ -215,6 +248,7 @@ pub async fn dash_track_file(
         return Ok(respond(Body::from(bytes), INIT_TYPE, "no-cache", Some(len)));
     }
     let number = parse_number(&file, ".m4s")?;
+    await_next_segment(&stream.hub, number).await?;
     serve_segment(&stream.hub, number, Selection::Track(track))
 }
 
@@ -293,7 +327,7 @@ pub async fn hls_media(
         segment_prefix: &segment_prefix,
         part_prefix: "",
     };
-    let playlist = manifests::hls_media(&snapshot, hub.config(), &uris, false)
+    let playlist = manifests::hls_media(&snapshot, hub.config(), &uris, hls::PlaylistKind::Live)
         .ok_or_else(|| ApiError::NotLive(name.clone()))?;
     Ok(respond(
         Body::from(hls::media(&playlist)),

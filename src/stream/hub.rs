@@ -41,7 +41,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             segment_secs: 2.0,
-            part_secs: 1.0 / 3.0,
+            part_secs: 0.2,
             window: 6,
             max_viewer_lag: Duration::from_millis(1500),
         }

@@ -2,8 +2,8 @@
 //! the caller (the server's routes, or file names in a recording).
 
 use crate::fmp4::TrackKind;
-use crate::manifest::dash::{AdaptationSet, Mpd, Representation};
-use crate::manifest::hls::{self, MediaPlaylist, Multivariant};
+use crate::manifest::dash::{AdaptationSet, LowLatency, Mpd, Period, Representation};
+use crate::manifest::hls::{self, MediaPlaylist, Multivariant, PlaylistKind};
 
 use super::{HubConfig, Segment, Snapshot};
 
@@ -56,6 +56,28 @@ fn dash_frame_rate(fps: f64) -> String {
     }
 }
 
+/// Appends to a live timeline the segment being built and the one after it, each expected to
+/// last as long as most do: a low-latency client asks for a segment the moment its first
+/// fragment is due (`availabilityTimeOffset`), so it must know of it before the next MPD.
+fn push_expected(timeline: &mut Vec<(u64, u64)>) {
+    let mut durations: Vec<u64> = timeline.iter().map(|&(_, d)| d).collect();
+    durations.sort_unstable();
+    let Some(&typical) = durations.get(durations.len() / 2) else {
+        return;
+    };
+    for _ in 0..EXPECTED_SEGMENTS {
+        if let Some(&(start, duration)) = timeline.last() {
+            timeline.push((start + duration, typical));
+        }
+    }
+}
+
+/// The segments a live MPD lists beyond the complete ones: the one being built, the next.
+pub const EXPECTED_SEGMENTS: usize = 2;
+
+/// The latency a low-latency DASH client is asked to keep (its `ServiceDescription`).
+pub const LL_DASH_TARGET_MS: u64 = 300;
+
 /// The MPD of the window. `None` before the first complete segment.
 pub fn dash_mpd(
     snapshot: &Snapshot,
@@ -89,11 +111,14 @@ pub fn dash_mpd(
                 TrackKind::Audio => ("audio", "audio/mp4"),
                 TrackKind::Other(_) => continue,
             };
-            let timeline = segments
+            let mut timeline: Vec<(u64, u64)> = segments
                 .iter()
                 .filter_map(|s| s.tracks.iter().find(|t| t.track_id == track.id))
                 .map(|t| (t.start, t.duration))
                 .collect();
+            if dynamic {
+                push_expected(&mut timeline);
+            }
             adaptation_sets.push(AdaptationSet {
                 id: index as u32,
                 content_type,
@@ -113,7 +138,9 @@ pub fn dash_mpd(
                     initialization: "$RepresentationID$/init.mp4".into(),
                     media: "$RepresentationID$/$Number$.m4s".into(),
                     start_number: first.number,
+                    presentation_time_offset: 0,
                     timeline,
+                    open_ended: false,
                 },
             });
         }
@@ -140,22 +167,52 @@ pub fn dash_mpd(
                 initialization: "init.mp4".into(),
                 media: "$Number$.m4s".into(),
                 start_number: first.number,
-                timeline: segments.iter().map(|s| (s.start, s.duration)).collect(),
+                presentation_time_offset: 0,
+                timeline: {
+                    let mut timeline: Vec<(u64, u64)> =
+                        segments.iter().map(|s| (s.start, s.duration)).collect();
+                    if dynamic {
+                        push_expected(&mut timeline);
+                    }
+                    timeline
+                },
+                open_ended: false,
             },
         });
     }
+    // A live MPD's newest segment is served while it grows, a fragment at a time: it may be
+    // asked for once its first fragment (a frame) exists.
+    let frame_secs = frame_rate(snapshot).map_or(config.part_secs, |fps| 1.0 / fps);
+    let low_latency = dynamic.then(|| LowLatency {
+        availability_time_offset_secs: (config.segment_secs - frame_secs).max(0.0),
+        target_latency_ms: LL_DASH_TARGET_MS,
+        min_latency_ms: LL_DASH_TARGET_MS / 2,
+        max_latency_ms: (config.segment_secs * 2000.0) as u64,
+        min_playback_rate: 0.96,
+        max_playback_rate: 1.04,
+    });
     Some(Mpd {
         dynamic,
         availability_start_ms: snapshot.anchor_ms.unwrap_or(0),
         publish_time_ms: now_ms,
-        minimum_update_period_secs: config.segment_secs,
+        // Each MPD lists a segment ahead; looking again twice a segment keeps it so.
+        minimum_update_period_secs: if dynamic {
+            config.segment_secs / 2.0
+        } else {
+            config.segment_secs
+        },
         time_shift_buffer_depth_secs: (config.window as f64 * config.segment_secs).max(total),
         suggested_presentation_delay_secs: 2.0 * config.segment_secs,
         min_buffer_time_secs: config.segment_secs,
         max_segment_duration_secs: max_duration.max(config.segment_secs),
         media_presentation_duration_secs: (!dynamic).then_some(total),
         utc_timing_urls,
-        adaptation_sets,
+        low_latency,
+        periods: vec![Period {
+            id: "0".into(),
+            start_secs: 0.0,
+            adaptation_sets,
+        }],
     })
 }
 
@@ -201,13 +258,14 @@ fn parts_of(segment: &Segment, uris: &HlsUris<'_>, complete_only: bool) -> Vec<h
         .collect()
 }
 
-/// The media playlist of the window; `ended` for a finished recording.
+/// The media playlist of the window, live, or finished (a packaged file).
 pub fn hls_media(
     snapshot: &Snapshot,
     config: &HubConfig,
     uris: &HlsUris<'_>,
-    ended: bool,
+    kind: PlaylistKind,
 ) -> Option<MediaPlaylist> {
+    let ended = kind == PlaylistKind::Finished;
     snapshot.init.as_ref()?;
     let segments = current_segments(snapshot);
     let count = segments.len();
@@ -229,6 +287,7 @@ pub fn hls_media(
                 Vec::new()
             },
             discontinuity: s.discontinuity && i > 0,
+            map_uri: None,
         })
         .collect();
     let open = snapshot.open.as_ref().filter(|_| !ended);
@@ -259,7 +318,7 @@ pub fn hls_media(
         open_parts,
         open_program_date_time_ms: open.map(|s| s.wall_start_ms),
         preload_hint_uri,
-        ended,
+        kind,
     })
 }
 

@@ -3,6 +3,7 @@
 
 mod hub;
 pub mod manifests;
+pub mod record;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,6 +31,8 @@ pub struct StreamDef {
     pub on_demand: Option<Duration>,
     /// Viewers this stream takes at once; more are answered 503.
     pub max_viewers: Option<u64>,
+    /// Keep its segments and manifests on disk too.
+    pub record: Option<record::RecordConfig>,
 }
 
 /// A running stream.
@@ -88,6 +91,12 @@ pub fn start(
                 admitted: Default::default(),
             });
             let span = tracing::info_span!("stream", name = %def.name);
+            if let Some(config) = def.record.clone() {
+                tracker.spawn(
+                    record::run(stream.hub.clone(), config, cancel.child_token())
+                        .instrument(span.clone()),
+                );
+            }
             tracker.spawn(
                 drive(stream.clone(), def, cancel.child_token(), tracker.clone()).instrument(span),
             );

@@ -1,15 +1,58 @@
-// Encoder-to-screen latency of a stream's player page in headless Chromium, for each player in
-// turn on the same server: per frame shown, the wall clock at the screen minus the encoder's
-// prft wall clock (see public/player.js), over a run, then the join time of fresh page loads.
+// Encoder-to-screen latency in headless Chromium, for each player in turn on the same server:
+// per frame shown, the wall clock at the screen minus the encoder's prft wall clock (our page,
+// see public/player.js; hls.js and dash.js, see players.mjs), over a run, then the join time of
+// fresh page loads (socket open to first picture for ours, page load to first picture for the
+// others).
 //   node latency.mjs --url http://127.0.0.1:PORT [--stream live] [--seconds 60] [--joins 5]
-//                    [--players webcodecs,mse]  (any of auto, webcodecs, mse)
+//                    [--players webcodecs,mse,ll-hls,ll-dash]
+//                    (any of auto, webcodecs, mse: our page; ll-hls: hls.js; ll-dash: dash.js)
 
 import { args, launch, quantile, until } from './lib.mjs';
+import { playerPage } from './players.mjs';
 
 const { url, stream = 'live', seconds = '60', joins = '5', players = 'webcodecs,mse' } = args();
 const WARM_UP_MS = 3000;
+/** Third-party players need longer to settle at their target latency. */
+const THIRD_PARTY_WARM_UP_MS = 15000;
+const THIRD_PARTY = { 'll-hls': 'hls', 'll-dash': 'dash' };
+
+async function measureThirdParty(browser, player) {
+  const site = await playerPage(url, stream, THIRD_PARTY[player]);
+  try {
+    const page = await browser.newPage();
+    await page.goto(site.url);
+    await until(page, () => window.latencies.length > 0, 30000, `${player}: the first frame`);
+    await page.waitForTimeout(THIRD_PARTY_WARM_UP_MS);
+    const skip = await page.evaluate(() => window.latencies.length);
+    await page.waitForTimeout(Number(seconds) * 1000);
+    const latencies = (await page.evaluate(() => window.latencies)).slice(skip);
+    const state = await page.evaluate(() => ({ errors: window.errors, ...window.state() }));
+    await page.close();
+    latencies.sort((a, b) => a - b);
+    const joinTimes = [];
+    for (let i = 0; i < Number(joins); i += 1) {
+      const tab = await browser.newPage();
+      const opened = Date.now();
+      await tab.goto(site.url);
+      await until(tab, () => window.latencies.length > 0, 30000, `${player}: the first frame`);
+      joinTimes.push(Date.now() - opened);
+      await tab.close();
+    }
+    joinTimes.sort((a, b) => a - b);
+    return {
+      player,
+      mode: `${player} (${THIRD_PARTY[player] === 'hls' ? 'hls.js' : 'dash.js'}${state.lowLatency ? ', low-latency' : ''})`,
+      latencies,
+      joinTimes,
+      stats: { skipped: '-', droppedFrames: '-', reconnects: '-', fps: '-', errors: state.errors.length },
+    };
+  } finally {
+    site.close();
+  }
+}
 
 async function measure(browser, player) {
+  if (THIRD_PARTY[player]) return measureThirdParty(browser, player);
   const pageUrl = `${url}/watch/${stream}?player=${player}`;
   const page = await browser.newPage();
   await page.goto(pageUrl);
@@ -52,11 +95,11 @@ try {
       `skipped fragments ${stats.skipped}, dropped frames ${stats.droppedFrames}, reconnects ${stats.reconnects}, fps ${stats.fps}`,
     );
   }
-  console.log('\nplayer      p50   p95   p99   join (median)');
+  console.log(`\n${'player'.padEnd(32)}   p50   p95   p99  join (median)`);
   for (const { mode, latencies, joinTimes } of rows) {
     const cell = (v) => String(v).padStart(5);
     console.log(
-      `${mode.padEnd(10)} ${cell(quantile(latencies, 0.5))} ${cell(quantile(latencies, 0.95))} ${cell(quantile(latencies, 0.99))} ${cell(quantile(joinTimes, 0.5))}`,
+      `${mode.padEnd(32)} ${cell(quantile(latencies, 0.5))} ${cell(quantile(latencies, 0.95))} ${cell(quantile(latencies, 0.99))} ${cell(quantile(joinTimes, 0.5))}`,
     );
   }
 } finally {

@@ -1,0 +1,564 @@
+//! Recording: a stream's init segment and every segment it completes, kept on disk with an MPD
+//! and an HLS playlist that describe what is there, under one folder per stream.
+//!
+//! ```text
+//! DIR/{name}/init.mp4            the init segment (init-{n}.mp4 for a later, different one)
+//! DIR/{name}/{n}.m4s             each segment, byte for byte what /dash/{name}/{n}.m4s served
+//! DIR/{name}/index.m3u8          HLS playlist of those: EVENT while recording, then ENDLIST
+//! DIR/{name}/{track}/…           the same per track, as /dash/{name}/{track}/ serves them:
+//!                                DASH players (dash.js, ffmpeg) want a track per
+//!                                Representation
+//! DIR/{name}/manifest.mpd        static MPD of the per-track files, a Period per run
+//! ```
+//!
+//! Files are written whole and renamed into place, and both manifests are rewritten after every
+//! segment, so a recording that is cut off (even by SIGKILL) plays up to its last complete
+//! segment. A clean end (Ctrl-C, the source ending) also keeps the segment in progress and
+//! finishes the playlist. The oldest segments go when a size or age limit is passed. The
+//! recorder reads the hub like any viewer and does its file work off the runtime's threads: a
+//! slow or full disk costs the recording, never the live stream; errors are logged.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::{Hub, MediaInit, Segment, Status, TrackTiming, unix_millis};
+use crate::fmp4::TrackKind;
+use crate::manifest::dash::{self, AdaptationSet, Mpd, Period, Representation};
+use crate::manifest::hls::{self, MediaPlaylist, PlaylistKind};
+
+/// Where and how much to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordConfig {
+    /// The stream's own folder (`DIR/{name}`).
+    pub dir: PathBuf,
+    /// Oldest segments are removed while the recording is larger than this.
+    pub max_bytes: Option<u64>,
+    /// ...or holds segments older than this.
+    pub max_age: Option<Duration>,
+}
+
+/// An error is logged at most this often, so a full disk does not flood the log.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One segment on disk.
+#[derive(Debug, Clone)]
+struct Recorded {
+    number: u64,
+    bytes: u64,
+    /// Reference track time and duration, in its timescale.
+    start: u64,
+    duration: u64,
+    wall_start_ms: u64,
+    /// Each track's time and duration, and the size of its copy (none if not kept apart).
+    tracks: Vec<(TrackTiming, u64)>,
+}
+
+/// Consecutive segments with one init: a Period of the MPD, a run between discontinuities of
+/// the playlist.
+#[derive(Debug)]
+struct Run {
+    init_file: String,
+    init: Arc<MediaInit>,
+    /// Each track kept in a folder of its own (every fragment carried one track).
+    per_track: bool,
+    segments: VecDeque<Recorded>,
+}
+
+/// What the recorder knows of its folder.
+struct Recording {
+    config: RecordConfig,
+    runs: VecDeque<Run>,
+    /// The last segment written (or given up on), so each is taken once.
+    last_number: Option<u64>,
+    /// Runs rotated away whole: the playlist's discontinuity sequence.
+    dropped_runs: u64,
+    rotated: bool,
+    last_error_log: Option<Instant>,
+}
+
+/// A segment to write, taken from the hub.
+struct Pending {
+    init: Arc<MediaInit>,
+    segment: Arc<Segment>,
+    per_track: bool,
+}
+
+/// Records `hub` until `cancel` or the stream's end.
+pub async fn run(hub: Arc<Hub>, config: RecordConfig, cancel: CancellationToken) {
+    tracing::info!(dir = %config.dir.display(), "recording");
+    let mut recording = Recording {
+        config,
+        runs: VecDeque::new(),
+        last_number: None,
+        dropped_runs: 0,
+        rotated: false,
+        last_error_log: None,
+    };
+    let mut updates = hub.watch();
+    loop {
+        let stopping = tokio::select! {
+            changed = updates.changed() => changed.is_err(),
+            _ = cancel.cancelled() => true,
+        };
+        let snapshot = hub.snapshot();
+        let ended = matches!(snapshot.status, Status::Ended | Status::Failed(_));
+        let finished = stopping || ended;
+        let mut pending = Vec::new();
+        if let Some(init) = &snapshot.init {
+            let open = snapshot
+                .open
+                .iter()
+                .filter(|s| finished && !s.fragments.is_empty());
+            for segment in snapshot.segments.iter().chain(open) {
+                if recording.last_number.is_some_and(|n| segment.number <= n) {
+                    continue;
+                }
+                pending.push(Pending {
+                    init: init.clone(),
+                    segment: segment.clone(),
+                    per_track: snapshot.single_track_fragments,
+                });
+            }
+        }
+        if pending.is_empty() && !finished {
+            continue;
+        }
+        recording = match tokio::task::spawn_blocking(move || {
+            recording.write(pending, finished);
+            recording
+        })
+        .await
+        {
+            Ok(recording) => recording,
+            Err(err) => {
+                tracing::error!("recording stopped: {err}");
+                return;
+            }
+        };
+        if finished {
+            tracing::info!(
+                segments = recording
+                    .runs
+                    .iter()
+                    .map(|r| r.segments.len())
+                    .sum::<usize>(),
+                "recording finished"
+            );
+            return;
+        }
+    }
+}
+
+impl Recording {
+    fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    fn error(&mut self, what: std::fmt::Arguments<'_>) {
+        let now = Instant::now();
+        if self
+            .last_error_log
+            .is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL)
+        {
+            tracing::error!(dir = %self.config.dir.display(), "recording: {what}");
+            self.last_error_log = Some(now);
+        }
+    }
+
+    /// Writes new segments, drops what is over the limits, and rewrites both manifests.
+    fn write(&mut self, pending: Vec<Pending>, finished: bool) {
+        if let Err(err) = std::fs::create_dir_all(self.dir()) {
+            self.error(format_args!("cannot create the folder: {err}"));
+            return;
+        }
+        for Pending {
+            init,
+            segment,
+            per_track,
+        } in pending
+        {
+            if let Some(last) = self.last_number
+                && segment.number > last + 1
+            {
+                tracing::warn!(
+                    missed = segment.number - last - 1,
+                    "recording fell behind the live window and left segments out"
+                );
+            }
+            self.last_number = Some(segment.number);
+            let Some(run) = self.run_for(&init, segment.number, per_track) else {
+                continue;
+            };
+            let data = join(segment.chunks());
+            let name = format!("{}.m4s", segment.number);
+            if let Err(err) = write_atomically(&self.dir().join(&name), &data) {
+                self.error(format_args!("cannot write {name}: {err}"));
+                continue;
+            }
+            let mut tracks = Vec::new();
+            for timing in &segment.tracks {
+                let mut size = 0;
+                if self.runs[run].per_track {
+                    let bytes = join(segment.track_chunks(timing.track_id));
+                    let path = self.dir().join(timing.track_id.to_string()).join(&name);
+                    if let Err(err) = write_atomically(&path, &bytes) {
+                        self.error(format_args!("cannot write {}: {err}", path.display()));
+                    }
+                    size = bytes.len() as u64;
+                }
+                tracks.push((*timing, size));
+            }
+            let duration = if segment.complete {
+                segment.duration
+            } else {
+                // The segment in progress at a clean stop: as long as its reference track.
+                segment
+                    .tracks
+                    .iter()
+                    .find(|t| t.start == segment.start)
+                    .map_or(0, |t| t.duration)
+            };
+            self.runs[run].segments.push_back(Recorded {
+                number: segment.number,
+                bytes: data.len() as u64,
+                start: segment.start,
+                duration,
+                wall_start_ms: segment.wall_start_ms,
+                tracks,
+            });
+        }
+        self.rotate();
+        self.write_manifests(finished);
+    }
+
+    /// The run a segment with `init` and `number` belongs to, starting one (and writing its
+    /// inits) at a new init or after a gap in the numbers; `None` if its init cannot be
+    /// written.
+    fn run_for(&mut self, init: &Arc<MediaInit>, number: u64, per_track: bool) -> Option<usize> {
+        if let Some(run) = self.runs.back() {
+            let same_init = run.init.segment.bytes == init.segment.bytes;
+            let follows = run.segments.back().is_none_or(|s| s.number + 1 == number);
+            if same_init && follows && run.per_track == per_track {
+                return Some(self.runs.len() - 1);
+            }
+            if same_init {
+                // A gap: a new Period, the same init files.
+                let init_file = run.init_file.clone();
+                self.runs.push_back(Run {
+                    init_file,
+                    init: init.clone(),
+                    per_track: per_track && run.per_track,
+                    segments: VecDeque::new(),
+                });
+                return Some(self.runs.len() - 1);
+            }
+        }
+        let init_file = if self.runs.is_empty() && !self.rotated {
+            "init.mp4".to_string()
+        } else {
+            format!("init-{number}.mp4")
+        };
+        let mut files = vec![(self.dir().join(&init_file), init.segment.bytes.clone())];
+        if per_track {
+            for (track, bytes) in &init.track_inits {
+                let dir = self.dir().join(track.to_string());
+                if let Err(err) = std::fs::create_dir_all(&dir) {
+                    self.error(format_args!("cannot create {}: {err}", dir.display()));
+                    return None;
+                }
+                files.push((dir.join(&init_file), bytes.clone()));
+            }
+        }
+        for (path, bytes) in files {
+            if let Err(err) = write_atomically(&path, &bytes) {
+                self.error(format_args!("cannot write {}: {err}", path.display()));
+                return None;
+            }
+        }
+        self.runs.push_back(Run {
+            init_file,
+            init: init.clone(),
+            per_track,
+            segments: VecDeque::new(),
+        });
+        Some(self.runs.len() - 1)
+    }
+
+    /// Removes a file that may already be gone.
+    fn remove(&mut self, path: &Path) {
+        if let Err(err) = std::fs::remove_file(path)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            self.error(format_args!("cannot remove {}: {err}", path.display()));
+        }
+    }
+
+    /// Removes the oldest segments while the recording is over its size or age limit; the
+    /// newest one always stays.
+    fn rotate(&mut self) {
+        let now_ms = unix_millis(SystemTime::now());
+        loop {
+            let total: u64 = self
+                .runs
+                .iter()
+                .flat_map(|r| &r.segments)
+                .map(|s| s.bytes)
+                .sum();
+            let count: usize = self.runs.iter().map(|r| r.segments.len()).sum();
+            let Some(oldest) = self.runs.front().and_then(|r| r.segments.front()) else {
+                break;
+            };
+            let too_big = self.config.max_bytes.is_some_and(|max| total > max);
+            let too_old = self.config.max_age.is_some_and(|age| {
+                now_ms.saturating_sub(oldest.wall_start_ms) > age.as_millis() as u64
+            });
+            if count <= 1 || !(too_big || too_old) {
+                break;
+            }
+            let name = format!("{}.m4s", oldest.number);
+            let mut paths = vec![self.dir().join(&name)];
+            paths.extend(
+                oldest
+                    .tracks
+                    .iter()
+                    .filter(|(_, size)| *size > 0)
+                    .map(|(t, _)| self.dir().join(t.track_id.to_string()).join(&name)),
+            );
+            for path in paths {
+                self.remove(&path);
+            }
+            self.rotated = true;
+            if let Some(run) = self.runs.front_mut() {
+                run.segments.pop_front();
+            }
+            if self.runs.front().is_some_and(|r| r.segments.is_empty())
+                && let Some(run) = self.runs.pop_front()
+            {
+                self.dropped_runs += 1;
+                if !self.runs.iter().any(|r| r.init_file == run.init_file) {
+                    let mut paths = vec![self.dir().join(&run.init_file)];
+                    paths.extend(
+                        run.init.track_inits.iter().map(|(track, _)| {
+                            self.dir().join(track.to_string()).join(&run.init_file)
+                        }),
+                    );
+                    for path in paths {
+                        self.remove(&path);
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_manifests(&mut self, finished: bool) {
+        if self.runs.iter().all(|r| r.segments.is_empty()) {
+            return;
+        }
+        let kind = if finished {
+            PlaylistKind::Finished
+        } else {
+            PlaylistKind::Recording {
+                rotating: self.config.max_bytes.is_some() || self.config.max_age.is_some(),
+            }
+        };
+        let playlist = hls::media(&self.playlist(kind));
+        if let Err(err) = write_atomically(&self.dir().join("index.m3u8"), playlist.as_bytes()) {
+            self.error(format_args!("cannot write index.m3u8: {err}"));
+        }
+        let mpd = dash::render(&self.mpd());
+        if let Err(err) = write_atomically(&self.dir().join("manifest.mpd"), mpd.as_bytes()) {
+            self.error(format_args!("cannot write manifest.mpd: {err}"));
+        }
+    }
+
+    fn playlist(&self, kind: PlaylistKind) -> MediaPlaylist {
+        let mut segments = Vec::new();
+        let mut longest: f64 = 0.0;
+        for (index, run) in self.runs.iter().enumerate() {
+            let timescale = f64::from(reference_timescale(&run.init).max(1));
+            for (i, s) in run.segments.iter().enumerate() {
+                let duration_secs = s.duration as f64 / timescale;
+                longest = longest.max(duration_secs);
+                let starts_run = i == 0 && index > 0;
+                segments.push(hls::Segment {
+                    uri: format!("{}.m4s", s.number),
+                    duration_secs,
+                    program_date_time_ms: Some(s.wall_start_ms),
+                    parts: Vec::new(),
+                    discontinuity: starts_run,
+                    map_uri: starts_run.then(|| run.init_file.clone()),
+                });
+            }
+        }
+        MediaPlaylist {
+            target_duration_secs: longest.round().max(1.0) as u64,
+            part_target_secs: 0.0,
+            media_sequence: self
+                .runs
+                .front()
+                .and_then(|r| r.segments.front())
+                .map_or(0, |s| s.number),
+            discontinuity_sequence: self.dropped_runs,
+            map_uri: self
+                .runs
+                .front()
+                .map_or_else(|| "init.mp4".into(), |r| r.init_file.clone()),
+            segments,
+            open_parts: Vec::new(),
+            open_program_date_time_ms: None,
+            preload_hint_uri: None,
+            kind,
+        }
+    }
+
+    /// A static MPD of what is on disk: a Period per run, an AdaptationSet per track where
+    /// the tracks were kept apart, else one muxed Representation.
+    fn mpd(&self) -> Mpd {
+        let mut periods = Vec::new();
+        let mut start_secs = 0.0;
+        let mut longest: f64 = 0.0;
+        for (index, run) in self.runs.iter().enumerate() {
+            let Some(first) = run.segments.front() else {
+                continue;
+            };
+            let timescale = reference_timescale(&run.init);
+            let secs = run.segments.iter().map(|s| s.duration).sum::<u64>() as f64
+                / f64::from(timescale.max(1));
+            longest = run
+                .segments
+                .iter()
+                .map(|s| s.duration as f64 / f64::from(timescale.max(1)))
+                .fold(longest, f64::max);
+            let bandwidth = |bytes: u64| {
+                if secs > 0.0 {
+                    (((bytes * 8) as f64 / secs) as u64).max(1000)
+                } else {
+                    1000
+                }
+            };
+            let init = &run.init.segment;
+            let mut adaptation_sets = Vec::new();
+            if run.per_track {
+                for (i, track) in init.tracks.iter().enumerate() {
+                    let (content_type, mime_type) = match track.kind {
+                        TrackKind::Video => ("video", "video/mp4"),
+                        TrackKind::Audio => ("audio", "audio/mp4"),
+                        TrackKind::Other(_) => continue,
+                    };
+                    let timeline: Vec<(u64, u64)> = run
+                        .segments
+                        .iter()
+                        .filter_map(|s| s.tracks.iter().find(|(t, _)| t.track_id == track.id))
+                        .map(|(t, _)| (t.start, t.duration))
+                        .collect();
+                    let bytes = run
+                        .segments
+                        .iter()
+                        .flat_map(|s| &s.tracks)
+                        .filter(|(t, _)| t.track_id == track.id)
+                        .map(|(_, size)| size)
+                        .sum();
+                    adaptation_sets.push(AdaptationSet {
+                        id: i as u32,
+                        content_type,
+                        mime_type,
+                        representation: Representation {
+                            id: track.id.to_string(),
+                            codecs: track.codec.clone().unwrap_or_default(),
+                            bandwidth: bandwidth(bytes),
+                            width: track.width,
+                            height: track.height,
+                            frame_rate: None,
+                            audio_sampling_rate: track.sample_rate,
+                            audio_channels: track.channels,
+                            timescale: track.timescale,
+                            initialization: format!("$RepresentationID$/{}", run.init_file),
+                            media: "$RepresentationID$/$Number$.m4s".into(),
+                            start_number: first.number,
+                            presentation_time_offset: timeline.first().map_or(0, |t| t.0),
+                            timeline,
+                            open_ended: false,
+                        },
+                    });
+                }
+            } else {
+                let video = init.video();
+                adaptation_sets.push(AdaptationSet {
+                    id: 0,
+                    content_type: if video.is_some() { "video" } else { "audio" },
+                    mime_type: if video.is_some() {
+                        "video/mp4"
+                    } else {
+                        "audio/mp4"
+                    },
+                    representation: Representation {
+                        id: "muxed".into(),
+                        codecs: init.codecs(),
+                        bandwidth: bandwidth(run.segments.iter().map(|s| s.bytes).sum()),
+                        width: video.map_or(0, |v| v.width),
+                        height: video.map_or(0, |v| v.height),
+                        frame_rate: None,
+                        audio_sampling_rate: 0,
+                        audio_channels: 0,
+                        timescale,
+                        initialization: run.init_file.clone(),
+                        media: "$Number$.m4s".into(),
+                        start_number: first.number,
+                        presentation_time_offset: first.start,
+                        timeline: run.segments.iter().map(|s| (s.start, s.duration)).collect(),
+                        open_ended: false,
+                    },
+                });
+            }
+            periods.push(Period {
+                id: index.to_string(),
+                start_secs,
+                adaptation_sets,
+            });
+            start_secs += secs;
+        }
+        Mpd {
+            dynamic: false,
+            availability_start_ms: 0,
+            publish_time_ms: 0,
+            minimum_update_period_secs: 0.0,
+            time_shift_buffer_depth_secs: 0.0,
+            suggested_presentation_delay_secs: 0.0,
+            min_buffer_time_secs: longest.max(1.0),
+            max_segment_duration_secs: longest.max(1.0),
+            media_presentation_duration_secs: Some(start_secs),
+            utc_timing_urls: Vec::new(),
+            low_latency: None,
+            periods,
+        }
+    }
+}
+
+/// The timescale segments are timed in: the reference track's (video where there is video).
+fn reference_timescale(init: &MediaInit) -> u32 {
+    init.segment
+        .track(init.reference_track)
+        .map_or(1, |t| t.timescale)
+}
+
+fn join<'a>(chunks: impl Iterator<Item = &'a Bytes>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// Writes `path` whole or not at all: a reader never sees half a file.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".part");
+    let temp = PathBuf::from(temp);
+    std::fs::write(&temp, data)?;
+    std::fs::rename(&temp, path)
+}
