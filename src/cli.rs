@@ -117,6 +117,8 @@ pub struct StreamConfig {
     pub record: Option<RecordSetting>,
     pub record_max_mb: Option<f64>,
     pub record_max_age_secs: Option<f64>,
+    /// How ffmpeg hands this stream's frames over (default: the server's `ingest`).
+    pub ingest: Option<Ingest>,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub fps: Option<u32>,
@@ -196,9 +198,10 @@ impl RecordDefaults {
 }
 
 impl StreamConfig {
-    fn encoder(&self) -> EncoderOptions {
+    fn encoder(&self, ingest: Ingest) -> EncoderOptions {
         let d = EncoderOptions::default();
         EncoderOptions {
+            ingest: self.ingest.unwrap_or(ingest),
             width: self.width,
             height: self.height,
             fps: self.fps.unwrap_or(d.fps),
@@ -272,7 +275,11 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             "--window {window} is out of range (2 to 1000 segments)"
         ));
     }
-    let _ingest = args.ingest.or(file.ingest).unwrap_or_default();
+    let ingest = args.ingest.or(file.ingest).unwrap_or_default();
+    let default_encoder = EncoderOptions {
+        ingest,
+        ..EncoderOptions::default()
+    };
 
     let mut streams = Vec::new();
     for entry in &args.streams {
@@ -283,7 +290,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         streams.push(StreamDef {
             name: name.to_string(),
             source: parse_source(name, source)?,
-            encoder: EncoderOptions::default(),
+            encoder: default_encoder.clone(),
             on_demand: None,
             max_viewers: None,
             record: recording.for_stream(name, None, None, None)?,
@@ -307,7 +314,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         streams.push(StreamDef {
             name: table.name.clone(),
             source: parse_source(&table.name, &table.source)?,
-            encoder: table.encoder(),
+            encoder: table.encoder(ingest),
             on_demand: table.on_demand.then(|| Duration::from_secs_f64(idle)),
             max_viewers: table.max_viewers,
             record: recording.for_stream(
@@ -331,7 +338,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         streams.push(StreamDef {
             name: "live".into(),
             source,
-            encoder: EncoderOptions::default(),
+            encoder: default_encoder.clone(),
             on_demand: None,
             max_viewers: None,
             record: recording.for_stream("live", None, None, None)?,

@@ -2,9 +2,10 @@
 //! stream goes in; browsers play it within a frame or two over a WebSocket into Media Source
 //! Extensions or WebCodecs, and players and CDNs fetch it as DASH and LL-HLS.
 //!
-//! Imports run one way: `server -> stream -> source -> fmp4`; `stream` and `server` may use
-//! `manifest`.
-//! - [`fmp4`]: our ISO-BMFF code: boxes, splitter, segmenter, rewriter. Pure.
+//! Imports run one way: `server -> stream -> source -> fmp4`, `source -> flv`; `stream` and
+//! `server` may use `manifest`.
+//! - [`fmp4`]: our ISO-BMFF code: boxes, splitter, segmenter, rewriter, fragment writer. Pure.
+//! - [`flv`]: the FLV tag reader for the zero-wait ingest. Pure.
 //! - [`manifest`]: DASH MPD and HLS playlists from a segment index. Pure.
 //! - [`source`]: where bytes come from: ffmpeg, stdin, the bundled sample.
 //! - [`stream`]: one live stream: a source feeding a hub (init, GOP, window, fan-out).
@@ -13,6 +14,7 @@
 
 #[cfg(feature = "server")]
 pub mod cli;
+pub mod flv;
 pub mod fmp4;
 pub mod manifest;
 #[cfg(feature = "server")]

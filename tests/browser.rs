@@ -103,11 +103,18 @@ fn scenario(server: &TestServer, script: &str, extra: &[&str]) -> serde_json::Va
 }
 
 fn testsrc_server() -> TestServer {
+    testsrc_server_with(&[])
+}
+
+/// The test pattern at 640x360, with `extra` server arguments (`--ingest fmp4`).
+fn testsrc_server_with(extra: &[&str]) -> TestServer {
     let config = temp_file(
         "browser.toml",
         "[[stream]]\nname = \"live\"\nsource = \"testsrc\"\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n",
     );
-    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let mut args = vec!["--config", config.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let server = TestServer::start(&args);
     // Wait for a complete segment, so a browser's first seconds are not spent on ffmpeg's
     // start-up, and a player's first manifest request is not answered "not yet".
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -121,8 +128,16 @@ fn testsrc_server() -> TestServer {
 /// `/watch/live?player=PLAYER` plays, runs `expect`, measures a latency and comes back from a
 /// hidden tab; with WebCodecs, sound is decoded and, once turned on, in sync with the picture.
 fn plays_the_watch_page(player: &str, expect: &str) -> serde_json::Value {
+    plays_the_watch_page_with(player, expect, &[])
+}
+
+fn plays_the_watch_page_with(
+    player: &str,
+    expect: &str,
+    server_args: &[&str],
+) -> serde_json::Value {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = testsrc_server();
+    let server = testsrc_server_with(server_args);
     let result = scenario(
         &server,
         "watch.mjs",
@@ -164,6 +179,17 @@ fn chromium_plays_the_watch_page_with_mse() {
         return;
     }
     plays_the_watch_page("mse", "mse");
+}
+
+/// The same pages fed by ffmpeg's own fMP4 (`--ingest fmp4`) instead of the FLV ingest.
+#[test]
+fn chromium_plays_both_players_with_the_fmp4_ingest() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    for player in ["webcodecs", "mse"] {
+        plays_the_watch_page_with(player, player, &["--ingest", "fmp4"]);
+    }
 }
 
 #[test]

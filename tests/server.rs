@@ -724,6 +724,88 @@ async fn an_fmp4_stream_on_stdin_is_served_and_its_end_closes_viewers() {
 }
 
 #[tokio::test]
+async fn an_flv_stream_on_stdin_is_written_into_fragments_that_decode_with_its_frames() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    // What `ffmpeg … -f flv - | websocketlivestream --stream cam=stdin` gets: each frame as it
+    // is encoded, no fMP4 muxer waiting for the next one.
+    let clip = temp_dir("stdin-flv").join("clip.flv");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc=size=320x180:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]")
+        .args([
+            "-t", "3", "-map", "0:v", "-map", "0:a", "-pix_fmt", "yuv420p",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "30", "-bf", "0", "-c:a", "aac", "-f", "flv"])
+        .arg(&clip)
+        .status()
+        .expect("running ffmpeg");
+    assert!(status.success());
+    let (server, mut stdin) = TestServer::start_with_stdin(&["--stream", "cam=stdin"]);
+    let mut socket = ws::connect(&server.ws_url("/ws/cam")).await;
+    let data = std::fs::read(&clip).expect("clip");
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        for chunk in data.chunks(4096) {
+            stdin.write_all(chunk).expect("write");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let (message, init) = ws::expect_init(&mut socket).await;
+    assert_eq!(message["codecs"], "avc1.42c00d,mp4a.40.2", "{message}");
+    let mut parts = vec![init];
+    loop {
+        match ws::next(&mut socket, Duration::from_secs(20)).await {
+            Some(Msg::Binary(bytes)) => parts.push(bytes),
+            Some(Msg::Text(value)) => {
+                assert_eq!(value["type"], "end", "{value}");
+                break;
+            }
+            other => panic!("unexpected {other:?}\n{}", server.log()),
+        }
+    }
+    writer.join().expect("writer");
+    assert!(
+        server.log().contains("standard input carries FLV"),
+        "{}",
+        server.log()
+    );
+    let refs: Vec<&[u8]> = parts.iter().map(|b| &b[..]).collect();
+    let file = temp_media("from-stdin-flv.mp4", &refs);
+    let ours = ffprobe_frames(&file);
+    eprintln!(
+        "FLV on stdin: ffprobe {ours:?}, input {:?}",
+        ffprobe_frames(&clip)
+    );
+    // Every video frame; audio from the first key frame on, as every viewer starts there
+    // (ffmpeg writes the first sound a moment before the first picture).
+    let input = ffprobe_frames(&clip);
+    assert_eq!(ours[0], input[0]);
+    assert_eq!(ours[1].0, "audio");
+    assert!(input[1].1 - ours[1].1 <= 1, "{ours:?} of {input:?}");
+    if let Some(errors) = ffmpeg_decode_errors(&file) {
+        panic!("does not decode cleanly: {errors}");
+    }
+}
+
+#[tokio::test]
 async fn a_slow_viewer_is_moved_to_a_key_frame_and_others_play_on() {
     let server = TestServer::start(&["--stream", "clip=sample"]);
     // A viewer with a tiny receive buffer that stops reading.

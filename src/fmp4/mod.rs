@@ -23,10 +23,12 @@
 //!
 //! On top of the boxes: [`Splitter`] cuts a byte stream into init and fragments,
 //! [`Segmenter`] groups fragments into key-frame-aligned segments and parts, [`rewriter`]
-//! shifts times and renumbers, [`codec`] writes RFC 6381 codec strings and [`probe`] dumps a
-//! box tree.
+//! shifts times and renumbers, [`codec`] writes RFC 6381 codec strings, [`probe`] dumps a
+//! box tree, and [`writer`] writes an init and a fragment per sample from decoder
+//! configurations (the zero-wait ingest).
 
 mod atom;
+pub mod avc;
 pub mod codec;
 mod error;
 mod fourcc;
@@ -43,6 +45,7 @@ mod reader;
 pub mod rewriter;
 mod segmenter;
 mod splitter;
+pub mod writer;
 
 pub use atom::{Atom, Dump, Opaque, RawBox};
 pub use error::{BoxPath, Error, ErrorKind, MAX_DEPTH, Result};

@@ -1,6 +1,9 @@
 //! Sources that run ffmpeg (through `ffmpeg-sidecar`): the test pattern, a camera, a file
-//! looped in real time, a network URL. ffmpeg encodes low-latency H.264 (and AAC) and writes
-//! fragmented MP4, one fragment per frame with a `prft`, to its stdout; our splitter cuts it.
+//! looped in real time, a network URL. ffmpeg encodes low-latency H.264 (and AAC) and hands
+//! over each frame on its stdout: with `--ingest auto`, as FLV the moment it is encoded, and
+//! our FLV ingest writes the fragments; with `--ingest fmp4`, as ffmpeg's own fragmented MP4
+//! (one fragment per frame with a `prft`, each a frame late: the muxer waits for the next
+//! frame to know the duration), cut by our splitter.
 //!
 //! ffmpeg-sidecar's API is synchronous: its pipes are handed to tokio so that reading them never
 //! blocks the runtime. ffmpeg's log lines become our log lines. A run that ends for any reason
@@ -17,15 +20,15 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use super::{
-    Backoff, Continuity, Restart, RunEnd, SourceContext, SourceEvent, SourceSpec, forward_units,
+    Backoff, Continuity, Demuxer, Restart, RunEnd, SourceContext, SourceEvent, SourceSpec,
+    forward_chunk,
 };
-use crate::fmp4::Splitter;
 
 /// How a stream's ffmpeg hands us its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Ingest {
-    /// The lowest-latency framing available (today: fMP4, a fragment per frame).
+    /// Each frame the moment it is encoded (FLV), our own fragments written from it.
     #[default]
     Auto,
     /// Fragmented MP4 from ffmpeg's own muxer, cut by our splitter.
@@ -49,6 +52,8 @@ pub struct EncoderOptions {
     pub audio_bitrate_kbps: u32,
     /// Extra ffmpeg input options, placed before `-i` (for example `-rtsp_transport udp`).
     pub input_args: Vec<String>,
+    /// How ffmpeg hands the frames over.
+    pub ingest: Ingest,
 }
 
 impl Default for EncoderOptions {
@@ -63,6 +68,7 @@ impl Default for EncoderOptions {
             audio: true,
             audio_bitrate_kbps: 96,
             input_args: Vec::new(),
+            ingest: Ingest::Auto,
         }
     }
 }
@@ -78,7 +84,7 @@ impl EncoderOptions {
 }
 
 /// Everything ffmpeg is told, input and output, without the program name.
-pub fn arguments(spec: &SourceSpec, opts: &EncoderOptions, _ingest: Ingest) -> Vec<String> {
+pub fn arguments(spec: &SourceSpec, opts: &EncoderOptions, ingest: Ingest) -> Vec<String> {
     let mut args: Vec<String> = vec!["-hide_banner".into(), "-nostats".into()];
     let (width, height) = opts.size();
     let fps = opts.fps;
@@ -86,28 +92,29 @@ pub fn arguments(spec: &SourceSpec, opts: &EncoderOptions, _ingest: Ingest) -> V
     // stream if it has one.
     let audio_map = match spec {
         SourceSpec::TestSrc => {
-            // Two inputs, not one lavfi graph with two outputs: from a single graph, ffmpeg
-            // 5.1's fMP4 muxer writes a prft before only a few video fragments and stores
-            // zero sample durations (seen here).
+            let video = format!("testsrc=size={width}x{height}:rate={fps}");
+            let audio = "sine=frequency=440:sample_rate=48000";
             args.extend(["-re".into(), "-f".into(), "lavfi".into()]);
             args.extend(opts.input_args.iter().cloned());
-            args.extend([
-                "-i".into(),
-                format!("testsrc=size={width}x{height}:rate={fps}"),
-            ]);
-            if opts.audio {
-                args.extend(
-                    [
-                        "-re",
-                        "-f",
-                        "lavfi",
-                        "-i",
-                        "sine=frequency=440:sample_rate=48000",
-                    ]
-                    .map(String::from),
-                );
+            match ingest {
+                // One lavfi graph with both outputs: from two inputs, each paced by `-re`,
+                // ffmpeg 5.1 hands over video frames about 8 ms later and twice as unevenly
+                // (measured here on FLV: p50 15.5 ms behind the quickest frame, against 6.4).
+                Ingest::Auto if opts.audio => {
+                    args.extend(["-i".into(), format!("{video}[out0];{audio}[out1]")]);
+                    "0:a:0"
+                }
+                // Two inputs, not one graph: from a single graph, ffmpeg 5.1's fMP4 muxer
+                // writes a prft before only a few video fragments and stores zero sample
+                // durations (seen here).
+                _ => {
+                    args.extend(["-i".into(), video]);
+                    if opts.audio {
+                        args.extend(["-re", "-f", "lavfi", "-i", audio].map(String::from));
+                    }
+                    "1:a:0"
+                }
             }
-            "1:a:0"
         }
         SourceSpec::Webcam(device) => {
             args.extend(webcam_input(width, height, fps));
@@ -198,22 +205,43 @@ pub fn arguments(spec: &SourceSpec, opts: &EncoderOptions, _ingest: Ingest) -> V
             .map(String::from),
         );
     }
-    args.extend(
-        [
-            "-f",
-            "mp4",
-            // ISO/IEC 23000-19 (CMAF) style: empty moov, moof-relative offsets, a fragment per
-            // frame, and the encoder's wall clock in a prft before each video fragment.
-            "-movflags",
-            "empty_moov+default_base_moof+frag_every_frame",
-            "-write_prft",
-            "wallclock",
-            "-flush_packets",
-            "1",
-            "pipe:1",
-        ]
-        .map(String::from),
-    );
+    match ingest {
+        Ingest::Auto => args.extend(
+            [
+                "-f",
+                "flv",
+                // Each packet out as soon as it is muxed; no seeking back to patch the
+                // header's duration, which a pipe cannot do.
+                "-flush_packets",
+                "1",
+                "-flvflags",
+                "no_duration_filesize",
+                "pipe:1",
+            ]
+            .map(String::from),
+        ),
+        Ingest::Fmp4 => args.extend(
+            [
+                // The prft wall clock is the encoder's input time, so the latency a player
+                // measures includes encoding and the muxer's frame of waiting (without it,
+                // ffmpeg stamps the moment it writes the fragment, after both).
+                "-export_side_data",
+                "prft",
+                "-f",
+                "mp4",
+                // ISO/IEC 23000-19 (CMAF) style: empty moov, moof-relative offsets, a fragment
+                // per frame, and the encoder's wall clock in a prft before each video fragment.
+                "-movflags",
+                "empty_moov+default_base_moof+frag_every_frame",
+                "-write_prft",
+                "wallclock",
+                "-flush_packets",
+                "1",
+                "pipe:1",
+            ]
+            .map(String::from),
+        ),
+    }
     args
 }
 
@@ -257,13 +285,13 @@ macOS: `brew install ffmpeg`, Windows: https://ffmpeg.org/download.html) or put 
 
 /// Runs ffmpeg for `spec`, restarting it with back-off until cancelled.
 pub async fn run(spec: SourceSpec, opts: EncoderOptions, ctx: SourceContext) {
-    let args = arguments(&spec, &opts, Ingest::Auto);
+    let args = arguments(&spec, &opts, opts.ingest);
     tracing::info!(stream = %ctx.stream, source = %spec, "starting ffmpeg: ffmpeg {}", args.join(" "));
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut continuity = Continuity::default();
     loop {
         let started = Instant::now();
-        let reason = match run_once(&args, &ctx, &mut continuity).await {
+        let reason = match run_once(&args, opts.ingest, &ctx, &mut continuity).await {
             RunEnd::Stopped => return,
             RunEnd::Fatal(reason) => {
                 tracing::error!(stream = %ctx.stream, "{reason}");
@@ -331,7 +359,12 @@ impl Drop for ChildGuard {
     }
 }
 
-async fn run_once(args: &[String], ctx: &SourceContext, continuity: &mut Continuity) -> RunEnd {
+async fn run_once(
+    args: &[String],
+    ingest: Ingest,
+    ctx: &SourceContext,
+    continuity: &mut Continuity,
+) -> RunEnd {
     let mut command = FfmpegCommand::new();
     command.args(args);
     let child = match command.spawn() {
@@ -357,7 +390,7 @@ async fn run_once(args: &[String], ctx: &SourceContext, continuity: &mut Continu
     };
     let log = tokio::spawn(log_stderr(ctx.stream.clone(), stderr));
 
-    let mut splitter = Splitter::default();
+    let mut demuxer = Demuxer::new(ingest);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let end = loop {
         if buf.capacity() - buf.len() < 16 * 1024 {
@@ -368,8 +401,7 @@ async fn run_once(args: &[String], ctx: &SourceContext, continuity: &mut Continu
             read = stdout.read_buf(&mut buf) => match read {
                 Ok(0) => break RunEnd::Failed(String::new()),
                 Ok(_) => {
-                    splitter.feed(buf.split().freeze());
-                    match forward_units(&mut splitter, continuity, ctx).await {
+                    match forward_chunk(&mut demuxer, buf.split().freeze(), continuity, ctx).await {
                         Ok(true) => {}
                         Ok(false) => break RunEnd::Stopped,
                         // ffmpeg wrote something we cannot read: restart it.
@@ -451,6 +483,24 @@ mod tests {
         ] {
             assert!(line.contains(needle), "{needle:?} missing from: {line}");
         }
+    }
+
+    #[test]
+    fn auto_ingest_has_ffmpeg_write_flv_from_one_lavfi_graph() {
+        let args = arguments(
+            &SourceSpec::TestSrc,
+            &EncoderOptions::default(),
+            Ingest::Auto,
+        );
+        let line = args.join(" ");
+        for needle in [
+            "-re -f lavfi -i testsrc=size=1280x720:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]",
+            "-map 0:v:0 -map 0:a:0",
+            "-f flv -flush_packets 1 -flvflags no_duration_filesize pipe:1",
+        ] {
+            assert!(line.contains(needle), "{needle:?} missing from: {line}");
+        }
+        assert!(!line.contains("-write_prft"), "{line}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod continuity;
 pub mod ffmpeg;
+pub mod flv_ingest;
 mod folder;
 mod relay;
 mod sample;
@@ -14,7 +15,7 @@ mod spec;
 mod stdin;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -90,19 +91,72 @@ pub async fn run(spec: SourceSpec, encoder: EncoderOptions, ctx: SourceContext) 
     }
 }
 
-/// Feeds a chunk to a splitter and forwards what comes out through `continuity`. Returns an
-/// error message when the input is broken.
-pub(crate) async fn forward_units(
-    splitter: &mut Splitter,
+/// What turns a source's bytes into init segments and fragments: our splitter for fMP4, or
+/// the FLV ingest that writes the fragments itself.
+pub(crate) enum Demuxer {
+    Fmp4(Splitter),
+    Flv(Box<flv_ingest::FlvIngest>),
+}
+
+/// FLV streams start with these bytes (Adobe FLV spec, "The FLV header").
+const FLV_SIGNATURE: &[u8] = b"FLV";
+
+impl Demuxer {
+    pub fn new(ingest: Ingest) -> Self {
+        match ingest {
+            Ingest::Auto => Demuxer::Flv(Box::default()),
+            Ingest::Fmp4 => Demuxer::Fmp4(Splitter::default()),
+        }
+    }
+
+    /// The demuxer for a stream that begins with `start`: FLV by its signature, else fMP4.
+    pub fn for_start(start: &[u8]) -> Self {
+        if start.starts_with(FLV_SIGNATURE) {
+            Demuxer::Flv(Box::default())
+        } else {
+            Demuxer::Fmp4(Splitter::default())
+        }
+    }
+
+    /// Takes a chunk; what it completes comes out. An error when the input is broken.
+    pub fn feed(&mut self, chunk: bytes::Bytes, arrived: SystemTime) -> Result<Vec<Unit>, String> {
+        match self {
+            Demuxer::Fmp4(splitter) => {
+                splitter.feed(chunk);
+                let mut units = Vec::new();
+                loop {
+                    match splitter.poll() {
+                        Ok(Some(unit)) => units.push(unit),
+                        Ok(None) => return Ok(units),
+                        Err(err) => return Err(format!("broken fMP4 input: {err}")),
+                    }
+                }
+            }
+            Demuxer::Flv(flv) => flv.feed(chunk, arrived),
+        }
+    }
+
+    /// The input is over: an error if it ended inside a box or tag.
+    pub fn finish(&mut self) -> Result<(), String> {
+        match self {
+            Demuxer::Fmp4(splitter) => splitter
+                .finish()
+                .map_err(|e| format!("the input ended inside a box: {e}")),
+            Demuxer::Flv(flv) => flv.finish(),
+        }
+    }
+}
+
+/// Feeds a chunk to `demuxer` and forwards what comes out through `continuity`. `Ok(false)`
+/// when the stream is gone; an error message when the input is broken.
+pub(crate) async fn forward_chunk(
+    demuxer: &mut Demuxer,
+    chunk: bytes::Bytes,
     continuity: &mut Continuity,
     ctx: &SourceContext,
 ) -> Result<bool, String> {
-    loop {
-        let unit = match splitter.poll() {
-            Ok(Some(unit)) => unit,
-            Ok(None) => return Ok(true),
-            Err(err) => return Err(format!("broken fMP4 input: {err}")),
-        };
+    let units = demuxer.feed(chunk, SystemTime::now())?;
+    for unit in units {
         let event = match unit {
             Unit::Init(init) => {
                 continuity.on_init(&init);
@@ -118,6 +172,7 @@ pub(crate) async fn forward_units(
             return Ok(false);
         }
     }
+    Ok(true)
 }
 
 /// Exponential back-off between restarts, reset after a run that lasted.

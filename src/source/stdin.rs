@@ -1,21 +1,17 @@
-//! The `stdin` source: an fMP4 byte stream on standard input, from any encoder, no ffmpeg
-//! started. When the input ends, so does the stream.
+//! The `stdin` source: a byte stream on standard input from any encoder, no ffmpeg started:
+//! fragmented MP4 for our splitter, or FLV (each frame as it is encoded, no wait) for the FLV
+//! ingest, told apart by the first bytes. When the input ends, so does the stream.
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
-use super::{Continuity, SourceContext, SourceEvent, forward_units};
-use crate::fmp4::Splitter;
-
-/// FLV files start with these bytes (Adobe FLV spec, "The FLV header").
-const FLV_SIGNATURE: &[u8] = b"FLV";
+use super::{Continuity, Demuxer, SourceContext, SourceEvent, forward_chunk};
 
 pub async fn run(ctx: SourceContext) {
     let mut stdin = tokio::io::stdin();
-    let mut splitter = Splitter::default();
+    let mut demuxer: Option<Demuxer> = None;
     let mut continuity = Continuity::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut first = true;
     let reason = loop {
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
@@ -26,24 +22,27 @@ pub async fn run(ctx: SourceContext) {
         };
         match read {
             Ok(0) => {
-                break splitter
-                    .finish()
-                    .err()
-                    .map(|e| format!("standard input ended inside a box: {e}"));
+                break match demuxer.as_mut() {
+                    Some(d) => d.finish().err(),
+                    None => None,
+                };
             }
             Ok(_) => {
-                if first {
-                    first = false;
-                    if buf.starts_with(FLV_SIGNATURE) {
-                        break Some(
-                            "FLV on standard input is not read yet; pipe fragmented MP4 \
-                             (ffmpeg ... -f mp4 -movflags empty_moov+default_base_moof+frag_every_frame -)"
-                                .into(),
-                        );
-                    }
+                // Three bytes tell FLV from fMP4 (whose first box size starts with zeros).
+                if demuxer.is_none() && buf.len() < 3 {
+                    continue;
                 }
-                splitter.feed(buf.split().freeze());
-                match forward_units(&mut splitter, &mut continuity, &ctx).await {
+                let demuxer = demuxer.get_or_insert_with(|| {
+                    let chosen = Demuxer::for_start(&buf);
+                    let kind = if matches!(chosen, Demuxer::Flv(_)) {
+                        "FLV"
+                    } else {
+                        "fMP4"
+                    };
+                    tracing::info!(stream = %ctx.stream, "standard input carries {kind}");
+                    chosen
+                });
+                match forward_chunk(demuxer, buf.split().freeze(), &mut continuity, &ctx).await {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(reason) => break Some(reason),

@@ -18,6 +18,9 @@ fn current_segments(snapshot: &Snapshot) -> Vec<&Segment> {
         .collect()
 }
 
+/// Fragments a frame-rate estimate spans.
+const FRAME_RATE_SPAN: usize = 30;
+
 /// The frame rate of the video, from the median interval between frames in the window
 /// (decode times, which encoders get right even where sample durations are not; the median
 /// ignores a start-up hiccup or a dropped frame).
@@ -29,10 +32,18 @@ pub fn frame_rate(snapshot: &Snapshot) -> Option<f64> {
         .flat_map(|s| s.fragments.iter())
         .filter_map(|f| f.fragment.run(video.id).copied())
         .collect();
+    // Over spans of up to a second of frames, not single intervals: decode times from an
+    // ingest that counts milliseconds (FLV) step 33 and 34 ms at 30 fps, and a median of
+    // single steps would say 30.3.
+    let span = runs.len().clamp(2, FRAME_RATE_SPAN + 1);
     let mut intervals: Vec<f64> = runs
-        .windows(2)
-        .filter(|w| w[1].decode_time > w[0].decode_time && w[0].sample_count > 0)
-        .map(|w| (w[1].decode_time - w[0].decode_time) as f64 / f64::from(w[0].sample_count))
+        .windows(span)
+        .filter_map(|w| {
+            let (first, last) = (w.first()?, w.last()?);
+            let samples: u32 = w[..w.len() - 1].iter().map(|r| r.sample_count).sum();
+            (last.decode_time > first.decode_time && samples > 0)
+                .then(|| (last.decode_time - first.decode_time) as f64 / f64::from(samples))
+        })
         .collect();
     if intervals.is_empty() {
         return None;

@@ -1,0 +1,358 @@
+//! The zero-wait ingest: FLV tags in (each frame as ffmpeg encodes it), our own init segment
+//! and one `[prft] moof mdat` per frame out, the moment the tag is complete.
+//!
+//! Times: video in a 90 kHz timescale from the tags' milliseconds (plus their composition
+//! offsets), kept strictly increasing where the input's repeat; each fragment lasts the nominal
+//! frame interval (the encoder's frame rate, else the last interval), which the next
+//! fragment's `tfdt` corrects. Audio in its sample rate, counted in frames of 1024 samples,
+//! going back to the tags' time only when they jump.
+//!
+//! The wall clock in each video `prft` is the ingest's own: a timestamp's wall time is its
+//! value plus the smallest (arrival − timestamp) seen lately, the frames that came quickest.
+//! Like ffmpeg's own fMP4 `prft`, it leaves out the encoder's time; unlike it, it does not
+//! include the frame of waiting that FLV saves.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::flv::{self, Audio, FlvReader, Header, TagKind, Video};
+use crate::fmp4::writer::{
+    self, AUDIO_TRACK_ID, AudioTrack, MonotonicTime, Sample, VIDEO_TRACK_ID, VideoConfig,
+    VideoTrack,
+};
+use crate::fmp4::{Atom, Avcc, Fragment, InitSegment, Prft, Unit, avc};
+
+const VIDEO_TIMESCALE: u32 = 90_000;
+const AAC_FRAME_SAMPLES: u64 = 1024;
+/// Frames held while waiting for the tracks the FLV header announced; past this, the init is
+/// written with the tracks that did show up.
+const MAX_WAITING_TAGS: usize = 120;
+/// How many recent frames the wall clock's offset is the smallest of (about 8 s at 30 fps).
+const CLOCK_WINDOW: usize = 256;
+
+pub struct FlvIngest {
+    reader: FlvReader,
+    frame_rate: Option<f64>,
+    video: Option<VideoTrack>,
+    audio: Option<AudioTrack>,
+    init: Option<Arc<InitSegment>>,
+    waiting: Vec<flv::Tag>,
+    sequence: u32,
+    video_time: MonotonicTime,
+    last_video_ms: Option<u32>,
+    audio_next: Option<u64>,
+    clock: VecDeque<f64>,
+}
+
+impl Default for FlvIngest {
+    fn default() -> Self {
+        Self {
+            reader: FlvReader::default(),
+            frame_rate: None,
+            video: None,
+            audio: None,
+            init: None,
+            waiting: Vec::new(),
+            sequence: 0,
+            // A millisecond, the FLV's own unit.
+            video_time: MonotonicTime::new(u64::from(VIDEO_TIMESCALE / 1000)),
+            last_video_ms: None,
+            audio_next: None,
+            clock: VecDeque::with_capacity(CLOCK_WINDOW),
+        }
+    }
+}
+
+fn unix_ms(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Sample rate and channels from an AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1).
+fn aac_format(config: &[u8]) -> Option<(u32, u16)> {
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
+    let bits = u64::from_be_bytes({
+        let mut padded = [0u8; 8];
+        for (slot, byte) in padded.iter_mut().zip(config) {
+            *slot = *byte;
+        }
+        padded
+    });
+    let mut pos = 0;
+    let mut take = |n: u32| {
+        let value = (bits >> (64 - pos - n)) & ((1 << n) - 1);
+        pos += n;
+        value
+    };
+    if config.len() < 2 {
+        return None;
+    }
+    if take(5) == 31 {
+        take(6);
+    }
+    let index = take(4) as usize;
+    let rate = if index == 15 {
+        take(24) as u32
+    } else {
+        *RATES.get(index)?
+    };
+    let channels = take(4) as u16;
+    (rate > 0).then_some((rate, channels.max(1)))
+}
+
+impl FlvIngest {
+    pub fn feed(&mut self, chunk: Bytes, arrived: SystemTime) -> Result<Vec<Unit>, String> {
+        self.reader.feed(chunk);
+        let mut units = Vec::new();
+        loop {
+            let tag = match self.reader.poll() {
+                Ok(Some(tag)) => tag,
+                Ok(None) => return Ok(units),
+                Err(err) => return Err(format!("broken FLV input: {err}")),
+            };
+            self.tag(tag, arrived, &mut units)?;
+        }
+    }
+
+    /// The input ended: an error if it stopped inside a tag.
+    pub fn finish(&self) -> Result<(), String> {
+        self.reader
+            .finish()
+            .map_err(|err| format!("broken FLV input: {err}"))
+    }
+
+    fn announced(&self) -> Header {
+        self.reader.header().unwrap_or(Header {
+            audio: true,
+            video: true,
+        })
+    }
+
+    fn tag(
+        &mut self,
+        tag: flv::Tag,
+        arrived: SystemTime,
+        units: &mut Vec<Unit>,
+    ) -> Result<(), String> {
+        match tag.kind {
+            TagKind::Script => {
+                if let Some(meta) = flv::parse_metadata(&tag.data) {
+                    self.frame_rate = meta.frame_rate.filter(|fps| *fps > 0.0 && *fps < 1000.0);
+                }
+                return Ok(());
+            }
+            TagKind::Video => match tag.video().map_err(|e| format!("broken FLV input: {e}"))? {
+                Video::AvcConfig(record) => return self.video_config(record, units),
+                Video::Other(codec) => {
+                    return Err(format!(
+                        "FLV video codec {codec} is not H.264: use --ingest fmp4 for it"
+                    ));
+                }
+                Video::AvcEnd => return Ok(()),
+                Video::AvcFrame { .. } => {}
+            },
+            TagKind::Audio => match tag.audio().map_err(|e| format!("broken FLV input: {e}"))? {
+                Audio::AacConfig(config) => return self.audio_config(config, units),
+                Audio::Other(format) => {
+                    return Err(format!(
+                        "FLV sound format {format} is not AAC: use --ingest fmp4 for it"
+                    ));
+                }
+                Audio::AacFrame(_) => {}
+            },
+        }
+        if self.init.is_none() {
+            let header = self.announced();
+            let ready =
+                (self.video.is_some() || !header.video) && (self.audio.is_some() || !header.audio);
+            if !ready && self.waiting.len() < MAX_WAITING_TAGS {
+                self.waiting.push(tag);
+                return Ok(());
+            }
+            self.write_init(units)?;
+            for held in std::mem::take(&mut self.waiting) {
+                self.frame(held, arrived, units)?;
+            }
+        }
+        self.frame(tag, arrived, units)
+    }
+
+    fn video_config(&mut self, record: Bytes, units: &mut Vec<Unit>) -> Result<(), String> {
+        let avcc = Avcc::decode(&{
+            let mut boxed = bytes::BytesMut::with_capacity(record.len() + 8);
+            boxed.extend_from_slice(&((record.len() + 8) as u32).to_be_bytes());
+            boxed.extend_from_slice(b"avcC");
+            boxed.extend_from_slice(&record);
+            boxed.freeze()
+        })
+        .map_err(|e| format!("FLV AVC sequence header: {e}"))?;
+        let (width, height) = avcc
+            .sequence_parameter_sets
+            .first()
+            .and_then(|sps| avc::sps_dimensions(sps))
+            .ok_or("FLV AVC sequence header without a readable SPS")?;
+        let track = VideoTrack {
+            config: VideoConfig::Avc(record),
+            width,
+            height,
+            timescale: VIDEO_TIMESCALE,
+        };
+        if self.video.as_ref() != Some(&track) {
+            self.video = Some(track);
+            if self.init.is_some() {
+                self.write_init(units)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn audio_config(&mut self, config: Bytes, units: &mut Vec<Unit>) -> Result<(), String> {
+        let (sample_rate, channels) =
+            aac_format(&config).ok_or("FLV AAC sequence header is not an AudioSpecificConfig")?;
+        let track = AudioTrack {
+            config,
+            sample_rate,
+            channels,
+            timescale: sample_rate,
+        };
+        if self.audio.as_ref() != Some(&track) {
+            self.audio = Some(track);
+            if self.init.is_some() {
+                self.write_init(units)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_init(&mut self, units: &mut Vec<Unit>) -> Result<(), String> {
+        if self.video.is_none() && self.audio.is_none() {
+            return Err("FLV input has media but no sequence header to decode it".into());
+        }
+        let bytes = writer::init_segment(self.video.as_ref(), self.audio.as_ref())
+            .map_err(|e| format!("cannot write an init segment: {e}"))?;
+        let init =
+            Arc::new(InitSegment::parse(bytes, 0).map_err(|e| format!("our init segment: {e}"))?);
+        self.init = Some(init.clone());
+        units.push(Unit::Init(init));
+        Ok(())
+    }
+
+    /// A frame's fragment; media of a track the init does not have is dropped.
+    fn frame(
+        &mut self,
+        tag: flv::Tag,
+        arrived: SystemTime,
+        units: &mut Vec<Unit>,
+    ) -> Result<(), String> {
+        let Some(init) = self.init.clone() else {
+            return Ok(());
+        };
+        let bytes = match tag.kind {
+            TagKind::Video if self.video.is_some() => {
+                let Ok(Video::AvcFrame {
+                    key,
+                    composition_ms,
+                    data,
+                }) = tag.video()
+                else {
+                    return Ok(());
+                };
+                self.video_fragment(tag.timestamp_ms, key, composition_ms, &data, arrived)
+            }
+            TagKind::Audio => match (&self.audio, tag.audio()) {
+                (Some(audio), Ok(Audio::AacFrame(data))) => {
+                    let rate = audio.sample_rate;
+                    self.audio_fragment(tag.timestamp_ms, rate, &data)
+                }
+                _ => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        let fragment = Fragment::parse(bytes, 0, &init)
+            .map_err(|e| format!("our own fragment does not read back: {e}"))?;
+        units.push(Unit::Fragment(fragment));
+        Ok(())
+    }
+
+    fn next_sequence(&mut self) -> u32 {
+        self.sequence = self.sequence.wrapping_add(1);
+        self.sequence
+    }
+
+    fn video_fragment(
+        &mut self,
+        timestamp_ms: u32,
+        key: bool,
+        composition_ms: i32,
+        data: &[u8],
+        arrived: SystemTime,
+    ) -> Bytes {
+        let ticks_per_ms = u64::from(VIDEO_TIMESCALE / 1000);
+        let decode_time = self.video_time.next(u64::from(timestamp_ms) * ticks_per_ms);
+        // The nominal duration: the encoder's frame rate, else the interval just seen.
+        let interval_ms = match (self.frame_rate, self.last_video_ms) {
+            (Some(fps), _) => 1000.0 / fps,
+            (None, Some(last)) if timestamp_ms > last => f64::from(timestamp_ms - last),
+            _ => 1000.0 / 30.0,
+        };
+        self.last_video_ms = Some(timestamp_ms);
+        let duration = (interval_ms * f64::from(VIDEO_TIMESCALE) / 1000.0).round() as u32;
+        // The wall clock of this timestamp, from the quickest recent arrivals.
+        let offset = unix_ms(arrived) - f64::from(timestamp_ms);
+        if self.clock.len() == CLOCK_WINDOW {
+            self.clock.pop_front();
+        }
+        self.clock.push_back(offset);
+        let base = self.clock.iter().copied().fold(f64::INFINITY, f64::min);
+        let wall_ms = base + f64::from(timestamp_ms);
+        let wall = UNIX_EPOCH + Duration::from_secs_f64(wall_ms.max(0.0) / 1000.0);
+        let prft = Prft::at(VIDEO_TRACK_ID, decode_time, wall);
+        let sample = Sample {
+            decode_time,
+            duration: duration.max(1),
+            composition_offset: composition_ms.saturating_mul(VIDEO_TIMESCALE as i32 / 1000),
+            sync: key,
+            data,
+        };
+        let sequence = self.next_sequence();
+        writer::fragment(VIDEO_TRACK_ID, sequence, &sample, Some(&prft))
+    }
+
+    fn audio_fragment(&mut self, timestamp_ms: u32, rate: u32, data: &[u8]) -> Bytes {
+        let from_tag = u64::from(timestamp_ms) * u64::from(rate) / 1000;
+        // Counted in whole frames while the tags agree to within a frame; their millisecond
+        // times would otherwise jitter every frame's start.
+        let decode_time = match self.audio_next {
+            Some(next) if next.abs_diff(from_tag) < AAC_FRAME_SAMPLES => next,
+            _ => from_tag,
+        };
+        self.audio_next = Some(decode_time + AAC_FRAME_SAMPLES);
+        let sample = Sample {
+            decode_time,
+            duration: AAC_FRAME_SAMPLES as u32,
+            composition_offset: 0,
+            sync: true,
+            data,
+        };
+        let sequence = self.next_sequence();
+        writer::fragment(AUDIO_TRACK_ID, sequence, &sample, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aac_configs_give_rate_and_channels() {
+        assert_eq!(aac_format(&[0x11, 0x90]), Some((48000, 2)));
+        assert_eq!(aac_format(&[0x12, 0x10]), Some((44100, 2)));
+        assert_eq!(aac_format(&[0x11]), None);
+        assert_eq!(aac_format(&[0x16, 0x90]), None, "rate index 13 is reserved");
+    }
+}
