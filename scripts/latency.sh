@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# The latency benchmark: a release server with the 720p30 test pattern, its player page in
-# headless Chromium for 60 s per player (WebCodecs and MSE by default, one after the other on
-# the same server), then p50/p95/p99 encoder-to-screen latency and join times for each.
+# The latency benchmark: a release server with the 720p30 test pattern (H.264 + AAC), for each
+# ingest in turn (--ingest auto: ffmpeg's FLV and our own fragments; --ingest fmp4: ffmpeg's
+# own fMP4), each player in headless Chromium for SECONDS, then p50/p95/p99 encoder-to-screen
+# latency and the join times of fresh page loads, and one table of it all.
 #
-#   scripts/latency.sh [SECONDS] [PLAYERS] [-- extra server arguments]
-#   scripts/latency.sh 60 webcodecs,mse,ll-hls,ll-dash
-#   scripts/latency.sh 60 auto -- --config my.toml
+#   scripts/latency.sh [SECONDS] [PLAYERS] [INGESTS] [-- extra server arguments]
+#   scripts/latency.sh 60                                   # every row below
+#   scripts/latency.sh 60 webcodecs,mse,ll-hls,ll-dash auto,fmp4
+#   scripts/latency.sh 30 auto auto -- --config my.toml
 #
+# Players: webcodecs, mse, auto (our page), ll-hls (hls.js), ll-dash (dash.js). The latency is
+# measured from each frame's prft wall clock: with --ingest fmp4 ffmpeg's encoder-input time,
+# with --ingest auto our ingest's clock (the quickest arrivals, which leaves out the shortest
+# encoding time, a few ms: see examples/ingest_lag.rs for capture-to-arrival of both).
 # Needs ffmpeg, Node.js and Chromium (Debian's chromium; or set CHROMIUM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-players=${2:-webcodecs,mse}
-shift $(( $# >= 2 ? 2 : $# ))
+players=${2:-webcodecs,mse,ll-hls,ll-dash}
+ingests=${3:-auto,fmp4}
+shift $(( $# >= 3 ? 3 : $# ))
 [ "${1:-}" = "--" ] && shift
 server_args=("$@")
 [ ${#server_args[@]} -gt 0 ] || server_args=(--stream live=testsrc)
@@ -23,15 +30,39 @@ if [ ! -f tests/browser/node_modules/playwright-core/package.json ]; then
 fi
 
 log=$(mktemp)
-target/release/websocketlivestream --listen 127.0.0.1:0 "${server_args[@]}" 2> "$log" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 100); do
-  url=$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's/listening on //') || true
-  [ -n "$url" ] && break
-  sleep 0.1
+out=$(mktemp)
+server=
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  rm -f "$log" "$out"
+}
+trap cleanup EXIT
+
+summary=()
+IFS=, read -ra ingest_list <<< "$ingests"
+for ingest in "${ingest_list[@]}"; do
+  : > "$log"
+  target/release/websocketlivestream --listen 127.0.0.1:0 --ingest "$ingest" "${server_args[@]}" 2> "$log" &
+  server=$!
+  url=
+  for _ in $(seq 100); do
+    url=$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's/listening on //') || true
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { cat "$log"; echo "server did not start" >&2; exit 1; }
+  # Let the encoder settle and the first segments exist.
+  sleep 4
+  echo "=== --ingest $ingest"
+  node tests/browser/latency.mjs --url "$url" --seconds "$seconds" --players "$players" | tee "$out"
+  # The table at the end of latency.mjs's report, each row marked with the ingest.
+  while IFS= read -r row; do summary+=("$(printf '%-6s %s' "$ingest" "$row")"); done \
+    < <(sed -n '/^player /,$p' "$out" | tail -n +2)
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  server=
 done
-[ -n "${url:-}" ] || { cat "$log"; echo "server did not start" >&2; exit 1; }
-# Let the encoder settle and the first segments exist.
-sleep 4
-node tests/browser/latency.mjs --url "$url" --seconds "$seconds" --players "$players"
+
+echo
+printf '%-6s %-32s   p50   p95   p99  join (median)\n' ingest player
+printf '%s\n' "${summary[@]}"
