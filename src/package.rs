@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::fmp4::{Splitter, Unit};
 use crate::manifest::{dash, hls};
 use crate::stream::manifests::{self, HlsUris};
-use crate::stream::{Hub, HubConfig, Status};
+use crate::stream::{Hub, HubConfig, Status, concat};
 
 /// What `package` wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,9 +84,9 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
     }
     for segment in &snapshot.segments {
         let name = format!("{}.m4s", segment.number);
-        write(&out.join(&name), &join(segment.chunks()))?;
+        write(&out.join(&name), &concat(segment.chunks()))?;
         for (track, _) in &init.track_inits {
-            let bytes = join(segment.track_chunks(*track));
+            let bytes = concat(segment.track_chunks(*track));
             write(&out.join(track.to_string()).join(&name), &bytes)?;
         }
     }
@@ -106,12 +106,4 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
         duration_secs: snapshot.segments.iter().map(|s| s.duration_secs()).sum(),
         tracks: init.segment.tracks.len(),
     })
-}
-
-fn join<'a>(chunks: impl Iterator<Item = &'a Bytes>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for chunk in chunks {
-        out.extend_from_slice(chunk);
-    }
-    out
 }

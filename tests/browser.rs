@@ -267,39 +267,27 @@ fn chromium_webcodecs_reports_bad_media_in_the_page_and_plays_on() {
 type Packet = (i64, i64, u64, bool);
 
 /// Per stream as ffprobe reads `path`: (codec_type, packets).
-fn ffprobe_packets(path: &Path) -> Vec<(String, Vec<Packet>)> {
-    let run = |entries: &str| {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", entries, "-of", "csv=p=0"])
-            .arg(path)
-            .output()
-            .expect("running ffprobe");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let mut streams: Vec<(String, Vec<Packet>)> = run("stream=codec_type")
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|kind| (kind.trim().to_string(), Vec::new()))
-        .collect();
-    for line in run("packet=stream_index,pts,dts,size,flags").lines() {
-        let fields: Vec<&str> = line.split(',').collect();
-        let [index, pts, dts, size, flags] = fields[..] else {
-            panic!("unexpected ffprobe packet line {line}");
-        };
-        let index: usize = index.parse().expect("stream index");
-        streams[index].1.push((
-            pts.parse().expect("pts"),
-            dts.parse().expect("dts"),
-            size.parse().expect("size"),
-            flags.starts_with('K'),
-        ));
-    }
-    streams
+fn packets(path: &Path) -> Vec<(String, Vec<Packet>)> {
+    ffprobe_packets(path, "pts,dts,size,flags")
+        .into_iter()
+        .map(|(kind, packets)| {
+            let packets = packets
+                .iter()
+                .map(|p| {
+                    let [pts, dts, size, flags] = &p[..] else {
+                        panic!("unexpected ffprobe packet fields {p:?}");
+                    };
+                    (
+                        pts.parse().expect("pts"),
+                        dts.parse().expect("dts"),
+                        size.parse().expect("size"),
+                        flags.starts_with('K'),
+                    )
+                })
+                .collect();
+            (kind, packets)
+        })
+        .collect()
 }
 
 #[test]
@@ -348,7 +336,7 @@ fn chromium_demuxes_our_fragments_as_ffprobe_reads_them() {
     );
 
     let path = temp_media("demuxed.mp4", &[&init, &segment]);
-    for (kind, packets) in ffprobe_packets(&path) {
+    for (kind, packets) in packets(&path) {
         let ours = &result["samples"][kind.as_str()];
         let column = |name: &str| ours[name].as_array().expect("a list").clone();
         let (pts, dts, sizes, keys) = (

@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use common::server::temp_dir;
 use common::*;
 use proptest::prelude::*;
 use websocketlivestream::flv::{FlvReader, TagKind};
@@ -18,44 +17,12 @@ use websocketlivestream::source::flv_ingest::FlvIngest;
 
 /// A few seconds of 320x180 H.264 and AAC as ffmpeg writes FLV for the ingest.
 fn flv_clip(audio: bool) -> PathBuf {
-    let path = temp_dir("flv").join("clip.flv");
-    let graph = if audio {
-        "testsrc=size=320x180:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]"
-    } else {
-        "testsrc=size=320x180:rate=30"
-    };
-    let mut command = Command::new("ffmpeg");
-    command
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            graph,
-        ])
-        .args(["-t", "3", "-map", "0:v"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "30", "-bf", "0", "-pix_fmt", "yuv420p"]);
-    if audio {
-        command.args(["-map", "0:a", "-c:a", "aac", "-b:a", "64k"]);
-    }
-    let status = command
-        .args(["-f", "flv", "-flvflags", "no_duration_filesize"])
-        .arg(&path)
-        .status()
-        .expect("running ffmpeg");
-    assert!(status.success(), "ffmpeg could not write the FLV clip");
-    path
+    testsrc_clip(
+        "clip.flv",
+        3,
+        audio,
+        &["-f", "flv", "-flvflags", "no_duration_filesize"],
+    )
 }
 
 /// Every unit the ingest makes of `data`, fed in chunks of `chunk` bytes.
@@ -86,34 +53,16 @@ fn as_file(units: &[Unit], name: &str) -> PathBuf {
 
 /// Per stream, `(codec_type, [pts seconds])` as ffprobe reads `path`.
 fn packet_times(path: &Path) -> Vec<(String, Vec<f64>)> {
-    let run = |entries: &str| {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", entries, "-of", "csv=p=0"])
-            .arg(path)
-            .output()
-            .expect("running ffprobe");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let mut streams: Vec<(String, Vec<f64>)> = run("stream=codec_type")
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|k| (k.trim().to_string(), Vec::new()))
-        .collect();
-    for line in run("packet=stream_index,pts_time").lines() {
-        let Some((index, time)) = line.split_once(',') else {
-            continue;
-        };
-        let index: usize = index.parse().expect("stream index");
-        streams[index]
-            .1
-            .push(time.trim().parse().expect("pts_time"));
-    }
-    streams
+    ffprobe_packets(path, "pts_time")
+        .into_iter()
+        .map(|(kind, packets)| {
+            let times = packets
+                .iter()
+                .map(|p| p[0].parse().expect("pts_time"))
+                .collect();
+            (kind, times)
+        })
+        .collect()
 }
 
 #[test]

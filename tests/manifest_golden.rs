@@ -28,7 +28,7 @@ fn check(name: &str, actual: &str) {
     );
 }
 
-fn video(timeline: Vec<(u64, u64)>, open_ended: bool) -> AdaptationSet {
+fn video(timeline: Vec<(u64, u64)>) -> AdaptationSet {
     AdaptationSet {
         id: 0,
         content_type: "video",
@@ -48,7 +48,6 @@ fn video(timeline: Vec<(u64, u64)>, open_ended: bool) -> AdaptationSet {
             start_number: 1_796_000_000,
             presentation_time_offset: 0,
             timeline,
-            open_ended,
         },
     }
 }
@@ -73,7 +72,6 @@ fn audio(timeline: Vec<(u64, u64)>) -> AdaptationSet {
             start_number: 1_796_000_000,
             presentation_time_offset: 0,
             timeline,
-            open_ended: false,
         },
     }
 }
@@ -105,16 +103,13 @@ fn live_low_latency_mpd() {
             id: "0".into(),
             start_secs: 0.0,
             adaptation_sets: vec![
-                video(
-                    vec![
-                        (0, 31048),
-                        (31048, 30720),
-                        (61768, 30720),
-                        (92488, 30720),
-                        (123208, 30720),
-                    ],
-                    false,
-                ),
+                video(vec![
+                    (0, 31048),
+                    (31048, 30720),
+                    (61768, 30720),
+                    (92488, 30720),
+                    (123208, 30720),
+                ]),
                 audio(vec![
                     (0, 97280),
                     (97280, 96256),
@@ -132,13 +127,10 @@ fn live_low_latency_mpd() {
 fn recording_mpd_with_two_periods() {
     // A recording whose oldest segments rotated away (so it starts at a media time past 0),
     // then a source that came back with another init: a second Period.
-    let mut later = video(vec![(0, 30720), (30720, 30720)], false);
+    let mut later = video(vec![(0, 30720), (30720, 30720)]);
     later.representation.initialization = "$RepresentationID$/init-1796000020.mp4".into();
     later.representation.start_number = 1_796_000_020;
-    let mut first = video(
-        vec![(92160, 30720), (122880, 30720), (153600, 30720)],
-        false,
-    );
+    let mut first = video(vec![(92160, 30720), (122880, 30720), (153600, 30720)]);
     first.representation.presentation_time_offset = 92160;
     first.representation.start_number = 1_796_000_003;
     let mpd = Mpd {

@@ -74,35 +74,19 @@ fn video_frames(probed: &[(String, u64)]) -> u64 {
 
 /// A few seconds of 320x180 video and AAC as ffmpeg writes fMP4 for us, with its frame count.
 fn input_clip(secs: u32) -> (PathBuf, u64) {
-    let path = temp_dir("clip").join("clip.mp4");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
+    let path = testsrc_clip(
+        "clip.mp4",
+        secs,
+        true,
+        &[
             "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("testsrc=size=320x180:rate=30")
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &secs.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "30", "-bf", "0", "-c:a", "aac", "-f", "mp4"])
-        .args(["-movflags", "empty_moov+default_base_moof+frag_every_frame"])
-        .args(["-write_prft", "wallclock"])
-        .arg(&path)
-        .status()
-        .expect("running ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the clip");
+            "mp4",
+            "-movflags",
+            "empty_moov+default_base_moof+frag_every_frame",
+            "-write_prft",
+            "wallclock",
+        ],
+    );
     let frames = video_frames(&ffprobe_frames(&path));
     assert!(
         frames >= u64::from(secs) * 29,

@@ -730,34 +730,7 @@ async fn an_flv_stream_on_stdin_is_written_into_fragments_that_decode_with_its_f
     }
     // What `ffmpeg … -f flv - | websocketlivestream --stream cam=stdin` gets: each frame as it
     // is encoded, no fMP4 muxer waiting for the next one.
-    let clip = temp_dir("stdin-flv").join("clip.flv");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("testsrc=size=320x180:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]")
-        .args([
-            "-t", "3", "-map", "0:v", "-map", "0:a", "-pix_fmt", "yuv420p",
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "30", "-bf", "0", "-c:a", "aac", "-f", "flv"])
-        .arg(&clip)
-        .status()
-        .expect("running ffmpeg");
-    assert!(status.success());
+    let clip = testsrc_clip("clip.flv", 3, true, &["-f", "flv"]);
     let (server, mut stdin) = TestServer::start_with_stdin(&["--stream", "cam=stdin"]);
     let mut socket = ws::connect(&server.ws_url("/ws/cam")).await;
     let data = std::fs::read(&clip).expect("clip");

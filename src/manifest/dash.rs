@@ -95,10 +95,6 @@ pub struct Representation {
     pub presentation_time_offset: u64,
     /// `(start, duration)` of each segment, in `timescale`.
     pub timeline: Vec<(u64, u64)>,
-    /// The last entry repeats until the next MPD says otherwise (`r="-1"`, ISO/IEC 23009-1
-    /// §5.3.9.6): it stands for the segment being built and those after it, so a low-latency
-    /// client can ask for them on time without refreshing the MPD at every segment.
-    pub open_ended: bool,
 }
 
 /// XML-escapes an attribute value.
@@ -110,9 +106,8 @@ fn attr(value: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Writes the `S` elements, folding runs of contiguous, equal durations into `r`; with
-/// `open_ended`, the last run repeats without end (`r="-1"`).
-fn write_timeline(out: &mut String, timeline: &[(u64, u64)], open_ended: bool) {
+/// Writes the `S` elements, folding runs of contiguous, equal durations into `r`.
+fn write_timeline(out: &mut String, timeline: &[(u64, u64)]) {
     let mut i = 0;
     let mut expected_start = None;
     while let Some(&(start, duration)) = timeline.get(i) {
@@ -130,10 +125,7 @@ fn write_timeline(out: &mut String, timeline: &[(u64, u64)], open_ended: bool) {
         } else {
             write!(out, "            <S t=\"{start}\" d=\"{duration}\"")
         };
-        let last = i + repeat + 1 >= timeline.len();
-        if last && open_ended {
-            out.push_str(" r=\"-1\"");
-        } else if repeat > 0 {
+        if repeat > 0 {
             let _ = write!(out, " r=\"{repeat}\"");
         }
         out.push_str("/>\n");
@@ -270,7 +262,7 @@ fn write_period(out: &mut String, period: &Period, low_latency: Option<&LowLaten
         }
         out.push_str(">\n");
         out.push_str("          <SegmentTimeline>\n");
-        write_timeline(out, &r.timeline, r.open_ended);
+        write_timeline(out, &r.timeline);
         out.push_str("          </SegmentTimeline>\n");
         out.push_str("        </SegmentTemplate>\n");
         out.push_str("      </Representation>\n");
@@ -289,21 +281,10 @@ mod tests {
         write_timeline(
             &mut out,
             &[(0, 10), (10, 10), (20, 10), (30, 7), (50, 10), (60, 10)],
-            false,
         );
         assert_eq!(
             out,
             "            <S t=\"0\" d=\"10\" r=\"2\"/>\n            <S d=\"7\"/>\n            <S t=\"50\" d=\"10\" r=\"1\"/>\n"
-        );
-    }
-
-    #[test]
-    fn an_open_ended_timeline_repeats_its_last_run_without_end() {
-        let mut out = String::new();
-        write_timeline(&mut out, &[(0, 10), (10, 7), (17, 10), (27, 10)], true);
-        assert_eq!(
-            out,
-            "            <S t=\"0\" d=\"10\"/>\n            <S d=\"7\"/>\n            <S d=\"10\" r=\"-1\"/>\n"
         );
     }
 }

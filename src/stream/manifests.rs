@@ -1,7 +1,7 @@
 //! A hub's window as manifests: the DASH MPD and the HLS playlists, with the URLs given by
 //! the caller (the server's routes, or file names in a recording).
 
-use crate::fmp4::TrackKind;
+use crate::fmp4::{InitSegment, Track, TrackKind};
 use crate::manifest::dash::{AdaptationSet, LowLatency, Mpd, Period, Representation};
 use crate::manifest::hls::{self, MediaPlaylist, Multivariant, PlaylistKind};
 
@@ -83,6 +83,90 @@ fn push_expected(timeline: &mut Vec<(u64, u64)>) {
     }
 }
 
+/// Where one Representation's segments are, and which of them it lists.
+pub struct Listing {
+    pub initialization: String,
+    pub media: String,
+    pub start_number: u64,
+    pub presentation_time_offset: u64,
+    /// `(start, duration)` of each segment listed, in the track's timescale.
+    pub timeline: Vec<(u64, u64)>,
+}
+
+/// One track as an AdaptationSet of its own (DASH-IF IOP: one media component per
+/// Representation); `None` for a track that is neither video nor audio.
+pub fn track_set(
+    index: usize,
+    track: &Track,
+    bandwidth_bps: u64,
+    frame_rate: Option<String>,
+    listing: Listing,
+) -> Option<AdaptationSet> {
+    let (content_type, mime_type) = match track.kind {
+        TrackKind::Video => ("video", "video/mp4"),
+        TrackKind::Audio => ("audio", "audio/mp4"),
+        TrackKind::Other(_) => return None,
+    };
+    Some(AdaptationSet {
+        id: u32::try_from(index).unwrap_or(u32::MAX),
+        content_type,
+        mime_type,
+        representation: Representation {
+            id: track.id.to_string(),
+            codecs: track.codec.clone().unwrap_or_default(),
+            bandwidth: bandwidth_bps.max(1000),
+            width: track.width,
+            height: track.height,
+            frame_rate: frame_rate.filter(|_| track.kind == TrackKind::Video),
+            audio_sampling_rate: track.sample_rate,
+            audio_channels: track.channels,
+            timescale: track.timescale,
+            initialization: listing.initialization,
+            media: listing.media,
+            start_number: listing.start_number,
+            presentation_time_offset: listing.presentation_time_offset,
+            timeline: listing.timeline,
+        },
+    })
+}
+
+/// Every track in one Representation, for segments that cannot be cut by track (fragments
+/// that mix tracks); `timescale` is the one the listing's times are in.
+pub fn muxed_set(
+    init: &InitSegment,
+    bandwidth_bps: u64,
+    frame_rate: Option<String>,
+    timescale: u32,
+    listing: Listing,
+) -> AdaptationSet {
+    let video = init.video();
+    AdaptationSet {
+        id: 0,
+        content_type: if video.is_some() { "video" } else { "audio" },
+        mime_type: if video.is_some() {
+            "video/mp4"
+        } else {
+            "audio/mp4"
+        },
+        representation: Representation {
+            id: "muxed".into(),
+            codecs: init.codecs(),
+            bandwidth: bandwidth_bps.max(1000),
+            width: video.map_or(0, |v| v.width),
+            height: video.map_or(0, |v| v.height),
+            frame_rate,
+            audio_sampling_rate: 0,
+            audio_channels: 0,
+            timescale,
+            initialization: listing.initialization,
+            media: listing.media,
+            start_number: listing.start_number,
+            presentation_time_offset: listing.presentation_time_offset,
+            timeline: listing.timeline,
+        },
+    }
+}
+
 /// The segments a live MPD lists beyond the complete ones: the one being built, the next.
 pub const EXPECTED_SEGMENTS: usize = 2;
 
@@ -105,7 +189,8 @@ pub fn dash_mpd(
         .map(|s| s.duration_secs())
         .fold(0.0, f64::max);
     let total: f64 = segments.iter().map(|s| s.duration_secs()).sum();
-    let fps = frame_rate(snapshot).map(dash_frame_rate);
+    let measured_fps = frame_rate(snapshot);
+    let fps = measured_fps.map(dash_frame_rate);
     // One component per Representation (DASH-IF IOP) where every segment can be cut by
     // track; fragments that mix tracks leave only the muxed form.
     let per_track = snapshot.single_track_fragments
@@ -114,86 +199,56 @@ pub fn dash_mpd(
                 .iter()
                 .all(|s| s.tracks.iter().any(|tt| tt.track_id == t.id))
         });
-    let mut adaptation_sets = Vec::new();
-    if per_track {
-        for (index, track) in init.segment.tracks.iter().enumerate() {
-            let (content_type, mime_type) = match track.kind {
-                TrackKind::Video => ("video", "video/mp4"),
-                TrackKind::Audio => ("audio", "audio/mp4"),
-                TrackKind::Other(_) => continue,
-            };
-            let mut timeline: Vec<(u64, u64)> = segments
-                .iter()
-                .filter_map(|s| s.tracks.iter().find(|t| t.track_id == track.id))
-                .map(|t| (t.start, t.duration))
-                .collect();
-            if dynamic {
-                push_expected(&mut timeline);
-            }
-            adaptation_sets.push(AdaptationSet {
-                id: index as u32,
-                content_type,
-                mime_type,
-                representation: Representation {
-                    id: track.id.to_string(),
-                    codecs: track.codec.clone().unwrap_or_default(),
-                    bandwidth: snapshot.track_bitrate_bps(track.id).max(1000),
-                    width: track.width,
-                    height: track.height,
-                    frame_rate: (track.kind == TrackKind::Video)
-                        .then(|| fps.clone())
-                        .flatten(),
-                    audio_sampling_rate: track.sample_rate,
-                    audio_channels: track.channels,
-                    timescale: track.timescale,
-                    initialization: "$RepresentationID$/init.mp4".into(),
-                    media: "$RepresentationID$/$Number$.m4s".into(),
-                    start_number: first.number,
-                    presentation_time_offset: 0,
-                    timeline,
-                    open_ended: false,
-                },
-            });
+    let expected = |mut timeline: Vec<(u64, u64)>| {
+        if dynamic {
+            push_expected(&mut timeline);
         }
+        timeline
+    };
+    let adaptation_sets = if per_track {
+        init.segment
+            .tracks
+            .iter()
+            .enumerate()
+            .filter_map(|(index, track)| {
+                let timeline = segments
+                    .iter()
+                    .filter_map(|s| s.tracks.iter().find(|t| t.track_id == track.id))
+                    .map(|t| (t.start, t.duration))
+                    .collect();
+                track_set(
+                    index,
+                    track,
+                    snapshot.track_bitrate_bps(track.id),
+                    fps.clone(),
+                    Listing {
+                        initialization: "$RepresentationID$/init.mp4".into(),
+                        media: "$RepresentationID$/$Number$.m4s".into(),
+                        start_number: first.number,
+                        presentation_time_offset: 0,
+                        timeline: expected(timeline),
+                    },
+                )
+            })
+            .collect()
     } else {
-        let video = init.segment.video();
-        adaptation_sets.push(AdaptationSet {
-            id: 0,
-            content_type: if video.is_some() { "video" } else { "audio" },
-            mime_type: if video.is_some() {
-                "video/mp4"
-            } else {
-                "audio/mp4"
-            },
-            representation: Representation {
-                id: "muxed".into(),
-                codecs: init.segment.codecs(),
-                bandwidth: snapshot.bitrate_bps().max(1000),
-                width: video.map_or(0, |v| v.width),
-                height: video.map_or(0, |v| v.height),
-                frame_rate: fps,
-                audio_sampling_rate: 0,
-                audio_channels: 0,
-                timescale: first.timescale,
+        vec![muxed_set(
+            &init.segment,
+            snapshot.bitrate_bps(),
+            fps,
+            first.timescale,
+            Listing {
                 initialization: "init.mp4".into(),
                 media: "$Number$.m4s".into(),
                 start_number: first.number,
                 presentation_time_offset: 0,
-                timeline: {
-                    let mut timeline: Vec<(u64, u64)> =
-                        segments.iter().map(|s| (s.start, s.duration)).collect();
-                    if dynamic {
-                        push_expected(&mut timeline);
-                    }
-                    timeline
-                },
-                open_ended: false,
+                timeline: expected(segments.iter().map(|s| (s.start, s.duration)).collect()),
             },
-        });
-    }
+        )]
+    };
     // A live MPD's newest segment is served while it grows, a fragment at a time: it may be
     // asked for once its first fragment (a frame) exists.
-    let frame_secs = frame_rate(snapshot).map_or(config.part_secs, |fps| 1.0 / fps);
+    let frame_secs = measured_fps.map_or(config.part_secs, |fps| 1.0 / fps);
     let low_latency = dynamic.then(|| LowLatency {
         availability_time_offset_secs: (config.segment_secs - frame_secs).max(0.0),
         target_latency_ms: LL_DASH_TARGET_MS,

@@ -20,6 +20,15 @@ pub use hub::{
 
 use crate::source::{self, EncoderOptions, Restart, SourceContext, SourceEvent, SourceSpec};
 
+/// Shared buffers one after another in one new one: a segment written to a file.
+pub fn concat<'a>(chunks: impl Iterator<Item = &'a bytes::Bytes>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
 /// What a stream is made of, from the command line or the config file.
 #[derive(Debug, Clone)]
 pub struct StreamDef {

@@ -23,12 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::{Hub, MediaInit, Segment, Status, TrackTiming, unix_millis};
-use crate::fmp4::TrackKind;
-use crate::manifest::dash::{self, AdaptationSet, Mpd, Period, Representation};
+use super::manifests::{self, Listing};
+use super::{Hub, MediaInit, Segment, Status, TrackTiming, concat, unix_millis};
+use crate::manifest::dash::{self, Mpd, Period};
 use crate::manifest::hls::{self, MediaPlaylist, PlaylistKind};
 
 /// Where and how much to record.
@@ -194,7 +193,7 @@ impl Recording {
             let Some(run) = self.run_for(&init, segment.number, per_track) else {
                 continue;
             };
-            let data = join(segment.chunks());
+            let data = concat(segment.chunks());
             let name = format!("{}.m4s", segment.number);
             if let Err(err) = write_atomically(&self.dir().join(&name), &data) {
                 self.error(format_args!("cannot write {name}: {err}"));
@@ -204,7 +203,7 @@ impl Recording {
             for timing in &segment.tracks {
                 let mut size = 0;
                 if self.runs[run].per_track {
-                    let bytes = join(segment.track_chunks(timing.track_id));
+                    let bytes = concat(segment.track_chunks(timing.track_id));
                     let path = self.dir().join(timing.track_id.to_string()).join(&name);
                     if let Err(err) = write_atomically(&path, &bytes) {
                         self.error(format_args!("cannot write {}: {err}", path.display()));
@@ -436,85 +435,54 @@ impl Recording {
                 .fold(longest, f64::max);
             let bandwidth = |bytes: u64| {
                 if secs > 0.0 {
-                    (((bytes * 8) as f64 / secs) as u64).max(1000)
+                    ((bytes * 8) as f64 / secs) as u64
                 } else {
-                    1000
+                    0
                 }
             };
             let init = &run.init.segment;
-            let mut adaptation_sets = Vec::new();
-            if run.per_track {
-                for (i, track) in init.tracks.iter().enumerate() {
-                    let (content_type, mime_type) = match track.kind {
-                        TrackKind::Video => ("video", "video/mp4"),
-                        TrackKind::Audio => ("audio", "audio/mp4"),
-                        TrackKind::Other(_) => continue,
-                    };
-                    let timeline: Vec<(u64, u64)> = run
-                        .segments
-                        .iter()
-                        .filter_map(|s| s.tracks.iter().find(|(t, _)| t.track_id == track.id))
-                        .map(|(t, _)| (t.start, t.duration))
-                        .collect();
-                    let bytes = run
-                        .segments
-                        .iter()
-                        .flat_map(|s| &s.tracks)
-                        .filter(|(t, _)| t.track_id == track.id)
-                        .map(|(_, size)| size)
-                        .sum();
-                    adaptation_sets.push(AdaptationSet {
-                        id: i as u32,
-                        content_type,
-                        mime_type,
-                        representation: Representation {
-                            id: track.id.to_string(),
-                            codecs: track.codec.clone().unwrap_or_default(),
-                            bandwidth: bandwidth(bytes),
-                            width: track.width,
-                            height: track.height,
-                            frame_rate: None,
-                            audio_sampling_rate: track.sample_rate,
-                            audio_channels: track.channels,
-                            timescale: track.timescale,
-                            initialization: format!("$RepresentationID$/{}", run.init_file),
-                            media: "$RepresentationID$/$Number$.m4s".into(),
-                            start_number: first.number,
-                            presentation_time_offset: timeline.first().map_or(0, |t| t.0),
-                            timeline,
-                            open_ended: false,
-                        },
-                    });
-                }
+            let adaptation_sets = if run.per_track {
+                init.tracks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, track)| {
+                        let own = || {
+                            run.segments.iter().filter_map(|s| {
+                                s.tracks.iter().find(|(t, _)| t.track_id == track.id)
+                            })
+                        };
+                        let timeline: Vec<(u64, u64)> =
+                            own().map(|(t, _)| (t.start, t.duration)).collect();
+                        manifests::track_set(
+                            i,
+                            track,
+                            bandwidth(own().map(|(_, size)| size).sum()),
+                            None,
+                            Listing {
+                                initialization: format!("$RepresentationID$/{}", run.init_file),
+                                media: "$RepresentationID$/$Number$.m4s".into(),
+                                start_number: first.number,
+                                presentation_time_offset: timeline.first().map_or(0, |t| t.0),
+                                timeline,
+                            },
+                        )
+                    })
+                    .collect()
             } else {
-                let video = init.video();
-                adaptation_sets.push(AdaptationSet {
-                    id: 0,
-                    content_type: if video.is_some() { "video" } else { "audio" },
-                    mime_type: if video.is_some() {
-                        "video/mp4"
-                    } else {
-                        "audio/mp4"
-                    },
-                    representation: Representation {
-                        id: "muxed".into(),
-                        codecs: init.codecs(),
-                        bandwidth: bandwidth(run.segments.iter().map(|s| s.bytes).sum()),
-                        width: video.map_or(0, |v| v.width),
-                        height: video.map_or(0, |v| v.height),
-                        frame_rate: None,
-                        audio_sampling_rate: 0,
-                        audio_channels: 0,
-                        timescale,
+                vec![manifests::muxed_set(
+                    init,
+                    bandwidth(run.segments.iter().map(|s| s.bytes).sum()),
+                    None,
+                    timescale,
+                    Listing {
                         initialization: run.init_file.clone(),
                         media: "$Number$.m4s".into(),
                         start_number: first.number,
                         presentation_time_offset: first.start,
                         timeline: run.segments.iter().map(|s| (s.start, s.duration)).collect(),
-                        open_ended: false,
                     },
-                });
-            }
+                )]
+            };
             periods.push(Period {
                 id: index.to_string(),
                 start_secs,
@@ -544,14 +512,6 @@ fn reference_timescale(init: &MediaInit) -> u32 {
     init.segment
         .track(init.reference_track)
         .map_or(1, |t| t.timescale)
-}
-
-fn join<'a>(chunks: impl Iterator<Item = &'a Bytes>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for chunk in chunks {
-        out.extend_from_slice(chunk);
-    }
-    out
 }
 
 /// Writes `path` whole or not at all: a reader never sees half a file.

@@ -88,6 +88,78 @@ pub fn ffprobe_frames(path: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Per stream as ffprobe reads `path`: its codec_type and, for each packet, the `fields` asked
+/// for (ffprobe packet entries, such as `pts,dts,size,flags`), as text.
+pub fn ffprobe_packets(path: &Path, fields: &str) -> Vec<(String, Vec<Vec<String>>)> {
+    let run = |entries: &str| {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", entries, "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .expect("running ffprobe");
+        assert!(
+            out.status.success(),
+            "ffprobe failed on {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let mut streams: Vec<(String, Vec<Vec<String>>)> = run("stream=codec_type")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|kind| (kind.trim().to_string(), Vec::new()))
+        .collect();
+    for line in run(&format!("packet=stream_index,{fields}")).lines() {
+        let mut values = line.split(',').map(|v| v.trim().to_string());
+        let index: usize = values
+            .next()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("an ffprobe packet line without a stream: {line}"));
+        streams
+            .get_mut(index)
+            .unwrap_or_else(|| panic!("ffprobe names stream {index} it did not list"))
+            .1
+            .push(values.collect());
+    }
+    streams
+}
+
+/// A few seconds of the 320x180 test pattern in H.264 (x264 ultrafast, zerolatency, a key
+/// frame a second, no B-frames) and, with `audio`, a sine in AAC from a second lavfi input,
+/// written by ffmpeg with the `output` options to a fresh file `name`.
+pub fn testsrc_clip(name: &str, secs: u32, audio: bool, output: &[&str]) -> PathBuf {
+    let path = server::temp_dir("clip").join(name);
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=30"]);
+    if audio {
+        command.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+    }
+    command
+        .args(["-t", &secs.to_string(), "-map", "0:v"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "30", "-bf", "0"]);
+    if audio {
+        command.args(["-map", "1:a", "-c:a", "aac", "-b:a", "64k"]);
+    }
+    let status = command
+        .args(output)
+        .arg(&path)
+        .status()
+        .expect("running ffmpeg");
+    assert!(status.success(), "ffmpeg could not write {name}");
+    path
+}
+
 /// Decodes `path` fully with ffmpeg and returns stderr if it reported any error.
 pub fn ffmpeg_decode_errors(path: &Path) -> Option<String> {
     let out = Command::new("ffmpeg")
