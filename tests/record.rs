@@ -170,14 +170,11 @@ async fn a_recording_plays_after_the_stream_ends_with_every_frame_it_was_fed() {
     }
 }
 
-#[test]
-fn a_recording_cut_off_by_sigkill_plays_up_to_its_last_complete_segment() {
-    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
-        return;
-    }
-    let record = temp_dir("killed");
-    let config = temp_file("killed.toml", &small_testsrc_config("cam"));
-    let mut server = TestServer::start(&[
+/// A server recording the small test pattern `cam` in 1 s segments, and the stream's folder.
+fn recording_testsrc(name: &str) -> (TestServer, PathBuf) {
+    let record = temp_dir(name);
+    let config = temp_file(&format!("{name}.toml"), &small_testsrc_config("cam"));
+    let server = TestServer::start(&[
         "--config",
         config.to_str().expect("utf-8"),
         "--record",
@@ -185,7 +182,15 @@ fn a_recording_cut_off_by_sigkill_plays_up_to_its_last_complete_segment() {
         "--segment-duration",
         "1",
     ]);
-    let dir = record.join("cam");
+    (server, record.join("cam"))
+}
+
+#[test]
+fn a_recording_cut_off_by_sigkill_plays_up_to_its_last_complete_segment() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let (mut server, dir) = recording_testsrc("killed");
     wait_for(&server, 30, "three recorded segments", || {
         listed(&read(&dir.join("index.m3u8"))).len() >= 3
     });
@@ -198,15 +203,10 @@ fn a_recording_cut_off_by_sigkill_plays_up_to_its_last_complete_segment() {
     );
     // The manifests name only whole files; a segment in progress at the kill is not listed.
     let mpd = read(&dir.join("manifest.mpd"));
-    let numbers: Vec<u64> = {
-        let mut from_mpd = Vec::new();
-        let sets = parse_mpd(&mpd);
-        let set = &sets[0];
-        for i in 0..set.timeline.len() as u64 {
-            from_mpd.push(set.start_number + i);
-        }
-        from_mpd
-    };
+    let set = &parse_mpd(&mpd)[0];
+    let numbers: Vec<u64> = (0..set.timeline.len() as u64)
+        .map(|i| set.start_number + i)
+        .collect();
     assert!(numbers.len() >= 3, "{mpd}");
     for n in &numbers {
         assert!(
@@ -284,17 +284,7 @@ async fn a_folder_that_breaks_is_logged_and_costs_no_viewer() {
     if !have_tool("ffmpeg") {
         return;
     }
-    let record = temp_dir("broken");
-    let config = temp_file("broken.toml", &small_testsrc_config("cam"));
-    let server = TestServer::start(&[
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--record",
-        record.to_str().expect("utf-8"),
-        "--segment-duration",
-        "1",
-    ]);
-    let dir = record.join("cam");
+    let (server, dir) = recording_testsrc("broken");
     wait_for(&server, 30, "a recorded segment", || {
         !segment_files(&dir).is_empty()
     });

@@ -129,15 +129,12 @@ async fn await_next_segment(hub: &Arc<Hub>, number: u64) -> Result<(), ApiError>
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs_f64(hub.config().segment_secs.max(1.0));
     loop {
-        if hub.segment(number).is_some() {
+        // Asked on every fragment while it waits: the newest number, nothing copied. One
+        // already gone from the window is the caller's 404.
+        let newest = hub.newest_number();
+        if newest.is_some_and(|newest| number <= newest) {
             return Ok(());
         }
-        let snapshot = hub.snapshot();
-        let newest = snapshot
-            .open
-            .as_ref()
-            .map(|s| s.number)
-            .or_else(|| snapshot.segments.last().map(|s| s.number));
         if newest.is_none_or(|newest| number != newest + 1) {
             return Err(ApiError::NotFound("segment"));
         }

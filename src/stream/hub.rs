@@ -678,6 +678,16 @@ impl Hub {
         }
     }
 
+    /// The number of the newest segment, growing or complete, without copying anything.
+    pub fn newest_number(&self) -> Option<u64> {
+        let state = self.lock();
+        state
+            .open
+            .as_ref()
+            .map(|s| s.number)
+            .or_else(|| state.window.back().map(|s| s.number))
+    }
+
     /// The segment numbered `number`, complete or growing.
     pub fn segment(&self, number: u64) -> Option<Arc<Segment>> {
         let state = self.lock();

@@ -52,18 +52,12 @@ pub fn have_tool_with(tool: &str, version_flag: &str) -> bool {
     found
 }
 
-/// Frames per stream as ffprobe decodes them: `(codec_type, frames)` in stream order.
-pub fn ffprobe_frames(path: &Path) -> Vec<(String, u64)> {
+/// ffprobe's CSV for `path` with these options; panics with its errors if it fails.
+fn ffprobe_csv(path: &Path, options: &[&str]) -> String {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_type,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
+        .args(["-v", "error"])
+        .args(options)
+        .args(["-of", "csv=p=0"])
         .arg(path)
         .output()
         .expect("running ffprobe");
@@ -73,8 +67,20 @@ pub fn ffprobe_frames(path: &Path) -> Vec<(String, u64)> {
         path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Frames per stream as ffprobe decodes them: `(codec_type, frames)` in stream order.
+pub fn ffprobe_frames(path: &Path) -> Vec<(String, u64)> {
+    let csv = ffprobe_csv(
+        path,
+        &[
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,nb_read_frames",
+        ],
+    );
+    csv.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let mut fields = line.split(',');
@@ -91,26 +97,14 @@ pub fn ffprobe_frames(path: &Path) -> Vec<(String, u64)> {
 /// Per stream as ffprobe reads `path`: its codec_type and, for each packet, the `fields` asked
 /// for (ffprobe packet entries, such as `pts,dts,size,flags`), as text.
 pub fn ffprobe_packets(path: &Path, fields: &str) -> Vec<(String, Vec<Vec<String>>)> {
-    let run = |entries: &str| {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", entries, "-of", "csv=p=0"])
-            .arg(path)
-            .output()
-            .expect("running ffprobe");
-        assert!(
-            out.status.success(),
-            "ffprobe failed on {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let mut streams: Vec<(String, Vec<Vec<String>>)> = run("stream=codec_type")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|kind| (kind.trim().to_string(), Vec::new()))
-        .collect();
-    for line in run(&format!("packet=stream_index,{fields}")).lines() {
+    let mut streams: Vec<(String, Vec<Vec<String>>)> =
+        ffprobe_csv(path, &["-show_entries", "stream=codec_type"])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|kind| (kind.trim().to_string(), Vec::new()))
+            .collect();
+    let entries = format!("packet=stream_index,{fields}");
+    for line in ffprobe_csv(path, &["-show_entries", &entries]).lines() {
         let mut values = line.split(',').map(|v| v.trim().to_string());
         let index: usize = values
             .next()
