@@ -1012,3 +1012,125 @@ async fn viewer_limits_per_stream_and_per_server_answer_503_and_free_up() {
     // ... and the server-wide count is at its maximum again.
     expect_busy(&many_url, "the server has its maximum of 3 viewers").await;
 }
+
+/// A raw WebSocket client: the handshake by hand, so it can send what a library would not.
+fn raw_viewer(addr: &str, path: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).expect("the upgrade answer");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp
+}
+
+/// Reads server frames until a close frame; its status code.
+fn read_until_close(tcp: &mut std::net::TcpStream) -> Option<u16> {
+    use std::io::Read;
+    loop {
+        let mut head = [0u8; 2];
+        tcp.read_exact(&mut head).ok()?;
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut ext = [0u8; 2];
+                tcp.read_exact(&mut ext).ok()?;
+                u64::from(u16::from_be_bytes(ext))
+            }
+            127 => {
+                let mut ext = [0u8; 8];
+                tcp.read_exact(&mut ext).ok()?;
+                u64::from_be_bytes(ext)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; usize::try_from(len).ok()?];
+        tcp.read_exact(&mut payload).ok()?;
+        if head[0] & 0x0f == 0x8 {
+            return payload
+                .get(..2)
+                .map(|code| u16::from_be_bytes([code[0], code[1]]));
+        }
+    }
+}
+
+#[tokio::test]
+async fn viewers_are_answered_and_closed_as_rfc_6455_asks() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut server = TestServer::start(&["--stream", "live=sample"]);
+    let url = server.ws_url("/ws/live");
+
+    // A ping is answered with its payload, between the media.
+    let mut pinging = ws::connect(&url).await;
+    ws::expect_init(&mut pinging).await;
+    pinging
+        .send(Message::Ping(Bytes::from_static(b"are you there")))
+        .await
+        .expect("ping");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no pong");
+        match tokio::time::timeout(Duration::from_secs(10), pinging.next()).await {
+            Ok(Some(Ok(Message::Pong(payload)))) => {
+                assert_eq!(&payload[..], b"are you there");
+                break;
+            }
+            Ok(Some(Ok(Message::Binary(_)))) => {}
+            other => panic!("expected media then a pong, got {other:?}"),
+        }
+    }
+
+    // A close is echoed with the viewer's code, and the connection ends.
+    pinging.close(None).await.expect("close");
+    let mut echoed = false;
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_secs(10), pinging.next()).await
+    {
+        match message {
+            Ok(Message::Close(_)) => echoed = true,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(echoed, "the server did not answer the close");
+
+    // An unmasked frame breaks the protocol: close 1002.
+    let addr = server.addr.clone();
+    let code = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut tcp = raw_viewer(&addr, "/ws/live");
+        tcp.write_all(&[0x81, 0x02, b'h', b'i']).expect("write");
+        read_until_close(&mut tcp)
+    })
+    .await
+    .expect("raw viewer");
+    assert_eq!(code, Some(1002));
+
+    // Viewers still there when the server stops are told it is going away.
+    let addr = server.addr.clone();
+    let staying = std::thread::spawn(move || read_until_close(&mut raw_viewer(&addr, "/ws/live")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.log().matches("viewer joined").count() < 3 {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = server.interrupt().expect("the server stops");
+    assert!(status.success(), "{}", server.log());
+    assert_eq!(staying.join().expect("viewer"), Some(1001));
+}

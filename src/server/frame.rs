@@ -17,7 +17,7 @@ pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// The header of an unmasked, final frame: at most 10 bytes.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Header {
     bytes: [u8; 10],
     len: u8,

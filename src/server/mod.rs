@@ -11,10 +11,12 @@
 
 mod api;
 mod error;
+mod fanout;
 mod frame;
 mod media;
 mod metrics;
 mod pages;
+mod wire;
 mod ws;
 
 use std::net::SocketAddr;
@@ -24,11 +26,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::routing::get;
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
+
+use fanout::Fanout;
 
 pub use error::ApiError;
 pub use ws::init_message;
@@ -55,6 +60,17 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     pub started: std::time::Instant,
     pub viewer_limits: Arc<ws::ViewerLimits>,
+    /// Each stream's WebSocket viewers, in the order of `streams`.
+    fanouts: Arc<Vec<Arc<Fanout>>>,
+}
+
+impl AppState {
+    fn fanout(&self, name: &str) -> Option<Arc<Fanout>> {
+        self.fanouts
+            .iter()
+            .find(|f| f.stream().name == name)
+            .cloned()
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -129,6 +145,12 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         "listening on http://{local}/ (streams: {})",
         names.join(", ")
     );
+    // One shard per worker thread: every core can write to viewers.
+    let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fanouts = streams
+        .iter()
+        .map(|stream| Fanout::start(stream.clone(), shards, &shutdown, &tracker))
+        .collect();
     let state = AppState {
         streams: streams.clone(),
         shutdown: shutdown.clone(),
@@ -137,23 +159,10 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
             total: Default::default(),
             max_total: settings.max_viewers,
         }),
+        fanouts: Arc::new(fanouts),
     };
-    let listener = listener.tap_io(|tcp| {
-        // Nagle's algorithm would hold small fragments back: latency first.
-        let _ = tcp.set_nodelay(true);
-        // A kernel send buffer can hold seconds of video, hiding a slow viewer from its
-        // queue; a bounded one makes the backlog show where we can skip it.
-        let socket = socket2::SockRef::from(&*tcp);
-        let _ = socket.set_send_buffer_size(SEND_BUFFER_BYTES);
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        let _ = socket.set_tcp_notsent_lowat(NOT_SENT_LOW_WATER_BYTES);
-    });
     tokio::spawn(watch_signals(shutdown.clone()));
-    let app = router(state);
-    let graceful = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { graceful.cancelled().await })
-        .await?;
+    accept(listener, router(state), &shutdown).await;
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
         .await
@@ -163,6 +172,72 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Takes connections until `shutdown`, each served as HTTP/1.1 in a task of its own; then
+/// lets every open request finish (a WebSocket viewer is no longer a request: its stream's
+/// fan-out closes it).
+///
+/// Not `axum::serve`: that puts each connection behind a private buffering wrapper (to tell
+/// HTTP/2 from HTTP/1), and the fan-out needs the upgraded connection to be the `TcpStream`
+/// itself, to write to its socket directly. Browsers speak HTTP/2 only over TLS, which this
+/// server does not terminate.
+async fn accept(listener: TcpListener, app: Router, shutdown: &CancellationToken) {
+    let connections = TaskTracker::new();
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(err) => {
+                    // Out of file descriptors, or a connection that died in the backlog:
+                    // say so and carry on, a little later for the former.
+                    if !matches!(
+                        err.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) {
+                        tracing::error!(%err, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        configure_socket(&tcp);
+        let service = TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = result {
+                tracing::trace!(%err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// Options every connection gets before its first byte.
+fn configure_socket(tcp: &TcpStream) {
+    // Nagle's algorithm would hold small fragments back: latency first.
+    let _ = tcp.set_nodelay(true);
+    // A kernel send buffer can hold seconds of video, hiding a slow viewer from its queue; a
+    // bounded one makes the backlog show where we can skip it.
+    let socket = socket2::SockRef::from(tcp);
+    let _ = socket.set_send_buffer_size(SEND_BUFFER_BYTES);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket.set_tcp_notsent_lowat(NOT_SENT_LOW_WATER_BYTES);
 }
 
 /// The first Ctrl-C (or SIGTERM) stops the server in order; a second one exits at once.

@@ -1,44 +1,25 @@
-//! `/ws/{name}`: one task per viewer over the hub's shared fragments.
+//! `/ws/{name}`: the WebSocket handshake, after which the connection belongs to the stream's
+//! [`Fanout`](super::fanout::Fanout).
 //!
 //! The protocol (SPEC.md): a text `init` message, the init segment as one binary frame, then
 //! each fragment as one binary frame, starting at a key frame. A viewer that falls behind is
 //! told `skipped` and moved to the next key frame; a new init repeats the first two steps; the
 //! end of the stream is `end` and close code 1000.
-//!
-//! The upgraded connection is written directly: a server frame is a 2 to 10 byte header and a
-//! payload, and the payload is the very buffer the hub holds, so a viewer costs no copy of the
-//! media. Everything pending for a viewer goes out in one vectored write, which is what keeps
-//! thousands of sockets cheap (a socket that is behind catches up in one system call). Viewers
-//! send next to nothing; their frames are read through a small buffer.
 
-use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, Header};
 use super::{ApiError, AppState};
-use crate::stream::{Delivery, MediaInit, Stream, unix_millis};
-
-/// An idle socket is pinged this often (SPEC.md, step 7).
-const PING_INTERVAL: Duration = Duration::from_secs(30);
-/// Viewers send us nothing of size; anything larger is an abuse.
-const MAX_INCOMING_FRAME: usize = 16 * 1024;
-/// At most this much is written per batch, so one viewer's backlog cannot hog its task.
-const MAX_BATCH_BYTES: usize = 1 << 20;
-/// Frames per vectored write: two slices each, within IOV_MAX (1024).
-const MAX_FRAMES_PER_WRITE: usize = 256;
+use crate::stream::{MediaInit, Stream, unix_millis};
 
 /// How many viewers the server, and each stream, may have.
 #[derive(Debug, Default)]
@@ -48,7 +29,7 @@ pub struct ViewerLimits {
 }
 
 /// A viewer's place in the server's and its stream's counts, given back when it goes.
-struct Slot {
+pub struct Slot {
     limits: Arc<ViewerLimits>,
     stream: Option<Arc<Stream>>,
 }
@@ -99,11 +80,8 @@ pub async fn upgrade(
     mut request: Request,
 ) -> Result<Response, ApiError> {
     // An unknown stream is 404 before anything about the upgrade is looked at.
-    let stream = app
-        .streams
-        .get(&name)
-        .cloned()
-        .ok_or(ApiError::NotFound("stream"))?;
+    let fanout = app.fanout(&name).ok_or(ApiError::NotFound("stream"))?;
+    let stream = fanout.stream().clone();
     let headers = request.headers();
     check_origin(headers)?;
     let key = handshake_key(headers)?;
@@ -112,14 +90,21 @@ pub async fn upgrade(
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(|| ApiError::BadRequest("this connection cannot be upgraded".into()))?;
-    let shutdown = app.shutdown.clone();
-    // The viewer's span is entered to log, not around every poll of its task: with thousands
-    // of viewers, entering a span per poll is measurable.
+    // The viewer's span is entered to log, not around every write: with thousands of
+    // viewers, entering a span per write is measurable.
     let span = tracing::info_span!("viewer", stream = %name);
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => serve(TokioIo::new(upgraded), stream, shutdown, slot, span).await,
-            Err(err) => span.in_scope(|| tracing::debug!(%err, "upgrade failed")),
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => return span.in_scope(|| tracing::debug!(%err, "upgrade failed")),
+        };
+        // Our own accept loop serves HTTP/1 straight over the TCP stream, so the upgraded
+        // connection is that stream again: the fan-out writes to the socket itself.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => fanout.join(parts.io.into_inner(), parts.read_buf, slot, span),
+            Err(_) => span.in_scope(|| {
+                tracing::error!("upgraded connection is not a TCP stream; viewer dropped")
+            }),
         }
     });
     let mut response = Response::new(Body::empty());
@@ -202,226 +187,6 @@ pub fn init_message(init: &MediaInit, timeline: &str) -> String {
         "timeline": timeline,
     })
     .to_string()
-}
-
-/// A frame to send: its header and its payload (shared, never copied for a viewer).
-struct Outgoing {
-    header: Header,
-    payload: Bytes,
-}
-
-impl Outgoing {
-    fn new(opcode: u8, payload: Bytes) -> Self {
-        Self {
-            header: Header::new(opcode, payload.len()),
-            payload,
-        }
-    }
-
-    fn text(text: String) -> Self {
-        Self::new(frame::OPCODE_TEXT, Bytes::from(text))
-    }
-
-    fn close(code: u16, reason: &str) -> Self {
-        let mut payload = code.to_be_bytes().to_vec();
-        payload.extend_from_slice(reason.as_bytes());
-        Self::new(frame::OPCODE_CLOSE, Bytes::from(payload))
-    }
-}
-
-/// Writes every frame, as few system calls as the socket allows.
-async fn write_frames<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    frames: &[Outgoing],
-) -> std::io::Result<()> {
-    for chunk in frames.chunks(MAX_FRAMES_PER_WRITE) {
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(chunk.len() * 2);
-        for frame in chunk {
-            slices.push(IoSlice::new(frame.header.as_bytes()));
-            if !frame.payload.is_empty() {
-                slices.push(IoSlice::new(&frame.payload));
-            }
-        }
-        let mut remaining = &mut slices[..];
-        while !remaining.is_empty() {
-            let written = io.write_vectored(remaining).await?;
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut remaining, written);
-        }
-    }
-    io.flush().await
-}
-
-/// Why a viewer's connection ends.
-enum Ending {
-    /// Close with this code and reason.
-    Close(u16, &'static str),
-    /// The connection is gone or the viewer closed it: nothing more to say.
-    Gone,
-}
-
-async fn serve<IO>(
-    mut io: IO,
-    stream: Arc<Stream>,
-    shutdown: CancellationToken,
-    _slot: Slot,
-    span: tracing::Span,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
-    let hub = &stream.hub;
-    let joined = Instant::now();
-    let mut subscription = hub.subscribe();
-    span.in_scope(|| tracing::debug!(viewers = hub.viewers(), "viewer joined"));
-    let mut incoming = BytesMut::with_capacity(256);
-    let mut ping = tokio::time::interval(PING_INTERVAL);
-    ping.reset();
-    let mut sent_since_ping = false;
-    let mut batch: Vec<Outgoing> = Vec::new();
-    let mut sent: Vec<Instant> = Vec::new();
-    // Made once, not per turn of the loop: a fresh `cancelled()` future registers with the
-    // token, whose waiter list every viewer of the server shares, and leaves it again on drop.
-    let shutdown = shutdown.cancelled();
-    tokio::pin!(shutdown);
-    let ending = loop {
-        tokio::select! {
-            _ = &mut shutdown => break Ending::Close(frame::CLOSE_GOING_AWAY, "server shutting down"),
-            read = io.read_buf(&mut incoming) => match read {
-                Ok(0) | Err(_) => break Ending::Gone,
-                Ok(_) => match answer_client(&mut incoming) {
-                    Ok(replies) => {
-                        if !replies.is_empty() && write_frames(&mut io, &replies).await.is_err() {
-                            break Ending::Gone;
-                        }
-                        if replies.iter().any(|r| r.header.as_bytes()[0] & 0x0f == frame::OPCODE_CLOSE) {
-                            break Ending::Gone;
-                        }
-                    }
-                    Err(ending) => break ending,
-                },
-            },
-            _ = ping.tick() => {
-                if !sent_since_ping
-                    && write_frames(&mut io, &[Outgoing::new(frame::OPCODE_PING, Bytes::new())]).await.is_err()
-                {
-                    break Ending::Gone;
-                }
-                sent_since_ping = false;
-            }
-            first = subscription.next() => {
-                let mut next = Some(first);
-                let mut ended = false;
-                let mut batch_bytes = 0usize;
-                while let Some(delivery) = next.take() {
-                    match delivery {
-                        Delivery::Init(init) => {
-                            batch.push(Outgoing::text(init_message(&init, hub.timeline())));
-                            batch.push(Outgoing::new(frame::OPCODE_BINARY, init.segment.bytes.clone()));
-                        }
-                        Delivery::Fragment(fragment) => {
-                            let bytes = fragment.fragment.bytes.clone();
-                            batch_bytes += bytes.len();
-                            hub.counters.fragments_out.fetch_add(1, Ordering::Relaxed);
-                            hub.counters.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                            sent.push(fragment.received);
-                            batch.push(Outgoing::new(frame::OPCODE_BINARY, bytes));
-                        }
-                        Delivery::Skipped(n) => {
-                            hub.counters.skips.fetch_add(1, Ordering::Relaxed);
-                            hub.counters.skipped_fragments.fetch_add(n, Ordering::Relaxed);
-                            span.in_scope(|| {
-                                tracing::debug!(fragments = n, "slow viewer moved to the next key frame");
-                            });
-                            batch.push(Outgoing::text(json!({"type": "skipped", "fragments": n}).to_string()));
-                        }
-                        Delivery::End => {
-                            batch.push(Outgoing::text(json!({"type": "end"}).to_string()));
-                            ended = true;
-                        }
-                    }
-                    if !ended && batch_bytes < MAX_BATCH_BYTES {
-                        next = subscription.try_next();
-                    }
-                }
-                if send_batch(&mut io, hub, &mut batch, &mut sent, joined).await.is_err() {
-                    break Ending::Gone;
-                }
-                sent_since_ping = true;
-                if ended {
-                    break Ending::Close(frame::CLOSE_NORMAL, "stream ended");
-                }
-            }
-        }
-    };
-    if let Ending::Close(code, reason) = ending {
-        let _ = write_frames(&mut io, &[Outgoing::close(code, reason)]).await;
-        let _ = io.shutdown().await;
-    }
-    hub.unsubscribe();
-    span.in_scope(|| tracing::debug!(viewers = hub.viewers(), "viewer left"));
-}
-
-/// Writes a viewer's batch and empties it; counts the write and each fragment's ingest-to-send
-/// delay (from the hub taking it to its bytes handed to the kernel; the GOP a new viewer
-/// starts with is not a delay and is left out).
-async fn send_batch<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    hub: &crate::stream::Hub,
-    batch: &mut Vec<Outgoing>,
-    sent: &mut Vec<Instant>,
-    joined: Instant,
-) -> std::io::Result<()> {
-    write_frames(io, batch).await?;
-    hub.counters.socket_writes.fetch_add(1, Ordering::Relaxed);
-    let written = Instant::now();
-    for received in sent.iter() {
-        if *received > joined {
-            hub.counters
-                .send_delay
-                .observe(written.saturating_duration_since(*received));
-        }
-    }
-    batch.clear();
-    sent.clear();
-    Ok(())
-}
-
-/// Reads what a viewer sent: pings are answered, a close is returned, data is ignored.
-fn answer_client(incoming: &mut BytesMut) -> Result<Vec<Outgoing>, Ending> {
-    let mut replies = Vec::new();
-    loop {
-        match frame::read_client_frame(incoming, MAX_INCOMING_FRAME) {
-            Ok(Some(f)) => match f.opcode {
-                frame::OPCODE_PING => {
-                    replies.push(Outgoing::new(frame::OPCODE_PONG, Bytes::from(f.payload)))
-                }
-                frame::OPCODE_CLOSE => {
-                    // Echo the viewer's code, as RFC 6455 §5.5.1 asks.
-                    replies.push(Outgoing::new(frame::OPCODE_CLOSE, Bytes::from(f.payload)));
-                    return Ok(replies);
-                }
-                _ => {}
-            },
-            Ok(None) => {
-                // What is left is the start of a frame: keep the buffer small.
-                if incoming.capacity() > 4 * MAX_INCOMING_FRAME && incoming.is_empty() {
-                    *incoming = BytesMut::with_capacity(256);
-                }
-                return Ok(replies);
-            }
-            Err(frame::FrameError::Unmasked) => {
-                return Err(Ending::Close(
-                    frame::CLOSE_PROTOCOL_ERROR,
-                    "client frames must be masked",
-                ));
-            }
-            Err(frame::FrameError::TooBig(_)) => {
-                return Err(Ending::Close(frame::CLOSE_TOO_BIG, "message too big"));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! window of segments, and fans every fragment out to every viewer.
 //!
 //! A fragment is allocated once (an `Arc<LiveFragment>` around the `Bytes` the splitter
-//! handed out) and shared by the GOP cache, the segment window and every viewer's queue.
-//! Viewers never hold the hub's lock while they write: each has a [`Subscription`] that reads
-//! a broadcast ring, and one that falls behind is moved to the next key frame, so a slow
-//! viewer cannot slow the source or anyone else.
+//! handed out) and shared by the event ring, the segment window and every viewer's queue.
+//! The ring numbers every event (init, fragment, end); it reaches back at least to the newest
+//! key frame, which is where a new viewer starts. Viewers never hold the hub's lock while they
+//! write: whoever sends takes the ring's events in one go ([`Hub::events_since`]) and walks
+//! each viewer's [`Subscription`] over them; one that falls behind is moved to the next key
+//! frame, so a slow viewer cannot slow the source or anyone else.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,12 +15,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::fmp4::{Fragment, InitSegment, PartInfo, Segmenter, TrackKind};
 
-/// How many events a viewer may fall behind before the ring overwrites them; it is skipped to
-/// the next key frame long before that, by [`HubConfig::max_viewer_lag`].
+/// How many events the ring keeps (more while the newest GOP needs them). A viewer further
+/// behind has lost them and is skipped to the next key frame; [`HubConfig::max_viewer_lag`]
+/// skips it long before that.
 const RING_CAPACITY: usize = 1024;
 
 /// A GOP larger than this is not cached: late joiners wait for the next key frame instead of
@@ -180,7 +183,7 @@ impl Status {
     }
 }
 
-/// What the hub broadcasts.
+/// What the hub sends every viewer, in order.
 #[derive(Debug, Clone)]
 pub enum Event {
     Init(Arc<MediaInit>),
@@ -202,17 +205,26 @@ pub struct SendDelay {
 }
 
 impl SendDelay {
-    pub fn observe(&self, delay: Duration) {
+    /// The bucket `delay` falls in: an index of [`SEND_DELAY_BUCKETS`], or its length for the
+    /// overflow.
+    pub fn bucket(delay: Duration) -> usize {
         let secs = delay.as_secs_f64();
-        let index = SEND_DELAY_BUCKETS
+        SEND_DELAY_BUCKETS
             .iter()
             .position(|bound| secs <= *bound)
-            .unwrap_or(SEND_DELAY_BUCKETS.len());
-        if let Some(bucket) = self.buckets.get(index) {
-            bucket.fetch_add(1, Ordering::Relaxed);
+            .unwrap_or(SEND_DELAY_BUCKETS.len())
+    }
+
+    /// Adds counts gathered elsewhere: per bucket of [`SEND_DELAY_BUCKETS`] and the overflow,
+    /// and their sum.
+    pub fn add(&self, buckets: &[u64; SEND_DELAY_BUCKETS.len() + 1], sum: Duration) {
+        for (bucket, n) in self.buckets.iter().zip(buckets) {
+            if *n > 0 {
+                bucket.fetch_add(*n, Ordering::Relaxed);
+            }
         }
         self.sum_micros
-            .fetch_add(delay.as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(sum.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Counts per bucket (not cumulative; the last is the overflow), and the sum in seconds.
@@ -245,7 +257,12 @@ pub struct Counters {
 
 struct State {
     init: Option<Arc<MediaInit>>,
-    gop: Vec<Arc<LiveFragment>>,
+    /// Every viewer's events, oldest first; `ring[0]` is numbered `ring_first`.
+    ring: VecDeque<Event>,
+    ring_first: u64,
+    /// The number of the newest GOP's first fragment, while that GOP is cached (the ring
+    /// keeps it): a new viewer starts there.
+    gop_start: Option<u64>,
     gop_bytes: usize,
     segmenter: Option<Segmenter>,
     window: VecDeque<Arc<Segment>>,
@@ -267,7 +284,6 @@ pub struct Hub {
     /// it was; another id means the upstream started over.
     timeline: String,
     state: Mutex<State>,
-    events: broadcast::Sender<Event>,
     /// Bumped after every change; manifests and growing segments wait on it.
     updates: watch::Sender<u64>,
     /// Woken when a viewer comes or goes, or an HTTP client asks for media: an on-demand
@@ -301,14 +317,15 @@ impl Hub {
     /// `first_number` numbers the first segment; numbering from the wall clock keeps segment
     /// URLs unique across restarts of the server, so a cache never serves an old one.
     pub fn new(config: HubConfig, first_number: u64) -> Self {
-        let (events, _) = broadcast::channel(RING_CAPACITY);
         let (updates, _) = watch::channel(0);
         Self {
             config,
             timeline: new_timeline_id(),
             state: Mutex::new(State {
                 init: None,
-                gop: Vec::new(),
+                ring: VecDeque::new(),
+                ring_first: 0,
+                gop_start: None,
                 gop_bytes: 0,
                 segmenter: None,
                 window: VecDeque::new(),
@@ -320,7 +337,6 @@ impl Hub {
                 status: Status::Starting,
                 next_number: first_number,
             }),
-            events,
             updates,
             demand: Notify::new(),
             last_request_ms: AtomicU64::new(0),
@@ -361,7 +377,10 @@ impl Hub {
     pub fn reset(&self, status: Status) {
         let mut state = self.lock();
         state.init = None;
-        state.gop.clear();
+        // Numbers go on: a viewer's place in the ring must never point at a later event.
+        state.ring_first += state.ring.len() as u64;
+        state.ring.clear();
+        state.gop_start = None;
         state.gop_bytes = 0;
         state.segmenter = None;
         state.window.clear();
@@ -447,11 +466,11 @@ impl Hub {
             Self::finish_open(&mut state, open, self.config.window);
         }
         state.segmenter = None;
-        state.gop.clear();
+        state.gop_start = None;
         state.gop_bytes = 0;
         state.init = Some(media.clone());
         state.status = Status::Live;
-        let _ = self.events.send(Event::Init(media));
+        Self::append(&mut state, Event::Init(media));
         drop(state);
         self.bump();
     }
@@ -476,21 +495,20 @@ impl Hub {
         if live.fragment.runs.len() > 1 {
             state.single_track_fragments = false;
         }
+        let index = state.ring_first + state.ring.len() as u64;
         if key {
-            state.gop.clear();
+            state.gop_start = Some(index);
             state.gop_bytes = 0;
         }
-        if !state.gop.is_empty() || key {
+        if state.gop_start.is_some() {
             state.gop_bytes += live.fragment.len();
             if state.gop_bytes > MAX_GOP_BYTES {
-                state.gop.clear();
+                state.gop_start = None;
                 state.gop_bytes = 0;
-            } else {
-                state.gop.push(live.clone());
             }
         }
         self.place_in_segments(&mut state, &init, &live);
-        let _ = self.events.send(Event::Fragment(live));
+        Self::append(&mut state, Event::Fragment(live));
         drop(state);
         self.bump();
     }
@@ -623,33 +641,54 @@ impl Hub {
             Self::finish_open(&mut state, open, self.config.window);
         }
         state.status = status;
-        let _ = self.events.send(Event::End);
+        Self::append(&mut state, Event::End);
         drop(state);
         self.bump();
     }
 
-    /// A new viewer: the init and the GOP so far, then everything live, atomically.
+    /// Adds an event to the ring and lets the oldest go, keeping the cached GOP.
+    fn append(state: &mut State, event: Event) {
+        state.ring.push_back(event);
+        let keep_from = state.gop_start.unwrap_or(u64::MAX);
+        while state.ring.len() > RING_CAPACITY && state.ring_first < keep_from {
+            state.ring.pop_front();
+            state.ring_first += 1;
+        }
+    }
+
+    /// A new viewer: the init and the GOP so far, then everything live.
     pub fn subscribe(&self) -> Subscription {
         let state = self.lock();
-        let rx = self.events.subscribe();
-        let mut backlog = VecDeque::with_capacity(state.gop.len() + 1);
-        let ended = matches!(state.status, Status::Ended);
-        if let Some(init) = &state.init {
-            backlog.push_back(Delivery::Init(init.clone()));
-            backlog.extend(state.gop.iter().cloned().map(Delivery::Fragment));
-        }
-        let waiting_for_key = state.gop.is_empty();
-        drop(state);
-        self.counters.viewers.fetch_add(1, Ordering::Relaxed);
-        self.demand.notify_one();
-        Subscription {
-            backlog,
-            rx,
-            waiting_for_key,
+        let head = state.ring_first + state.ring.len() as u64;
+        let start = state.init.as_ref().and(state.gop_start);
+        let subscription = Subscription {
+            init: state.init.clone(),
+            next: start.unwrap_or(head),
+            backlog_end: head,
+            resume: None,
+            waiting_for_key: start.is_none(),
             skipping: false,
             skipped: 0,
             max_lag: self.config.max_viewer_lag,
-            ended,
+            ended: false,
+        };
+        drop(state);
+        self.counters.viewers.fetch_add(1, Ordering::Relaxed);
+        self.demand.notify_one();
+        subscription
+    }
+
+    /// The ring's events from number `first` on (or from its oldest, if that is later), to
+    /// walk subscriptions over without holding the hub's lock.
+    pub fn events_since(&self, first: u64) -> EventWindow {
+        let state = self.lock();
+        let from = first.max(state.ring_first);
+        let skip = usize::try_from(from - state.ring_first).unwrap_or(usize::MAX);
+        EventWindow {
+            first: from,
+            oldest: state.ring_first,
+            events: state.ring.iter().skip(skip).cloned().collect(),
+            now: Instant::now(),
         }
     }
 
@@ -748,80 +787,106 @@ impl Snapshot {
     }
 }
 
+/// The ring's events from one number on, and the moment they were taken.
+#[derive(Debug, Clone)]
+pub struct EventWindow {
+    /// The number of `events[0]`.
+    pub first: u64,
+    /// The number of the oldest event the ring still holds (at most `first`).
+    pub oldest: u64,
+    pub events: Vec<Event>,
+    /// Staleness is judged against this, once per window rather than per event and viewer.
+    pub now: Instant,
+}
+
+impl EventWindow {
+    /// The number after the last event.
+    pub fn end(&self) -> u64 {
+        self.first + self.events.len() as u64
+    }
+
+    pub fn get(&self, number: u64) -> Option<&Event> {
+        let offset = usize::try_from(number.checked_sub(self.first)?).ok()?;
+        self.events.get(offset)
+    }
+}
+
 /// What a viewer is sent next.
 #[derive(Debug, Clone)]
 pub enum Delivery {
     Init(Arc<MediaInit>),
-    Fragment(Arc<LiveFragment>),
+    /// A fragment and its number in the ring.
+    Fragment(u64, Arc<LiveFragment>),
     /// The viewer fell behind; this many fragments were left out and the next one starts a
     /// GOP.
     Skipped(u64),
     End,
 }
 
-/// One viewer's view of the hub: the backlog it joined with, then the live ring.
+/// One viewer's place in the hub's events: the init it joined with, the GOP, then live.
+#[derive(Debug)]
 pub struct Subscription {
-    backlog: VecDeque<Delivery>,
-    rx: broadcast::Receiver<Event>,
+    /// The init to send first (the stream's, when the viewer joined).
+    init: Option<Arc<MediaInit>>,
+    /// The number of the next event to look at.
+    next: u64,
+    /// Events before this number were the cached GOP when the viewer joined: sent whole,
+    /// however old.
+    backlog_end: u64,
+    /// A fresh key frame found while skipping, sent right after the `Skipped` notice.
+    resume: Option<(u64, Arc<LiveFragment>)>,
     /// After an init (or joining before the first key frame): drop media up to a key frame.
     waiting_for_key: bool,
     /// Behind: dropping media up to a key frame, counting it.
     skipping: bool,
     skipped: u64,
     max_lag: Duration,
+    /// `End` has been delivered: nothing follows.
     ended: bool,
 }
 
 impl Subscription {
-    /// The next delivery, waiting for one. `End` once the stream has ended.
-    pub async fn next(&mut self) -> Delivery {
-        loop {
-            if let Some(d) = self.backlog.pop_front() {
-                return d;
-            }
-            if self.ended {
-                return Delivery::End;
-            }
-            let event = self.rx.recv().await;
-            if let Some(d) = self.accept(event) {
-                return d;
-            }
-        }
+    /// The number of the next event this viewer needs.
+    pub fn next_number(&self) -> u64 {
+        self.next
     }
 
-    /// The next delivery if one is ready now, for batching what is already queued.
-    pub fn try_next(&mut self) -> Option<Delivery> {
-        loop {
-            if let Some(d) = self.backlog.pop_front() {
-                return Some(d);
+    /// The next delivery from `window`, or `None` when the viewer has everything in it (or
+    /// the stream has ended).
+    pub fn next_in(&mut self, window: &EventWindow) -> Option<Delivery> {
+        if let Some(init) = self.init.take() {
+            return Some(Delivery::Init(init));
+        }
+        if let Some((number, fragment)) = self.resume.take() {
+            return Some(Delivery::Fragment(number, fragment));
+        }
+        while !self.ended {
+            if self.next < window.first {
+                // The ring let these go before the viewer got to them.
+                self.skipped += window.first - self.next;
+                self.skipping = !self.waiting_for_key;
+                self.next = window.first;
             }
-            if self.ended {
-                return None;
-            }
-            let event = match self.rx.try_recv() {
-                Ok(event) => Ok(event),
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    Err(broadcast::error::RecvError::Lagged(n))
-                }
-                Err(broadcast::error::TryRecvError::Closed) => {
-                    Err(broadcast::error::RecvError::Closed)
-                }
-                Err(broadcast::error::TryRecvError::Empty) => return None,
-            };
-            if let Some(d) = self.accept(event) {
-                return Some(d);
+            let number = self.next;
+            let event = window.get(number)?;
+            self.next += 1;
+            if let Some(delivery) = self.accept(number, event, window.now) {
+                return Some(delivery);
             }
         }
+        None
     }
 
-    fn accept(&mut self, event: Result<Event, broadcast::error::RecvError>) -> Option<Delivery> {
+    fn accept(&mut self, number: u64, event: &Event, now: Instant) -> Option<Delivery> {
         match event {
-            Ok(Event::Init(init)) => {
+            Event::Init(init) => {
                 self.waiting_for_key = true;
-                Some(Delivery::Init(init))
+                self.skipping = false;
+                Some(Delivery::Init(init.clone()))
             }
-            Ok(Event::Fragment(fragment)) => {
-                let stale = fragment.received.elapsed() > self.max_lag;
+            Event::Fragment(fragment) => {
+                let stale = number >= self.backlog_end
+                    && now.saturating_duration_since(fragment.received) > self.max_lag;
                 if stale && !self.waiting_for_key {
                     self.skipping = true;
                 }
@@ -834,9 +899,8 @@ impl Subscription {
                     }
                     self.skipping = false;
                     self.waiting_for_key = false;
-                    let skipped = std::mem::take(&mut self.skipped);
-                    self.backlog.push_back(Delivery::Fragment(fragment));
-                    return Some(Delivery::Skipped(skipped));
+                    self.resume = Some((number, fragment.clone()));
+                    return Some(Delivery::Skipped(std::mem::take(&mut self.skipped)));
                 }
                 if self.waiting_for_key {
                     if !fragment.key {
@@ -844,16 +908,11 @@ impl Subscription {
                     }
                     self.waiting_for_key = false;
                 }
-                Some(Delivery::Fragment(fragment))
+                Some(Delivery::Fragment(number, fragment.clone()))
             }
-            Ok(Event::End) | Err(broadcast::error::RecvError::Closed) => {
+            Event::End => {
                 self.ended = true;
                 Some(Delivery::End)
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                self.skipping = true;
-                self.skipped += n;
-                None
             }
         }
     }

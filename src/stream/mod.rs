@@ -14,8 +14,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use hub::{
-    Counters, Delivery, Event, Hub, HubConfig, LiveFragment, MediaInit, Part, SEND_DELAY_BUCKETS,
-    Segment, Snapshot, Status, Subscription, TrackTiming, unix_millis,
+    Counters, Delivery, Event, EventWindow, Hub, HubConfig, LiveFragment, MediaInit, Part,
+    SEND_DELAY_BUCKETS, Segment, SendDelay, Snapshot, Status, Subscription, TrackTiming,
+    unix_millis,
 };
 
 use crate::source::{self, EncoderOptions, Restart, SourceContext, SourceEvent, SourceSpec};
