@@ -221,6 +221,67 @@ export function parseInit(buffer) {
   });
 }
 
+/**
+ * The init segment with only the tracks whose ids are in `keep`: their `trak` and `trex`
+ * boxes, every other box as it was. A SourceBuffer declared for those tracks only takes it
+ * (one that finds a track it was not told of fails the append).
+ * @param {ArrayBuffer} buffer
+ * @param {Set<number>} keep
+ * @returns {ArrayBuffer}
+ */
+export function initWithTracks(buffer, keep) {
+  const view = new DataView(buffer);
+  const whole = (box) => new Uint8Array(buffer, box.start, box.end - box.start);
+  const trackOf = (box, fieldsAt) => {
+    const c = cursor(view, box);
+    c.c.skip(fieldsAt(c.version));
+    return c.c.u32();
+  };
+  const parts = [];
+  for (const top of boxes(view)) {
+    if (top.type !== 'moov') {
+      parts.push(whole(top));
+      continue;
+    }
+    const kept = [];
+    for (const box of boxes(view, top.start + top.headerSize, top.end)) {
+      if (box.type === 'trak') {
+        const tkhd = need(child(view, box, 'tkhd'), 'tkhd', 'trak');
+        // creation and modification times: 4 bytes each in version 0, 8 in version 1.
+        if (keep.has(trackOf(tkhd, (version) => (version === 1 ? 16 : 8)))) kept.push(whole(box));
+      } else if (box.type === 'mvex') {
+        const trexes = [...boxes(view, box.start + box.headerSize, box.end)].filter(
+          (b) => b.type !== 'trex' || keep.has(trackOf(b, () => 0)),
+        );
+        kept.push(container('mvex', trexes.map(whole)));
+      } else {
+        kept.push(whole(box));
+      }
+    }
+    parts.push(container('moov', kept));
+  }
+  return join(parts).buffer;
+}
+
+/** A container box of `type` around `children` (byte arrays). */
+function container(type, children) {
+  const size = 8 + children.reduce((sum, c) => sum + c.byteLength, 0);
+  const head = new Uint8Array(8);
+  new DataView(head.buffer).setUint32(0, size);
+  for (let i = 0; i < 4; i += 1) head[4 + i] = type.charCodeAt(i);
+  return join([head, ...children]);
+}
+
+function join(arrays) {
+  const out = new Uint8Array(arrays.reduce((sum, a) => sum + a.byteLength, 0));
+  let at = 0;
+  for (const a of arrays) {
+    out.set(a, at);
+    at += a.byteLength;
+  }
+  return out;
+}
+
 /** Fills in `track` from the first entry of its `stsd` (ISO/IEC 14496-12 §8.5.2). */
 function readSampleEntry(view, stsd, track) {
   const { c } = cursor(view, stsd);

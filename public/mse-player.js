@@ -3,14 +3,26 @@
 // The page's player (player.js) owns the socket and the measurements; this keeps the
 // element at the live edge: a seek to the newest key frame on joining, the playback rate
 // steered towards a small buffer, a jump forward when far behind, old media trimmed.
+//
+// Sound is what holds an MSE picture back. With an audio track, Chromium's audio renderer is
+// the clock and it wants about 0.2 s decoded ahead before it plays, more after every stall
+// (media/renderers/audio_renderer_impl.cc, media/filters/audio_renderer_algorithm.cc), even
+// for a muted element; a video-only source runs on the wall clock and plays as soon as one
+// frame is there. So while the element is muted (as every autoplaying page starts) the
+// SourceBuffer gets the video track only; when the viewer turns sound on, it is built again
+// with both tracks from the newest key frame, which is kept for that; and off again.
+
+import { initWithTracks, parseFragment } from './fmp4.js';
 
 /**
  * Where playback aims: this far behind the newest buffered media, in seconds. Less, and
  * Chromium's renderers run dry and stall for far longer than the gain: measured here, a
- * stream with sound stalls below about 0.12 s, a silent one holds 0.07 s.
+ * stream with sound stalls below about 0.12 s; video alone holds LIVE_OFFSET_VIDEO_ONLY.
  */
 const LIVE_OFFSET_WITH_AUDIO = 0.12;
-const LIVE_OFFSET_VIDEO_ONLY = 0.07;
+const LIVE_OFFSET_VIDEO_ONLY = 0.04;
+/** At most this many fragments are kept from the newest key frame (for sound on or off). */
+const MAX_KEPT_FRAGMENTS = 1200;
 /** A playhead further behind the newest buffered media than this jumps forward. */
 const MAX_LAG = 1.0;
 /** Browsers round media times; a playhead this close to a range counts as inside it. */
@@ -53,6 +65,11 @@ export class MseEngine {
   #mime = null;
   #started = false; // the current sink has been seeked to its live edge and told to play
   #liveOffset = LIVE_OFFSET_WITH_AUDIO;
+  // The stream as it comes: its init message and segment, its tracks.
+  #stream = null; // {info, bytes, tracks, videoId, videoMime, hasAudio, separable}
+  #withSound = true; // the sink carries the audio track
+  #sinceKey = []; // every fragment from the newest video key frame on, all tracks
+  #switched = false; // the sink was rebuilt for sound on or off: start it at the live edge
 
   /**
    * @param {HTMLVideoElement} video
@@ -64,8 +81,12 @@ export class MseEngine {
     this.#on = on;
     this.#log = log;
     video.hidden = false;
+    // Steering the rate with pitch kept costs the audio renderer ~50 ms more lookahead
+    // (WSOLA); resampling needs none, and the steps are too small to hear.
+    video.preservesPitch = false;
     video.addEventListener('error', this.#onVideoError);
     video.addEventListener('playing', this.#onPlaying);
+    video.addEventListener('volumechange', this.#onVolumeChange);
     if (HAS_FRAME_CALLBACK) video.requestVideoFrameCallback(this.#onFrame);
   }
 
@@ -74,6 +95,7 @@ export class MseEngine {
     const video = this.#video;
     video.removeEventListener('error', this.#onVideoError);
     video.removeEventListener('playing', this.#onPlaying);
+    video.removeEventListener('volumechange', this.#onVolumeChange);
     // With no src, load() empties the element without reporting an error.
     video.removeAttribute('src');
     video.load();
@@ -83,22 +105,111 @@ export class MseEngine {
 
   /** A new init segment, on a new connection or the same one after a source restart. */
   init(info, bytes, tracks) {
-    this.#liveOffset = tracks?.some((track) => track.kind === 'audio')
-      ? LIVE_OFFSET_WITH_AUDIO
-      : LIVE_OFFSET_VIDEO_ONLY;
-    // The same codecs again (a source restart): the server keeps timestamps continuous, so
-    // the new init segment is simply appended to the SourceBuffer we have.
-    const sameCodecs = this.#mime === info.mime;
-    if (!this.#sink || !(sameCodecs || this.#sink.changeType(info.mime))) {
-      this.#newSink(info.mime);
-    }
-    this.#mime = info.mime;
-    this.#sink.append(bytes);
+    const video = tracks?.find((track) => track.kind === 'video');
+    const audio = tracks?.find((track) => track.kind === 'audio');
+    this.#stream = {
+      info,
+      bytes,
+      tracks,
+      videoId: video?.id ?? null,
+      videoMime: video?.codec ? `video/mp4; codecs="${video.codec}"` : null,
+      hasAudio: Boolean(audio),
+      // The picture can play without the sound: both are there, in fragments of their own
+      // (until a fragment says otherwise).
+      separable: Boolean(video?.codec && audio),
+    };
+    this.#sinceKey = [];
+    this.#load(this.#wantsSound());
   }
 
   media(bytes) {
     // Without a sink (no init yet on this connection) media has nowhere to go.
-    this.#sink?.append(bytes);
+    if (!this.#sink) return;
+    if (!this.#stream?.separable) {
+      this.#sink.append(bytes);
+      return;
+    }
+    let trafs;
+    try {
+      ({ trafs } = parseFragment(bytes, this.#stream.tracks));
+    } catch (err) {
+      // The SourceBuffer says what it makes of it.
+      this.#sink.append(bytes);
+      return;
+    }
+    const video = trafs.find((traf) => traf.trackId === this.#stream.videoId);
+    if (video?.samples[0]?.key) this.#sinceKey = [];
+    if (this.#sinceKey.length < MAX_KEPT_FRAGMENTS) this.#sinceKey.push(bytes);
+    if (this.#withSound) {
+      this.#sink.append(bytes);
+    } else if (trafs.every((traf) => traf.trackId === this.#stream.videoId)) {
+      this.#sink.append(bytes);
+    } else if (video) {
+      // Both tracks in one fragment: the video cannot be had alone; play both.
+      this.#log('fragments carry both tracks: playing with sound');
+      this.#stream.separable = false;
+      this.#rebuild(true);
+    }
+  }
+
+  hasAudio() {
+    return Boolean(this.#stream?.hasAudio);
+  }
+
+  soundOn() {
+    return this.#withSound && !this.#video.muted;
+  }
+
+  /** Turns sound on; call it from a user gesture (browsers start sound only after one). */
+  async unmute() {
+    if (!this.hasAudio()) return false;
+    this.#video.muted = false;
+    this.#onVolumeChange();
+    return this.soundOn();
+  }
+
+  /** Whether the sink should carry every track: the video cannot go alone, or sound is on. */
+  #wantsSound() {
+    return !this.#stream?.separable || !this.#video.muted;
+  }
+
+  /** Gives the sink the stream's init with or without its sound (all tracks, or the video's). */
+  #load(withSound) {
+    const stream = this.#stream;
+    const videoOnly = !withSound && stream.separable;
+    const mime = videoOnly ? stream.videoMime : stream.info.mime;
+    const init = videoOnly ? initWithTracks(stream.bytes, new Set([stream.videoId])) : stream.bytes;
+    this.#withSound = !videoOnly;
+    this.#liveOffset =
+      stream.hasAudio && !videoOnly ? LIVE_OFFSET_WITH_AUDIO : LIVE_OFFSET_VIDEO_ONLY;
+    // The same codecs again (a source restart): the server keeps timestamps continuous, so
+    // the new init segment is simply appended to the SourceBuffer we have.
+    const sameCodecs = this.#mime === mime;
+    if (!this.#sink || !(sameCodecs || this.#sink.changeType(mime))) {
+      this.#newSink(mime);
+    }
+    this.#mime = mime;
+    this.#sink.append(init);
+  }
+
+  #onVolumeChange = () => {
+    if (!this.#stream?.separable || !this.#sink) return;
+    const wanted = this.#wantsSound();
+    if (wanted === this.#withSound) return;
+    this.#log(wanted ? 'sound on: playing both tracks' : 'muted: playing the video track alone');
+    this.#rebuild(wanted);
+  };
+
+  /** A new sink with or without sound, fed from the newest key frame, started where we were. */
+  #rebuild(withSound) {
+    const kept = this.#sinceKey;
+    // A new sink: a SourceBuffer's tracks are fixed by its first init.
+    this.#sink?.close();
+    this.#sink = null;
+    this.#mime = null;
+    this.#load(withSound);
+    this.#switched = true;
+    for (const bytes of kept) this.media(bytes);
   }
 
   /** The server left fragments out: the playhead will find a gap and jump over it. */
@@ -109,6 +220,7 @@ export class MseEngine {
     this.#sink?.close();
     this.#sink = null;
     this.#mime = null;
+    this.#sinceKey = [];
   }
 
   tick() {
@@ -163,7 +275,11 @@ export class MseEngine {
     // first picture shown is the live one.
     if (this.#started || this.#sink.pending() > 0) return;
     this.#started = true;
-    this.#video.currentTime = range.start;
+    // After a switch of tracks the viewer was watching live: stay there.
+    this.#video.currentTime = this.#switched
+      ? Math.max(range.start, range.end - this.#liveOffset)
+      : range.start;
+    this.#switched = false;
     this.#video.play().catch((err) => {
       this.#log('play() refused:', err.name, err.message);
       if (err.name === 'NotAllowedError') this.#on.status('Press play to start.');

@@ -1,7 +1,9 @@
 // /watch/{name}?player=P in Chromium: plays within 5 s, the picture advances at least 3 s over
 // 4 s, no media error, the player that runs is the one expected, a latency is measured; a
 // stream with sound decodes it (WebCodecs: AudioDecoder outputs counted, and after a click
-// sound and picture stay within 40 ms); a hidden tab lets go of the stream and comes back live.
+// sound and picture stay within 40 ms; MSE: no sound decoded while muted, sound decoded after
+// a click, the picture playing on through both switches); a hidden tab lets go of the stream
+// and comes back live.
 //   node watch.mjs --url http://127.0.0.1:PORT --stream live [--player auto|mse|webcodecs]
 //                  [--expect webcodecs|mse]
 
@@ -50,6 +52,37 @@ try {
     const later = await page.evaluate(playerState);
     if (later.time - playing.time < 0.7) fail('the picture stalled with sound on');
     sound = { avSyncMs: heard, decoded };
+  } else if (expect === 'mse') {
+    // Muted, the element gets the picture alone: no sound is decoded, none held it back.
+    const audioBytes = () => document.querySelector('video').webkitAudioDecodedByteCount;
+    const mutedBytes = await page.evaluate(audioBytes);
+    if (mutedBytes !== 0) fail(`${mutedBytes} bytes of sound decoded while muted`);
+    if ((await page.evaluate(() => window.wslive.player.soundState())) !== 'muted') {
+      fail('a stream with sound does not offer it');
+    }
+    await page.click('#sound');
+    await until(page, () => window.wslive.player.soundState() === 'on', 3000, 'sound on');
+    await until(
+      page,
+      () => document.querySelector('video').webkitAudioDecodedByteCount > 0,
+      5000,
+      'sound decoded after the click',
+    );
+    const playing = await page.evaluate(playerState);
+    await page.waitForTimeout(2000);
+    const later = await page.evaluate(playerState);
+    if (later.time - playing.time < 1.4) fail('the picture stalled with sound on');
+    const heardBytes = await page.evaluate(audioBytes);
+    // Muted again: back to the picture alone, still playing.
+    await page.evaluate(() => {
+      document.querySelector('video').muted = true;
+    });
+    await until(page, () => window.wslive.player.soundState() === 'muted', 3000, 'muted again');
+    const muted = await page.evaluate(playerState);
+    await page.waitForTimeout(2000);
+    const mutedLater = await page.evaluate(playerState);
+    if (mutedLater.time - muted.time < 1.4) fail('the picture stalled after muting');
+    sound = { heardBytes, withSoundAdvanced: later.time - playing.time };
   }
 
   // Hidden: the player lets go of the socket. Visible again: it starts over at the live edge.
