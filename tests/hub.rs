@@ -109,3 +109,40 @@ async fn a_viewer_behind_skips_to_a_fresh_key_frame_and_is_told_how_much() {
         "{next:?}"
     );
 }
+
+#[tokio::test]
+async fn a_viewer_whose_queue_went_stale_is_told_and_resumes_at_the_next_key_frame() {
+    let (init, groups) = groups();
+    let hub = Hub::new(HubConfig::default(), 1);
+    hub.set_init(init);
+    for fragment in groups[0].clone() {
+        hub.push(fragment);
+    }
+    let mut viewer = hub.subscribe();
+    let taken = drain(&hub, &mut viewer);
+    assert_eq!(keys(&taken).len(), groups[0].len());
+    // The fan-out could not send what it took; it drops the fragments still queued.
+    let unsent = 3;
+    viewer.skip_to_key(unsent);
+    // Fragments up to the next key frame are left out too, and counted.
+    let rest_of_group: Vec<_> = groups[1].iter().skip(1).cloned().collect();
+    for fragment in rest_of_group.iter().cloned() {
+        hub.push(fragment);
+    }
+    for fragment in groups[2].clone() {
+        hub.push(fragment);
+    }
+    let after = drain(&hub, &mut viewer);
+    match after.first() {
+        Some(Delivery::Skipped(n)) => {
+            assert_eq!(
+                *n as usize,
+                unsent as usize + rest_of_group.len(),
+                "{after:?}"
+            )
+        }
+        other => panic!("expected a skip first, got {other:?}"),
+    }
+    assert_eq!(keys(&after).first(), Some(&true), "then a key frame");
+    assert_eq!(keys(&after).len(), groups[2].len());
+}

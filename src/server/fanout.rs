@@ -399,6 +399,7 @@ impl Viewer {
                 self.push(Out::Own(own_frame(frame::OPCODE_PING, &[])));
             }
         }
+        self.drop_stale(window.events.now);
         if self.flush(stats).is_err() {
             return Turn::Leaves;
         }
@@ -457,6 +458,35 @@ impl Viewer {
                 }
             }
         }
+    }
+
+    /// A viewer whose socket took too little for too long has fragments in its queue that are
+    /// already too old: they are dropped (all but a frame already begun, and the viewer's own
+    /// messages), and the viewer is moved to the next fresh key frame like any other that
+    /// fell behind. Without this, what a slow viewer took in while it still kept up would
+    /// reach it seconds late.
+    fn drop_stale(&mut self, now: Instant) {
+        let begun = usize::from(self.written > 0);
+        let oldest = self.queue.iter().skip(begun).find_map(|out| match out {
+            Out::Frame(_, received) => Some(*received),
+            Out::Own(_) => None,
+        });
+        if !oldest.is_some_and(|received| self.subscription.is_stale(received, now)) {
+            return;
+        }
+        let mut dropped = 0;
+        let mut index = begun;
+        while index < self.queue.len() {
+            if matches!(self.queue[index], Out::Frame(..)) {
+                if let Some(out) = self.queue.remove(index) {
+                    self.queued_bytes -= out.len();
+                }
+                dropped += 1;
+            } else {
+                index += 1;
+            }
+        }
+        self.subscription.skip_to_key(dropped);
     }
 
     /// Drops what is queued, but for a frame already begun (its end must still go out).

@@ -851,6 +851,18 @@ impl Subscription {
         self.next
     }
 
+    /// Whether a fragment the hub took at `received` is too old to send at `now`.
+    pub fn is_stale(&self, received: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(received) > self.max_lag
+    }
+
+    /// The viewer lost `n` fragments delivered to it but never sent (they went stale in its
+    /// queue): it is told so and starts again at the next fresh key frame.
+    pub fn skip_to_key(&mut self, n: u64) {
+        self.skipped += n;
+        self.skipping = !self.waiting_for_key;
+    }
+
     /// The next delivery from `window`, or `None` when the viewer has everything in it (or
     /// the stream has ended).
     pub fn next_in(&mut self, window: &EventWindow) -> Option<Delivery> {
@@ -885,8 +897,7 @@ impl Subscription {
                 Some(Delivery::Init(init.clone()))
             }
             Event::Fragment(fragment) => {
-                let stale = number >= self.backlog_end
-                    && now.saturating_duration_since(fragment.received) > self.max_lag;
+                let stale = number >= self.backlog_end && self.is_stale(fragment.received, now);
                 if stale && !self.waiting_for_key {
                     self.skipping = true;
                 }
