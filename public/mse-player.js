@@ -21,6 +21,12 @@ import { initWithTracks, parseFragment } from './fmp4.js';
  */
 const LIVE_OFFSET_WITH_AUDIO = 0.12;
 const LIVE_OFFSET_VIDEO_ONLY = 0.04;
+/**
+ * Chromium's audio renderer starts playing only with 0.2 s decoded ahead, and every stall
+ * doubles that (up to 3 s): a sink with sound starts this far behind the newest media, and
+ * the rate brings it to its live offset from there.
+ */
+const START_OFFSET_WITH_AUDIO = 0.3;
 /** At most this many fragments are kept from the newest key frame (for sound on or off). */
 const MAX_KEPT_FRAGMENTS = 1200;
 /** A playhead further behind the newest buffered media than this jumps forward. */
@@ -168,6 +174,11 @@ export class MseEngine {
     return this.soundOn();
   }
 
+  /** Whether the sink carries an audio track (muted or not: it is the clock either way). */
+  #withSoundPlaying() {
+    return this.#withSound && Boolean(this.#stream?.hasAudio);
+  }
+
   /** Whether the sink should carry every track: the video cannot go alone, or sound is on. */
   #wantsSound() {
     return !this.#stream?.separable || !this.#video.muted;
@@ -180,8 +191,7 @@ export class MseEngine {
     const mime = videoOnly ? stream.videoMime : stream.info.mime;
     const init = videoOnly ? initWithTracks(stream.bytes, new Set([stream.videoId])) : stream.bytes;
     this.#withSound = !videoOnly;
-    this.#liveOffset =
-      stream.hasAudio && !videoOnly ? LIVE_OFFSET_WITH_AUDIO : LIVE_OFFSET_VIDEO_ONLY;
+    this.#liveOffset = this.#withSoundPlaying() ? LIVE_OFFSET_WITH_AUDIO : LIVE_OFFSET_VIDEO_ONLY;
     // The same codecs again (a source restart): the server keeps timestamps continuous, so
     // the new init segment is simply appended to the SourceBuffer we have.
     const sameCodecs = this.#mime === mime;
@@ -275,9 +285,10 @@ export class MseEngine {
     // first picture shown is the live one.
     if (this.#started || this.#sink.pending() > 0) return;
     this.#started = true;
-    // After a switch of tracks the viewer was watching live: stay there.
+    // After a switch of tracks the viewer was watching live: stay near there.
+    const startOffset = this.#withSoundPlaying() ? START_OFFSET_WITH_AUDIO : this.#liveOffset;
     this.#video.currentTime = this.#switched
-      ? Math.max(range.start, range.end - this.#liveOffset)
+      ? Math.max(range.start, range.end - startOffset)
       : range.start;
     this.#switched = false;
     this.#video.play().catch((err) => {
@@ -327,8 +338,10 @@ export class MseEngine {
     // Faster when behind, slower when about to run dry (dash.js steers its low-latency mode
     // the same way); steps of 1% keep the rate from twitching with every frame.
     const off = lag - this.#liveOffset;
+    // Sound played faster drains the audio renderer's queue, and a stall there doubles what
+    // it waits for next time: with sound, only the gentle steps.
     const change =
-      off > FAST_ABOVE
+      off > FAST_ABOVE && !this.#withSoundPlaying()
         ? Math.min(MAX_FAST_CHANGE, MAX_RATE_CHANGE + (off - FAST_ABOVE) * FAST_PER_SECOND_OFF)
         : Math.max(-MAX_RATE_CHANGE, Math.min(MAX_RATE_CHANGE, off * RATE_PER_SECOND_OFF));
     const rate = Math.round((1 + change) * 100) / 100;

@@ -5,14 +5,17 @@
 // others).
 //   node latency.mjs --url http://127.0.0.1:PORT [--stream live] [--seconds 60] [--joins 5]
 //                    [--players webcodecs,mse,ll-hls,ll-dash]
-//                    (any of auto, webcodecs, mse: our page; ll-hls: hls.js; ll-dash: dash.js)
+//                    (any of auto, webcodecs, mse: our page, muted as a page starts; the same
+//                    with +sound, e.g. mse+sound: after a click on the sound button, with no
+//                    joins timed, as a fresh page starts muted; ll-hls: hls.js; ll-dash:
+//                    dash.js)
 
 import { args, launch, quantile, until } from './lib.mjs';
 import { playerPage } from './players.mjs';
 
 const { url, stream = 'live', seconds = '60', joins = '5', players = 'webcodecs,mse' } = args();
 const WARM_UP_MS = 3000;
-/** Third-party players need longer to settle at their target latency. */
+/** Third-party players, and ours with sound, need longer to settle at their target latency. */
 const THIRD_PARTY_WARM_UP_MS = 15000;
 const THIRD_PARTY = { 'll-hls': 'hls', 'll-dash': 'dash' };
 
@@ -53,11 +56,17 @@ async function measureThirdParty(browser, player) {
 
 async function measure(browser, player) {
   if (THIRD_PARTY[player]) return measureThirdParty(browser, player);
-  const pageUrl = `${url}/watch/${stream}?player=${player}`;
+  const [engine, withSound] = player.split('+');
+  const pageUrl = `${url}/watch/${stream}?player=${engine}`;
   const page = await browser.newPage();
   await page.goto(pageUrl);
   await until(page, () => window.wslive?.stats().joinMs !== null, 10000, 'the first frame');
-  await page.waitForTimeout(WARM_UP_MS);
+  if (withSound) {
+    await page.click('#sound');
+    await until(page, () => window.wslive.player.soundState() === 'on', 5000, 'sound on');
+  }
+  // With sound, players start further back (the audio renderer's start) and steer gently.
+  await page.waitForTimeout(withSound ? THIRD_PARTY_WARM_UP_MS : WARM_UP_MS);
   const skip = await page.evaluate(() => window.wslive.latencies().length);
   await page.waitForTimeout(Number(seconds) * 1000);
   const latencies = (await page.evaluate(() => window.wslive.latencies())).slice(skip);
@@ -66,7 +75,7 @@ async function measure(browser, player) {
   latencies.sort((a, b) => a - b);
 
   const joinTimes = [];
-  for (let i = 0; i < Number(joins); i += 1) {
+  for (let i = 0; i < (withSound ? 0 : Number(joins)); i += 1) {
     const tab = await browser.newPage();
     await tab.goto(pageUrl);
     joinTimes.push(await until(tab, () => window.wslive?.stats().joinMs, 10000, 'the first frame'));
@@ -75,7 +84,7 @@ async function measure(browser, player) {
     await new Promise((resolve) => setTimeout(resolve, 300 + Math.random() * 700));
   }
   joinTimes.sort((a, b) => a - b);
-  return { player, mode: stats.mode, latencies, joinTimes, stats };
+  return { player, mode: withSound ? `${stats.mode}, sound on` : stats.mode, latencies, joinTimes, stats };
 }
 
 const browser = await launch();
