@@ -27,6 +27,8 @@ const LIVE_OFFSET_VIDEO_ONLY = 0.04;
  * the rate brings it to its live offset from there.
  */
 const START_OFFSET_WITH_AUDIO = 0.3;
+/** At most one such restart (a seek, which resets the renderer) this often, in ms. */
+const MIN_RESTART_INTERVAL_MS = 1000;
 /** At most this many fragments are kept from the newest key frame (for sound on or off). */
 const MAX_KEPT_FRAGMENTS = 1200;
 /** A playhead further behind the newest buffered media than this jumps forward. */
@@ -76,6 +78,7 @@ export class MseEngine {
   #withSound = true; // the sink carries the audio track
   #sinceKey = []; // every fragment from the newest video key frame on, all tracks
   #switched = false; // the sink was rebuilt for sound on or off: start it at the live edge
+  #restartedAt = -Infinity; // when a stall with sound last restarted playback (page ms)
 
   /**
    * @param {HTMLVideoElement} video
@@ -93,6 +96,7 @@ export class MseEngine {
     video.addEventListener('error', this.#onVideoError);
     video.addEventListener('playing', this.#onPlaying);
     video.addEventListener('volumechange', this.#onVolumeChange);
+    video.addEventListener('waiting', this.#onWaiting);
     if (HAS_FRAME_CALLBACK) video.requestVideoFrameCallback(this.#onFrame);
   }
 
@@ -102,6 +106,7 @@ export class MseEngine {
     video.removeEventListener('error', this.#onVideoError);
     video.removeEventListener('playing', this.#onPlaying);
     video.removeEventListener('volumechange', this.#onVolumeChange);
+    video.removeEventListener('waiting', this.#onWaiting);
     // With no src, load() empties the element without reporting an error.
     video.removeAttribute('src');
     video.load();
@@ -311,6 +316,21 @@ export class MseEngine {
     if (!HAS_FRAME_CALLBACK && this.#sink) {
       this.#on.frameShown(this.#video.currentTime, performance.timeOrigin + performance.now());
     }
+  };
+
+  // The audio renderer ran dry. Left alone it waits for twice what it wanted before (0.4 s,
+  // then 0.8 s...) and the latency climbs; a seek resets it to 0.2 s, so restart at once, a
+  // little further back.
+  #onWaiting = () => {
+    const video = this.#video;
+    if (!this.#started || !this.#withSoundPlaying() || video.seeking || video.paused) return;
+    const now = performance.now();
+    const range = lastRange(video.buffered);
+    if (!range || now - this.#restartedAt < MIN_RESTART_INTERVAL_MS) return;
+    this.#restartedAt = now;
+    const target = Math.max(range.start, range.end - START_OFFSET_WITH_AUDIO);
+    this.#log(`sound ran dry at ${video.currentTime.toFixed(2)}: restarting at ${target.toFixed(2)}`);
+    video.currentTime = target;
   };
 
   #onVideoError = () => {
