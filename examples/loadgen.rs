@@ -706,6 +706,28 @@ fn video_media_ms(data: &[u8], init: &InitSegment) -> Option<f64> {
     Some(run.decode_time as f64 * 1000.0 / f64::from(video.timescale.max(1)))
 }
 
+/// A gauge from the server's `/metrics` (a process-wide one, without labels).
+fn server_gauge(options: &Options, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect((options.host.as_str(), options.port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        tcp,
+        "GET /metrics HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\r\n",
+        options.host, options.port
+    )
+    .ok()?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).ok()?;
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// A process's resident memory and CPU time at one moment, from /proc.
 #[derive(Debug, Clone, Copy)]
 struct Usage {
@@ -976,6 +998,12 @@ async fn run(options: Options) {
             rss0 as f64 / 1024.0,
             rss1.saturating_sub(rss0) as f64 / viewers
         );
+        if let Some(bytes) = server_gauge(&options, "wsls_frame_file_bytes") {
+            println!(
+                "server: {:.1} MB of frames in memory files besides (not in the RSS)",
+                bytes / 1e6
+            );
+        }
         let cpu = cpu1 - cpu0;
         println!(
             "server: {:.2} CPU-s over {:.1} s ({:.0}% of a core), {:.3} CPU-s per viewer-hour",

@@ -155,6 +155,11 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     }
     let _ = writeln!(
         out,
+        "# HELP wsls_frame_file_bytes WebSocket frames held in memory files for sendfile (not in the RSS).\n# TYPE wsls_frame_file_bytes gauge\nwsls_frame_file_bytes {}",
+        super::wire::file_bytes()
+    );
+    let _ = writeln!(
+        out,
         "# HELP wsls_uptime_seconds Seconds since the server started.\n# TYPE wsls_uptime_seconds gauge\nwsls_uptime_seconds {}",
         app.started.elapsed().as_secs_f64()
     );

@@ -131,13 +131,21 @@ impl Wire {
     }
 }
 
+/// Bytes of frames held in memory files (none where there are none).
+pub fn file_bytes() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return file::held_bytes();
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    0
+}
+
 /// The memory file: chunks of it, and sending ranges of them.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod file {
     use std::io::IoSlice;
     use std::os::fd::{AsFd, OwnedFd};
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     /// A chunk holds this much unless one frame needs more.
     const CHUNK_BYTES: u64 = 2 << 20;
@@ -146,10 +154,25 @@ pub mod file {
     /// goes out as a vectored write.
     static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
+    /// Bytes written into chunks still open, every stream's: memory outside the process's
+    /// RSS (the pages are not mapped), so `/metrics` says it.
+    static HELD: AtomicU64 = AtomicU64::new(0);
+
+    pub fn held_bytes() -> u64 {
+        HELD.load(Ordering::Relaxed)
+    }
+
     /// One memory file, filled from the start and never written twice at one offset.
     #[derive(Debug)]
     pub struct Chunk {
         pub(super) fd: OwnedFd,
+        written: AtomicU64,
+    }
+
+    impl Drop for Chunk {
+        fn drop(&mut self) {
+            HELD.fetch_sub(*self.written.get_mut(), Ordering::Relaxed);
+        }
     }
 
     /// A frame's bytes in a chunk.
@@ -234,7 +257,11 @@ pub mod file {
                     "websocketlivestream-frames",
                     rustix::fs::MemfdFlags::CLOEXEC,
                 )?;
-                self.current = Some((Arc::new(Chunk { fd }), 0, CHUNK_BYTES.max(len)));
+                let chunk = Chunk {
+                    fd,
+                    written: AtomicU64::new(0),
+                };
+                self.current = Some((Arc::new(chunk), 0, CHUNK_BYTES.max(len)));
             }
             let Some((chunk, used, _)) = self.current.as_mut() else {
                 return Err(std::io::Error::other("no chunk"));
@@ -253,6 +280,8 @@ pub mod file {
                 written += n;
             }
             *used += len;
+            chunk.written.fetch_add(len, Ordering::Relaxed);
+            HELD.fetch_add(len, Ordering::Relaxed);
             Ok(Span {
                 chunk: chunk.clone(),
                 offset,
@@ -371,6 +400,12 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 1000, "{checked} frames checked");
+        let held: usize = frames.iter().map(|f| f.len()).sum();
+        assert!(
+            file_bytes() >= held as u64,
+            "memory files hold {} bytes, the frames kept {held}",
+            file_bytes()
+        );
         assert!(
             chunks >= 2,
             "{chunks} chunks: the test never crossed a chunk boundary"
