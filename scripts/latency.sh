@@ -9,7 +9,8 @@
 #   scripts/latency.sh 60 webcodecs,mse,ll-hls,ll-dash auto,fmp4
 #   scripts/latency.sh 30 auto auto -- --config my.toml
 #
-# Players: webcodecs, mse, auto (our page), ll-hls (hls.js), ll-dash (dash.js). The latency is
+# Players: webcodecs, mse, auto (our page, muted as a page starts), the same with +sound (after
+# a click on the sound button), ll-hls (hls.js), ll-dash (dash.js). The latency is
 # measured from each frame's prft wall clock: with --ingest fmp4 ffmpeg's encoder-input time,
 # with --ingest auto our ingest's clock (the quickest arrivals, which leaves out the shortest
 # encoding time, a few ms: see examples/ingest_lag.rs for capture-to-arrival of both).
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-players=${2:-webcodecs,mse,ll-hls,ll-dash}
+players=${2:-webcodecs,mse,webcodecs+sound,mse+sound,ll-hls,ll-dash}
 ingests=${3:-auto,fmp4}
 shift $(( $# >= 3 ? 3 : $# ))
 [ "${1:-}" = "--" ] && shift
