@@ -143,6 +143,8 @@ export class Player {
       reconnects: this.#socket.reconnects,
       avSyncMs: engine?.avSyncMs() ?? null,
       audioFrames: engine?.audioFrames?.() ?? null,
+      audioBehindMs: engine?.audioBehindMs?.() ?? null,
+      audioTrimmed: engine?.audioTrimmed?.() ?? null,
     };
   }
 

@@ -23,6 +23,10 @@ const MAX_BEHIND_MS = 1000;
 const ARRIVALS_KEPT = 90;
 /** Audio is scheduled this far ahead of its first sample's arrival: its jitter buffer. */
 const AUDIO_LEAD_S = 0.04;
+/** Audio scheduled further ahead than its lead by this much, for a while, is brought nearer. */
+const AUDIO_SLACK_S = 0.02;
+/** The while: about half a second of 1024-sample chunks. */
+const AUDIO_SLACK_CHUNKS = 24;
 /** Scheduled audio further ahead than this (a fast sound card, a burst) starts over. */
 const AUDIO_MAX_AHEAD_S = 0.5;
 /** Frames without a duration of their own are taken to last this long. */
@@ -71,6 +75,8 @@ export class WebCodecsEngine {
   #arrivals = []; // (arrival ms − pts ms) of recent video samples: the wall clock's offset
   #newestVideoMs = null; // pts of the newest video sample handed to the decoder
   #newestAudioS = null; // end of the newest audio sample received
+  #audioArrivals = []; // (arrival ms − pts ms) of recent audio samples
+  #audioTrimmed = 0; // chunks of sound left out to bring the audio clock nearer the live edge
   #shownMs = null; // pts of the picture on screen, since the last (re)start
   #positionMs = 0; // pts of the picture on screen, kept across restarts
   #frames = 0;
@@ -141,7 +147,7 @@ export class WebCodecsEngine {
     const arrived = performance.now();
     for (const traf of fragment.trafs) {
       if (traf.trackId === this.#video?.id) this.#decodeVideo(traf.samples, arrived);
-      else if (traf.trackId === this.#audio?.id) this.#decodeAudio(traf.samples);
+      else if (traf.trackId === this.#audio?.id) this.#decodeAudio(traf.samples, arrived);
     }
     this.#checkBehind();
   }
@@ -155,6 +161,7 @@ export class WebCodecsEngine {
   reset() {
     this.#restartAtKey();
     this.#arrivals = [];
+    this.#audioArrivals = [];
     this.#newestVideoMs = null;
     this.#newestAudioS = null;
     if (this.#sound) this.#sound.anchorContext = null;
@@ -185,6 +192,20 @@ export class WebCodecsEngine {
     return this.#sound ? this.#avSyncMs : null;
   }
 
+  /**
+   * How much later the sound of a moment arrives than its picture (the quickest of recent
+   * arrivals of each): with sound on, pictures wait for it.
+   */
+  audioBehindMs() {
+    if (this.#arrivals.length === 0 || this.#audioArrivals.length === 0) return null;
+    return Math.round(Math.min(...this.#audioArrivals) - Math.min(...this.#arrivals));
+  }
+
+  /** Chunks of sound left out to catch up with the live edge. */
+  audioTrimmed() {
+    return this.#audioTrimmed;
+  }
+
   /** AudioData the decoder put out, heard or not. */
   audioFrames() {
     return this.#audioFrames;
@@ -205,7 +226,7 @@ export class WebCodecsEngine {
       const context = new AudioContext({ latencyHint: 'interactive', sampleRate: this.#audio.sampleRate || undefined });
       const gain = context.createGain();
       gain.connect(context.destination);
-      this.#sound = { context, gain, anchorContext: null, anchorMedia: 0 };
+      this.#sound = { context, gain, anchorContext: null, anchorMedia: 0, closest: Infinity, chunks: 0 };
     }
     await this.#sound.context.resume();
     return this.soundOn();
@@ -353,11 +374,13 @@ export class WebCodecsEngine {
 
   // --- audio ---
 
-  #decodeAudio(samples) {
+  #decodeAudio(samples, arrived) {
     const decoder = this.#audioDecoder;
     if (!decoder || this.#waitingForKey) return;
     const scale = this.#audio.timescale;
     for (const sample of samples) {
+      this.#audioArrivals.push(arrived - (sample.pts * 1000) / scale);
+      if (this.#audioArrivals.length > ARRIVALS_KEPT) this.#audioArrivals.shift();
       decoder.decode(
         new EncodedAudioChunk({
           type: 'key',
@@ -390,7 +413,27 @@ export class WebCodecsEngine {
       // First sound, a gap (the decoder or network was late) or drift: anchor again.
       sound.anchorContext = context.currentTime + AUDIO_LEAD_S;
       sound.anchorMedia = start;
+      sound.closest = Infinity;
+      sound.chunks = 0;
       when = sound.anchorContext;
+    }
+    // How far ahead audio is scheduled only grows by itself: an output device that starts a
+    // while after the context says it runs (100-200 ms seen in Chromium), a burst, a sound
+    // card slower than the source. Pictures wait for their sound, so slack is latency: where
+    // every chunk of the last half second had more than AUDIO_SLACK_S to spare, one is left
+    // out (a few ms of sound) and everything after it comes that much sooner.
+    sound.closest = Math.min(sound.closest, when - context.currentTime);
+    sound.chunks += 1;
+    if (sound.chunks >= AUDIO_SLACK_CHUNKS) {
+      const spare = sound.closest > AUDIO_LEAD_S + AUDIO_SLACK_S;
+      sound.closest = Infinity;
+      sound.chunks = 0;
+      if (spare) {
+        sound.anchorContext -= end - start;
+        this.#audioTrimmed += 1;
+        data.close();
+        return;
+      }
     }
     const buffer = context.createBuffer(data.numberOfChannels, data.numberOfFrames, data.sampleRate);
     if (!this.#audioScratch || this.#audioScratch.length < data.numberOfFrames) {

@@ -44,7 +44,7 @@ async function measureThirdParty(browser, player) {
     joinTimes.sort((a, b) => a - b);
     return {
       player,
-      mode: `${player} (${THIRD_PARTY[player] === 'hls' ? 'hls.js' : 'dash.js'}${state.lowLatency ? ', low-latency' : ''})`,
+      mode: `${player} (${THIRD_PARTY[player] === 'hls' ? 'hls.js' : 'dash.js'}${state.lowLatency ? ', low-latency' : ''}${state.target ? `, target ${state.target.toFixed(1)} s` : ''})`,
       latencies,
       joinTimes,
       stats: { skipped: '-', droppedFrames: '-', reconnects: '-', fps: '-', errors: state.errors.length },

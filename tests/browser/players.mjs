@@ -49,6 +49,8 @@ const page = (player, source) => `<!doctype html><meta charset="utf-8">
         lowLatency: Boolean(h.lowLatencyMode && details?.partList?.length && details?.canBlockReload),
         parts: details?.partList?.length ?? 0,
         latency: h.latency,
+        // What hls.js steers to: the playlist's PART-HOLD-BACK, plus a second per stall.
+        target: h.targetLatency,
       };
     };
     // playingDate: the program date time of the playhead.
