@@ -54,8 +54,10 @@ export class Player {
   #tickTimer = 0;
 
   #openedAt = null; // socket open time, until this connection's first picture is shown
+  #liveFrom = null; // socket open time, until this connection's first live picture is shown
   #frameShown = false;
   #joinMs = null;
+  #liveMs = null;
   #skipped = 0;
   #bitrate = new ByteRate(BITRATE_WINDOW_MS);
   #fps = new FrameRate(FPS_WINDOW_MS);
@@ -85,6 +87,7 @@ export class Player {
         connecting: () => this.#onConnecting(),
         open: () => {
           this.#openedAt = performance.now();
+          this.#liveFrom = this.#openedAt;
         },
         init: (info) => {
           this.info = info;
@@ -135,6 +138,7 @@ export class Player {
       mode: this.mode,
       latencyMs: this.#latency.median(),
       joinMs: this.#joinMs === null ? null : Math.round(this.#joinMs),
+      liveMs: this.#liveMs === null ? null : Math.round(this.#liveMs),
       bufferMs: engine?.bufferMs() ?? null,
       fps: this.#fps.value,
       bitrateBps: this.#bitrate.bitsPerSecond(),
@@ -176,6 +180,7 @@ export class Player {
 
   #onConnecting() {
     this.#openedAt = null;
+    this.#liveFrom = null;
     this.#frameShown = false;
     this.#choosing = null;
     this.#waiting = [];
@@ -243,7 +248,7 @@ export class Player {
 
   #engineEvents() {
     return {
-      frameShown: (media, shownPageMs) => this.#onFrameShown(media, shownPageMs),
+      frameShown: (media, shownPageMs, preview) => this.#onFrameShown(media, shownPageMs, preview),
       fatal: (message) => this.#fail(message),
       status: (text) => this.#on.status(text),
     };
@@ -273,8 +278,15 @@ export class Player {
     }
   }
 
-  /** One frame of media time `media` (s) shown at page wall clock `shownPageMs`. */
-  #onFrameShown(media, shownPageMs) {
+  /**
+   * One frame of media time `media` (s) shown at page wall clock `shownPageMs`; a `preview` is
+   * a joiner's key frame, shown while the frames after it decode, behind the live edge.
+   */
+  #onFrameShown(media, shownPageMs, preview = false) {
+    if (!preview && this.#liveFrom !== null) {
+      this.#liveMs = shownPageMs - performance.timeOrigin - this.#liveFrom;
+      this.#liveFrom = null;
+    }
     if (!this.#frameShown) {
       this.#frameShown = true;
       if (this.#openedAt !== null) {
@@ -285,6 +297,7 @@ export class Player {
       this.#on.error(null);
       this.#showLive();
     }
+    if (preview) return;
     const offset = this.#clock.offsetMs;
     const captured = this.#producer.wallMsAt(media);
     if (offset !== null && captured !== null) this.#latency.add(shownPageMs + offset - captured);

@@ -15,8 +15,10 @@
 
 import { Mp4Error, parseFragment } from './fmp4.js';
 
-/** Decoded but undecoded chunks beyond this mean the decoder cannot keep up. */
+/** Chunks waiting for the decoder beyond this mean it cannot keep up. */
 const MAX_DECODE_QUEUE = 15;
+/** The same while a joiner's burst decodes: a group of pictures of up to 4 s at 30 fps. */
+const MAX_CATCH_UP_QUEUE = 120;
 /** A picture this far behind the newest video received restarts at the next key frame. */
 const MAX_BEHIND_MS = 1000;
 /** How far back the wall clock looks for the fastest arrival (adapts to clock drift). */
@@ -69,6 +71,7 @@ export class WebCodecsEngine {
   #audioDecoder = null;
   #waitingForKey = true; // after an init, a reset or a skip: chunks up to a key frame are left out
   #catchingUp = true; // after a (re)start, until the decoder has caught up: skipped frames are no drops
+  #previewed = false; // a picture was drawn since the last (re)start
   #pending = []; // decoded VideoFrames not yet drawn, oldest first
   #drawTimer = 0;
 
@@ -89,7 +92,7 @@ export class WebCodecsEngine {
 
   /**
    * @param {HTMLCanvasElement} canvas
-   * @param {{frameShown: (mediaSeconds: number, shownPageMs: number) => void,
+   * @param {{frameShown: (mediaSeconds: number, shownPageMs: number, preview: boolean) => void,
    *          fatal: (message: string) => void, status: (text: string) => void}} on
    */
   constructor(canvas, on, log) {
@@ -293,11 +296,14 @@ export class WebCodecsEngine {
       // Late with a newer picture already decoding: leave this one out, show that one. A
       // joiner's burst is all late but its newest frame, which then comes first.
       const newerComing = this.#newestVideoMs !== null && this.#newestVideoMs > ptsMs + 0.5;
-      const skipIt = newerComing && lateMs > (this.#catchingUp ? 0.5 : 1.5) * interval;
+      // A joiner's key frame is drawn at once all the same, a picture while the rest of its
+      // group decodes (up to a second of frames, some 10 ms each here): a preview, not live.
+      const preview = !this.#previewed && this.#catchingUp && newerComing;
+      const skipIt = !preview && newerComing && lateMs > (this.#catchingUp ? 0.5 : 1.5) * interval;
       for (let i = 0; i < due; i += 1) this.#letGo(pending[i]);
       pending.splice(0, due + 1);
       if (skipIt) this.#letGo(frame);
-      else this.#draw(frame, ptsMs, now);
+      else this.#draw(frame, ptsMs, now, preview);
     }
     if (pending.length > 0) {
       // The next frame waits for its moment (with sound: for the audio clock).
@@ -306,7 +312,7 @@ export class WebCodecsEngine {
     }
   }
 
-  #draw(frame, ptsMs, nowMediaMs) {
+  #draw(frame, ptsMs, nowMediaMs, preview) {
     const canvas = this.#canvas;
     if (canvas.width !== frame.displayWidth || canvas.height !== frame.displayHeight) {
       canvas.width = frame.displayWidth;
@@ -315,12 +321,18 @@ export class WebCodecsEngine {
     this.#context.drawImage(frame, 0, 0, canvas.width, canvas.height);
     frame.close();
     this.#frames += 1;
-    this.#shownMs = ptsMs;
     this.#positionMs = ptsMs;
+    this.#previewed = true;
+    if (preview) {
+      // Not yet where the stream is: neither the buffer nor the latency counts it.
+      this.#on.frameShown(ptsMs / 1000, performance.timeOrigin + performance.now(), true);
+      return;
+    }
+    this.#shownMs = ptsMs;
     // A joiner's burst is over once the decoder has nothing left of it.
     if (this.#videoDecoder?.decodeQueueSize === 0) this.#catchingUp = false;
     if (this.#sound?.anchorContext != null) this.#avSyncMs = Math.round(ptsMs - nowMediaMs);
-    this.#on.frameShown(ptsMs / 1000, performance.timeOrigin + performance.now());
+    this.#on.frameShown(ptsMs / 1000, performance.timeOrigin + performance.now(), false);
   }
 
   /** A decoded frame that will never be shown. */
@@ -338,7 +350,11 @@ export class WebCodecsEngine {
       this.#shownMs !== null && this.#newestVideoMs !== null
         ? this.#newestVideoMs - this.#shownMs
         : 0;
-    if (queued <= MAX_DECODE_QUEUE && behind <= MAX_BEHIND_MS) return;
+    // A joiner's group of pictures arrives at once and is all queued: that is not falling
+    // behind (it was, before: a joiner more than 15 frames into a group threw it away and
+    // waited for the next key frame, up to a second).
+    const maxQueue = this.#catchingUp ? MAX_CATCH_UP_QUEUE : MAX_DECODE_QUEUE;
+    if (queued <= maxQueue && behind <= MAX_BEHIND_MS) return;
     this.#log(`decoder behind (queue ${queued}, ${Math.round(behind)} ms): waiting for a key frame`);
     this.#dropped += queued + this.#pending.length;
     this.#restartAtKey();
@@ -351,6 +367,7 @@ export class WebCodecsEngine {
     this.#pending = [];
     this.#waitingForKey = true;
     this.#catchingUp = true;
+    this.#previewed = false;
     this.#shownMs = null;
     for (const decoder of [this.#videoDecoder, this.#audioDecoder]) {
       if (decoder?.state !== 'configured') continue;

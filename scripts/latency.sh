@@ -65,5 +65,5 @@ for ingest in "${ingest_list[@]}"; do
 done
 
 echo
-printf '%-6s %-32s   p50   p95   p99  join (median)\n' ingest player
+printf '%-6s %-32s   p50   p95   p99  join  live (medians)\n' ingest player
 printf '%s\n' "${summary[@]}"

@@ -2,7 +2,8 @@
 // per frame shown, the wall clock at the screen minus the encoder's prft wall clock (our page,
 // see public/player.js; hls.js and dash.js, see players.mjs), over a run, then the join time of
 // fresh page loads (socket open to first picture for ours, page load to first picture for the
-// others).
+// others) and, for ours, when the picture was live (a joiner's first picture may be its key
+// frame, shown while the rest of its group decodes).
 //   node latency.mjs --url http://127.0.0.1:PORT [--stream live] [--seconds 60] [--joins 5]
 //                    [--players webcodecs,mse,ll-hls,ll-dash]
 //                    (any of auto, webcodecs, mse: our page, muted as a page starts; the same
@@ -75,23 +76,35 @@ async function measure(browser, player) {
   latencies.sort((a, b) => a - b);
 
   const joinTimes = [];
+  const liveTimes = [];
   for (let i = 0; i < (withSound ? 0 : Number(joins)); i += 1) {
     const tab = await browser.newPage();
     await tab.goto(pageUrl);
-    joinTimes.push(await until(tab, () => window.wslive?.stats().joinMs, 10000, 'the first frame'));
+    const { joinMs, liveMs } = await until(
+      tab,
+      () => {
+        const s = window.wslive?.stats();
+        return s?.liveMs != null && s.joinMs != null ? s : null;
+      },
+      10000,
+      'the first live frame',
+    );
+    joinTimes.push(joinMs);
+    liveTimes.push(liveMs);
     await tab.close();
     // Join at a different point of the group of pictures each time.
     await new Promise((resolve) => setTimeout(resolve, 300 + Math.random() * 700));
   }
   joinTimes.sort((a, b) => a - b);
-  return { player, mode: withSound ? `${stats.mode}, sound on` : stats.mode, latencies, joinTimes, stats };
+  liveTimes.sort((a, b) => a - b);
+  return { player, mode: withSound ? `${stats.mode}, sound on` : stats.mode, latencies, joinTimes, liveTimes, stats };
 }
 
 const browser = await launch();
 try {
   const rows = [];
   for (const player of players.split(',')) rows.push(await measure(browser, player));
-  for (const { player, mode, latencies, joinTimes, stats } of rows) {
+  for (const { player, mode, latencies, joinTimes, liveTimes, stats } of rows) {
     console.log(`\n${url}/watch/${stream}?player=${player} (${mode})`);
     console.log(`frames measured: ${latencies.length} over ${seconds} s (after ${WARM_UP_MS} ms warm-up)`);
     console.log(
@@ -100,15 +113,20 @@ try {
     console.log(
       `join ms (${joinTimes.length} fresh loads): median ${quantile(joinTimes, 0.5)}  max ${quantile(joinTimes, 1)}  all ${joinTimes.join(', ')}`,
     );
+    if (liveTimes) {
+      console.log(
+        `live ms (the same loads): median ${quantile(liveTimes, 0.5)}  max ${quantile(liveTimes, 1)}  all ${liveTimes.join(', ')}`,
+      );
+    }
     console.log(
       `skipped fragments ${stats.skipped}, dropped frames ${stats.droppedFrames}, reconnects ${stats.reconnects}, fps ${stats.fps}`,
     );
   }
-  console.log(`\n${'player'.padEnd(32)}   p50   p95   p99  join (median)`);
-  for (const { mode, latencies, joinTimes } of rows) {
+  console.log(`\n${'player'.padEnd(32)}   p50   p95   p99  join  live (medians)`);
+  for (const { mode, latencies, joinTimes, liveTimes } of rows) {
     const cell = (v) => String(v).padStart(5);
     console.log(
-      `${mode.padEnd(32)} ${cell(quantile(latencies, 0.5))} ${cell(quantile(latencies, 0.95))} ${cell(quantile(latencies, 0.99))} ${cell(quantile(joinTimes, 0.5))}`,
+      `${mode.padEnd(32)} ${cell(quantile(latencies, 0.5))} ${cell(quantile(latencies, 0.95))} ${cell(quantile(latencies, 0.99))} ${cell(quantile(joinTimes, 0.5))} ${cell(liveTimes ? quantile(liveTimes, 0.5) : '-')}`,
     );
   }
 } finally {
