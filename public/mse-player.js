@@ -306,8 +306,8 @@ export class MseEngine {
   #onFrame = (_now, meta) => {
     if (!this.#video) return;
     if (this.#sink && this.#started) {
-      // A joiner starts at its key frame and fast-forwards: until it is near the live edge,
-      // what it shows is a preview, which the latency does not count.
+      // Until a frame near the live edge is shown (a start can land short of it and steer
+      // there), what is shown is a preview, which the latency does not count.
       const range = lastRange(this.#video.buffered);
       if (!this.#caughtUp && (!range || range.end - meta.mediaTime <= this.#liveOffset + FAST_ABOVE)) {
         this.#caughtUp = true;

@@ -113,7 +113,7 @@ try {
     console.log(
       `join ms (${joinTimes.length} fresh loads): median ${quantile(joinTimes, 0.5)}  max ${quantile(joinTimes, 1)}  all ${joinTimes.join(', ')}`,
     );
-    if (liveTimes) {
+    if (liveTimes?.length) {
       console.log(
         `live ms (the same loads): median ${quantile(liveTimes, 0.5)}  max ${quantile(liveTimes, 1)}  all ${liveTimes.join(', ')}`,
       );
