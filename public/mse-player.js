@@ -295,7 +295,7 @@ export class MseEngine {
     if (this.#started || this.#sink.pending() > 0) return;
     this.#started = true;
     const startOffset = this.#withSoundPlaying() ? START_OFFSET_WITH_AUDIO : this.#liveOffset;
-    this.#video.currentTime = Math.max(range.start, range.end - startOffset);
+    this.#video.currentTime = behindEdge(range, startOffset);
     this.#video.play().catch((err) => {
       this.#log('play() refused:', err.name, err.message);
       if (err.name === 'NotAllowedError') this.#on.status('Press play to start.');
@@ -308,9 +308,9 @@ export class MseEngine {
     if (this.#sink && this.#started) {
       // Until a frame near the live edge is shown (a start can land short of it and steer
       // there), what is shown is a preview, which the latency does not count.
-      const range = lastRange(this.#video.buffered);
-      if (!this.#caughtUp && (!range || range.end - meta.mediaTime <= this.#liveOffset + FAST_ABOVE)) {
-        this.#caughtUp = true;
+      if (!this.#caughtUp) {
+        const range = lastRange(this.#video.buffered);
+        this.#caughtUp = !range || range.end - meta.mediaTime <= this.#liveOffset + FAST_ABOVE;
       }
       this.#on.frameShown(meta.mediaTime, performance.timeOrigin + meta.expectedDisplayTime, !this.#caughtUp);
     }
@@ -334,7 +334,7 @@ export class MseEngine {
     const range = lastRange(video.buffered);
     if (!range || now - this.#restartedAt < MIN_RESTART_INTERVAL_MS) return;
     this.#restartedAt = now;
-    const target = Math.max(range.start, range.end - START_OFFSET_WITH_AUDIO);
+    const target = behindEdge(range, START_OFFSET_WITH_AUDIO);
     this.#log(`sound ran dry at ${video.currentTime.toFixed(2)}: restarting at ${target.toFixed(2)}`);
     video.currentTime = target;
   };
@@ -355,7 +355,7 @@ export class MseEngine {
     const lag = range.end - now;
     // Before the newest range means stuck at a gap, e.g. where the server skipped fragments.
     if (now < range.start - TIME_TOLERANCE || lag > MAX_LAG) {
-      const target = Math.max(range.start, range.end - this.#liveOffset);
+      const target = behindEdge(range, this.#liveOffset);
       this.#log(`jump to live: ${now.toFixed(2)} -> ${target.toFixed(2)}`);
       video.currentTime = target;
       video.playbackRate = 1;
@@ -549,6 +549,11 @@ class MseSink {
     this.close();
     this.#onFatal(message);
   }
+}
+
+/** `seconds` before the end of `range`, but not before its start. */
+function behindEdge(range, seconds) {
+  return Math.max(range.start, range.end - seconds);
 }
 
 function lastRange(buffered) {

@@ -474,19 +474,15 @@ impl Viewer {
         if !oldest.is_some_and(|received| self.subscription.is_stale(received, now)) {
             return;
         }
-        let mut dropped = 0;
-        let mut index = begun;
-        while index < self.queue.len() {
-            if matches!(self.queue[index], Out::Frame(..)) {
-                if let Some(out) = self.queue.remove(index) {
-                    self.queued_bytes -= out.len();
-                }
-                dropped += 1;
-            } else {
-                index += 1;
-            }
-        }
-        self.subscription.skip_to_key(dropped);
+        let before = self.queue.len();
+        let mut index = 0;
+        self.queue.retain(|out| {
+            index += 1;
+            index <= begun || matches!(out, Out::Own(_))
+        });
+        self.queued_bytes = self.queue.iter().map(Out::len).sum();
+        self.subscription
+            .skip_to_key((before - self.queue.len()) as u64);
     }
 
     /// Drops what is queued, but for a frame already begun (its end must still go out).
