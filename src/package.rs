@@ -9,13 +9,14 @@
 //! ```
 
 use std::path::Path;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
 use crate::fmp4::{Splitter, Unit};
 use crate::manifest::{dash, hls};
 use crate::stream::manifests::{self, HlsUris};
-use crate::stream::{Hub, HubConfig, Status, concat};
+use crate::stream::{HubConfig, Status, Window, concat, unix_millis};
 
 /// What `package` wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +38,7 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
         window: usize::MAX,
         ..HubConfig::default()
     };
-    let hub = Hub::new(config.clone(), 1);
+    let mut window = Window::new(config.cutting(), 1);
     let mut splitter = Splitter::default();
     splitter.feed(Bytes::from(data));
     let mut inits = 0;
@@ -51,9 +52,17 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
                         input.display()
                     ));
                 }
-                hub.set_init(init);
+                if window.set_init(init).is_none() {
+                    return Err(format!(
+                        "{}: the init segment has no tracks",
+                        input.display()
+                    ));
+                }
             }
-            Ok(Some(Unit::Fragment(fragment))) => hub.push(fragment),
+            Ok(Some(Unit::Fragment(fragment))) => {
+                // A file has no arrival times: every fragment counts as received now.
+                window.push(fragment, Instant::now(), unix_millis(SystemTime::now()));
+            }
             Ok(None) => break,
             Err(err) => return Err(format!("{}: {err}", input.display())),
         }
@@ -61,8 +70,8 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
     splitter
         .finish()
         .map_err(|err| format!("{}: {err}", input.display()))?;
-    hub.end(Status::Ended);
-    let snapshot = hub.snapshot();
+    window.finish();
+    let snapshot = window.snapshot(Status::Ended);
     let init = snapshot
         .init
         .as_ref()

@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use websocketlivestream::fmp4::Fragment;
@@ -35,9 +35,9 @@ fn groups() -> (
     (init, groups)
 }
 
-/// Everything the viewer has ready now.
-fn drain(hub: &Hub, viewer: &mut Subscription) -> Vec<Delivery> {
-    let window = hub.events_since(viewer.next_number());
+/// Everything the viewer has ready at `now`.
+fn drain(hub: &Hub, viewer: &mut Subscription, now: Instant) -> Vec<Delivery> {
+    let window = hub.events_since(viewer.next_number(), now);
     std::iter::from_fn(|| viewer.next_in(&window)).collect()
 }
 
@@ -51,8 +51,8 @@ fn keys(deliveries: &[Delivery]) -> Vec<bool> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_viewer_behind_skips_to_a_fresh_key_frame_and_is_told_how_much() {
+#[test]
+fn a_viewer_behind_skips_to_a_fresh_key_frame_and_is_told_how_much() {
     let (init, groups) = groups();
     let video = init.reference_track().expect("a video track").id;
     let hub = Hub::new(
@@ -63,11 +63,12 @@ async fn a_viewer_behind_skips_to_a_fresh_key_frame_and_is_told_how_much() {
         1,
     );
     hub.set_init(init);
+    let start = Instant::now();
     for fragment in groups[0].clone() {
-        hub.push(fragment);
+        hub.push(fragment, start);
     }
     let mut viewer = hub.subscribe();
-    let joined = drain(&hub, &mut viewer);
+    let joined = drain(&hub, &mut viewer, start);
     assert!(matches!(joined[0], Delivery::Init(_)), "{joined:?}");
     assert_eq!(
         keys(&joined).first(),
@@ -79,14 +80,14 @@ async fn a_viewer_behind_skips_to_a_fresh_key_frame_and_is_told_how_much() {
     // Two whole groups arrive while the viewer reads nothing; they go stale, key frames too.
     let stale: usize = groups[1].len() + groups[2].len();
     for fragment in groups[1].iter().chain(&groups[2]).cloned() {
-        hub.push(fragment);
+        hub.push(fragment, start);
     }
-    tokio::time::sleep(MAX_LAG * 3).await;
-    // A fresh group follows.
+    // A fresh group follows, three times the maximum lag later.
+    let later = start + MAX_LAG * 3;
     for fragment in groups[3].clone() {
-        hub.push(fragment);
+        hub.push(fragment, later);
     }
-    let after = drain(&hub, &mut viewer);
+    let after = drain(&hub, &mut viewer, later);
     match after.first() {
         Some(Delivery::Skipped(n)) => assert_eq!(*n as usize, stale, "{after:?}"),
         other => panic!("expected a skip first, got {other:?}"),
@@ -101,25 +102,26 @@ async fn a_viewer_behind_skips_to_a_fresh_key_frame_and_is_told_how_much() {
 
     // Caught up: the next group comes whole, with no skip.
     for fragment in groups[4].clone() {
-        hub.push(fragment);
+        hub.push(fragment, later);
     }
-    let next = drain(&hub, &mut viewer);
+    let next = drain(&hub, &mut viewer, later);
     assert!(
         next.iter().all(|d| matches!(d, Delivery::Fragment(..))),
         "{next:?}"
     );
 }
 
-#[tokio::test]
-async fn a_viewer_whose_queue_went_stale_is_told_and_resumes_at_the_next_key_frame() {
+#[test]
+fn a_viewer_whose_queue_went_stale_is_told_and_resumes_at_the_next_key_frame() {
     let (init, groups) = groups();
     let hub = Hub::new(HubConfig::default(), 1);
     hub.set_init(init);
+    let now = Instant::now();
     for fragment in groups[0].clone() {
-        hub.push(fragment);
+        hub.push(fragment, now);
     }
     let mut viewer = hub.subscribe();
-    let taken = drain(&hub, &mut viewer);
+    let taken = drain(&hub, &mut viewer, now);
     assert_eq!(keys(&taken).len(), groups[0].len());
     // The fan-out could not send what it took; it drops the fragments still queued.
     let unsent = 3;
@@ -127,12 +129,12 @@ async fn a_viewer_whose_queue_went_stale_is_told_and_resumes_at_the_next_key_fra
     // Fragments up to the next key frame are left out too, and counted.
     let rest_of_group: Vec<_> = groups[1].iter().skip(1).cloned().collect();
     for fragment in rest_of_group.iter().cloned() {
-        hub.push(fragment);
+        hub.push(fragment, now);
     }
     for fragment in groups[2].clone() {
-        hub.push(fragment);
+        hub.push(fragment, now);
     }
-    let after = drain(&hub, &mut viewer);
+    let after = drain(&hub, &mut viewer, now);
     match after.first() {
         Some(Delivery::Skipped(n)) => {
             assert_eq!(

@@ -1,9 +1,16 @@
 //! One live stream: a source feeding a hub. This layer owns the streams' lifecycles and
 //! nothing of HTTP: the server asks the hub for what to send.
+//!
+//! - [`window`]: segments, parts and track timings as they are cut (pure, also `package`'s);
+//! - [`ring`]: the numbered events viewers are sent, and each viewer's place in them;
+//! - [`Hub`]: both under one lock, with the stream's status and demand;
+//! - [`manifests`] and [`record`]: the window as DASH and HLS, live and on disk.
 
 mod hub;
 pub mod manifests;
 pub mod record;
+pub mod ring;
+pub mod window;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,11 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-pub use hub::{
-    Counters, Delivery, Event, EventWindow, Hub, HubConfig, LiveFragment, MediaInit, Part,
-    SEND_DELAY_BUCKETS, Segment, SendDelay, Snapshot, Status, Subscription, TrackTiming,
-    unix_millis,
-};
+pub use hub::{Counters, Hub, HubConfig, unix_millis};
+pub use ring::{Delivery, Event, EventWindow, Subscription};
+pub use window::{LiveFragment, MediaInit, Part, Segment, Snapshot, Status, TrackTiming, Window};
 
 use crate::source::{self, EncoderOptions, Restart, SourceContext, SourceEvent, SourceSpec};
 
@@ -193,7 +198,7 @@ async fn run_source(
                 );
                 hub.set_init(init);
             }
-            SourceEvent::Fragment(fragment) => hub.push(fragment),
+            SourceEvent::Fragment(fragment) => hub.push(fragment, std::time::Instant::now()),
             SourceEvent::Restarting { reason, cause, .. } => {
                 let counter = match cause {
                     Restart::Process => &hub.counters.source_restarts,
