@@ -20,6 +20,8 @@ pub mod manifest;
 #[cfg(feature = "server")]
 pub mod package;
 #[cfg(feature = "server")]
+pub mod protocol;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod source;

@@ -2,19 +2,13 @@
 //! headers for unmasked server frames, so a fragment's payload goes to every socket as the
 //! very buffer the hub holds, and a reader for the masked control frames viewers send.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 pub const OPCODE_TEXT: u8 = 0x1;
 pub const OPCODE_BINARY: u8 = 0x2;
 pub const OPCODE_CLOSE: u8 = 0x8;
 pub const OPCODE_PING: u8 = 0x9;
 pub const OPCODE_PONG: u8 = 0xa;
-
-/// Close codes (RFC 6455 §7.4.1).
-pub const CLOSE_NORMAL: u16 = 1000;
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
-pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// The header of an unmasked, final frame: at most 10 bytes.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +39,23 @@ impl Header {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
+}
+
+/// A whole frame in one buffer, for what one viewer is sent of its own (a text message, a
+/// control frame).
+pub fn whole(opcode: u8, payload: &[u8]) -> Bytes {
+    let header = Header::new(opcode, payload.len());
+    let mut out = BytesMut::with_capacity(header.as_bytes().len() + payload.len());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(payload);
+    out.freeze()
+}
+
+/// A close frame with a code (RFC 6455 §7.4.1) and a reason.
+pub fn close(code: u16, reason: &str) -> Bytes {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason.as_bytes());
+    whole(OPCODE_CLOSE, &payload)
 }
 
 /// A whole frame from a client, unmasked.

@@ -89,34 +89,35 @@ impl Selection {
 
 /// Streams the selected fragments of segment `number` as they arrive, until it is complete.
 fn growing_body(hub: Arc<Hub>, number: u64, selection: Selection) -> Body {
-    let updates = hub.watch();
-    let state = (hub, updates, 0usize, false);
-    let chunks = stream::unfold(state, move |(hub, mut updates, sent, done)| async move {
+    let chunks = stream::unfold((hub, 0usize, false), move |(hub, sent, done)| async move {
         if done {
             return None;
         }
-        loop {
-            let segment = hub.segment(number)?;
-            let (chunks, complete) = selection.pick(&segment);
-            if chunks.len() > sent {
-                let mut out = bytes::BytesMut::new();
-                for chunk in &chunks[sent..] {
-                    out.extend_from_slice(chunk);
+        let deadline = tokio::time::Instant::now() + GROWTH_TIMEOUT;
+        // `None` inside: the segment left the window, or is complete with nothing more.
+        let (chunks, complete) = hub
+            .wait_for(deadline, |hub| {
+                let Some(segment) = hub.segment(number) else {
+                    return Some(None);
+                };
+                let (chunks, complete) = selection.pick(&segment);
+                if chunks.len() > sent {
+                    Some(Some((chunks, complete)))
+                } else if complete {
+                    Some(None)
+                } else {
+                    None
                 }
-                let finished = complete;
-                return Some((
-                    Ok::<_, Infallible>(out.freeze()),
-                    (hub, updates, chunks.len(), finished),
-                ));
-            }
-            if complete {
-                return None;
-            }
-            match tokio::time::timeout(GROWTH_TIMEOUT, updates.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return None,
-            }
+            })
+            .await??;
+        let mut out = bytes::BytesMut::new();
+        for chunk in &chunks[sent..] {
+            out.extend_from_slice(chunk);
         }
+        Some((
+            Ok::<_, Infallible>(out.freeze()),
+            (hub, chunks.len(), complete),
+        ))
     });
     Body::from_stream(chunks)
 }
@@ -125,24 +126,22 @@ fn growing_body(hub: Arc<Hub>, number: u64, selection: Selection) -> Body {
 /// for a segment as its first fragment is due (the MPD lists it ahead), which may be a moment
 /// before it arrives.
 async fn await_next_segment(hub: &Arc<Hub>, number: u64) -> Result<(), ApiError> {
-    let mut updates = hub.watch();
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs_f64(hub.config().segment_secs.max(1.0));
-    loop {
+    hub.wait_for(deadline, |hub| {
         // Asked on every fragment while it waits: the newest number, nothing copied. One
         // already gone from the window is the caller's 404.
         let newest = hub.newest_number();
         if newest.is_some_and(|newest| number <= newest) {
-            return Ok(());
+            return Some(Ok(()));
         }
         if newest.is_none_or(|newest| number != newest + 1) {
-            return Err(ApiError::NotFound("segment"));
+            return Some(Err(ApiError::NotFound("segment")));
         }
-        match tokio::time::timeout_at(deadline, updates.changed()).await {
-            Ok(Ok(())) => continue,
-            _ => return Err(ApiError::Timeout("the segment")),
-        }
-    }
+        None
+    })
+    .await
+    .unwrap_or(Err(ApiError::Timeout("the segment")))
 }
 
 /// Serves a segment (or a track or part of one): whole if complete, growing if not.
@@ -288,34 +287,26 @@ pub async fn hls_media(
         ),
         None => None,
     };
-    let mut snapshot = hub.snapshot();
-    if let Some(msn) = wanted_msn {
-        let mut updates = hub.watch();
-        let timeout = Duration::from_secs_f64(hub.config().segment_secs * 3.0);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let newest = snapshot
-                .open
-                .as_ref()
-                .map(|s| s.number)
-                .or_else(|| snapshot.segments.last().map(|s| s.number));
-            if let Some(newest) = newest
-                && msn > newest + MAX_SEGMENTS_AHEAD
-            {
-                return Err(ApiError::BadRequest(format!(
-                    "_HLS_msn={msn} is too far ahead of the live edge ({newest})"
-                )));
-            }
-            if reached(&snapshot, msn, wanted_part) {
-                break;
-            }
-            match tokio::time::timeout_at(deadline, updates.changed()).await {
-                Ok(Ok(())) => snapshot = hub.snapshot(),
-                Ok(Err(_)) => return Err(ApiError::NotLive(name)),
-                Err(_) => return Err(ApiError::Timeout("the requested part")),
-            }
+    let snapshot = match wanted_msn {
+        None => hub.snapshot(),
+        Some(msn) => {
+            let timeout = Duration::from_secs_f64(hub.config().segment_secs * 3.0);
+            let deadline = tokio::time::Instant::now() + timeout;
+            hub.wait_for(deadline, |hub| {
+                let snapshot = hub.snapshot();
+                if let Some(newest) = snapshot.newest_number()
+                    && msn > newest + MAX_SEGMENTS_AHEAD
+                {
+                    return Some(Err(ApiError::BadRequest(format!(
+                        "_HLS_msn={msn} is too far ahead of the live edge ({newest})"
+                    ))));
+                }
+                reached(&snapshot, msn, wanted_part).then_some(Ok(snapshot))
+            })
+            .await
+            .unwrap_or(Err(ApiError::Timeout("the requested part")))?
         }
-    }
+    };
     let encoded = urlencode(&name);
     let map = format!("/dash/{encoded}/init.mp4");
     let segment_prefix = format!("/dash/{encoded}/");
@@ -358,24 +349,20 @@ pub async fn hls_part(
         .ok_or(ApiError::NotFound("part"))?;
     let hub = &stream.hub;
     // The part a playlist hints at may not have started yet: wait for it briefly.
-    let mut updates = hub.watch();
     let deadline = tokio::time::Instant::now()
         + Duration::from_secs_f64((hub.config().part_secs * 3.0).max(1.0));
-    loop {
+    hub.wait_for(deadline, |hub| {
         if hub.segment(number).is_some_and(|s| s.part(part).is_some()) {
-            return serve_segment(hub, number, Selection::Part(part));
+            return Some(Ok(()));
         }
         let snapshot = hub.snapshot();
         let hinted = snapshot.open.as_ref().is_some_and(|s| {
             s.number == number && s.parts.len() as u32 == part
                 || s.number + 1 == number && part == 0
         });
-        if !hinted {
-            return Err(ApiError::NotFound("part"));
-        }
-        match tokio::time::timeout_at(deadline, updates.changed()).await {
-            Ok(Ok(())) => continue,
-            _ => return Err(ApiError::Timeout("the part")),
-        }
-    }
+        (!hinted).then_some(Err(ApiError::NotFound("part")))
+    })
+    .await
+    .unwrap_or(Err(ApiError::Timeout("the part")))?;
+    serve_segment(hub, number, Selection::Part(part))
 }

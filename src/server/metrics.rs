@@ -1,16 +1,111 @@
-//! `/metrics` in the Prometheus text format (version 0.0.4), written from the hubs' counters:
-//! per stream, viewers, fragments and bytes in and out, skips, restarts, reconnects, the
-//! ingest bitrate and the time from ingest to send.
+//! `/metrics` in the Prometheus text format (version 0.0.4): per stream, from its hub's
+//! counters (viewers, fragments and bytes in, restarts, reconnects, the ingest bitrate) and
+//! its fan-out's ([`SendCounters`]: fragments and bytes out, writes, skips, the time from
+//! ingest to send).
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::stream::{SEND_DELAY_BUCKETS, Status};
+use crate::stream::Status;
+
+/// Upper bounds (seconds) of the ingest-to-send histogram's buckets.
+pub const SEND_DELAY_BUCKETS: [f64; 11] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+];
+
+/// How long fragments wait between entering the hub and being written to a viewer's socket.
+#[derive(Debug, Default)]
+pub struct SendDelay {
+    /// Counts per bucket of [`SEND_DELAY_BUCKETS`], then the overflow.
+    buckets: [AtomicU64; SEND_DELAY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl SendDelay {
+    /// The bucket `delay` falls in: an index of [`SEND_DELAY_BUCKETS`], or its length for the
+    /// overflow.
+    pub fn bucket(delay: Duration) -> usize {
+        let secs = delay.as_secs_f64();
+        SEND_DELAY_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(SEND_DELAY_BUCKETS.len())
+    }
+
+    /// Adds counts gathered elsewhere: per bucket of [`SEND_DELAY_BUCKETS`] and the overflow,
+    /// and their sum.
+    fn add(&self, buckets: &[u64; SEND_DELAY_BUCKETS.len() + 1], sum: Duration) {
+        for (bucket, n) in self.buckets.iter().zip(buckets) {
+            if *n > 0 {
+                bucket.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros
+            .fetch_add(sum.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts per bucket (not cumulative; the last is the overflow), and the sum in seconds.
+    pub fn read(&self) -> (Vec<u64>, f64) {
+        let counts = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        (counts, self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
+
+/// What one stream's fan-out wrote to its viewers.
+#[derive(Debug, Default)]
+pub struct SendCounters {
+    pub fragments_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Batches written to viewers' sockets: fragments out per write shows batching at work.
+    pub socket_writes: AtomicU64,
+    pub skips: AtomicU64,
+    pub skipped_fragments: AtomicU64,
+    pub send_delay: SendDelay,
+}
+
+/// Counts a shard gathers during a walk over its viewers and adds to the stream's
+/// [`SendCounters`] once, rather than touching shared counters per fragment and viewer.
+#[derive(Default)]
+pub struct SendTally {
+    pub fragments: u64,
+    pub bytes: u64,
+    pub writes: u64,
+    pub skips: u64,
+    pub skipped: u64,
+    delay_buckets: [u64; SEND_DELAY_BUCKETS.len() + 1],
+    delay_sum: Duration,
+}
+
+impl SendTally {
+    pub fn flush(&mut self, into: &SendCounters) {
+        into.fragments_out
+            .fetch_add(self.fragments, Ordering::Relaxed);
+        into.bytes_out.fetch_add(self.bytes, Ordering::Relaxed);
+        into.socket_writes.fetch_add(self.writes, Ordering::Relaxed);
+        into.skips.fetch_add(self.skips, Ordering::Relaxed);
+        into.skipped_fragments
+            .fetch_add(self.skipped, Ordering::Relaxed);
+        into.send_delay.add(&self.delay_buckets, self.delay_sum);
+        *self = SendTally::default();
+    }
+
+    pub fn observe_delay(&mut self, delay: Duration) {
+        if let Some(bucket) = self.delay_buckets.get_mut(SendDelay::bucket(delay)) {
+            *bucket += 1;
+        }
+        self.delay_sum += delay;
+    }
+}
 
 /// Escapes a label value (backslash, quote, newline).
 fn label(value: &str) -> String {
@@ -23,6 +118,7 @@ fn label(value: &str) -> String {
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     let streams: Vec<_> = app.streams.iter().collect();
+    let sent: Vec<&SendCounters> = app.fanouts.iter().map(|f| f.counters()).collect();
     let families: [(&str, &str, &str); 14] = [
         (
             "wsls_stream_up",
@@ -90,7 +186,8 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     // One snapshot per stream, every family's value read from it.
     let values: Vec<[f64; 14]> = streams
         .iter()
-        .map(|stream| {
+        .zip(&sent)
+        .map(|(stream, sent)| {
             let c = &stream.hub.counters;
             let load =
                 |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
@@ -100,11 +197,11 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
                 load(&c.viewers),
                 load(&c.fragments_in),
                 load(&c.bytes_in),
-                load(&c.fragments_out),
-                load(&c.bytes_out),
-                load(&c.socket_writes),
-                load(&c.skips),
-                load(&c.skipped_fragments),
+                load(&sent.fragments_out),
+                load(&sent.bytes_out),
+                load(&sent.socket_writes),
+                load(&sent.skips),
+                load(&sent.skipped_fragments),
                 load(&c.source_restarts),
                 load(&c.upstream_reconnects),
                 snapshot.bitrate_bps() as f64,
@@ -131,8 +228,8 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         out,
         "# HELP {name} Time from a fragment entering the hub to its bytes written to a viewer.\n# TYPE {name} histogram"
     );
-    for stream in &streams {
-        let (counts, sum) = stream.hub.counters.send_delay.read();
+    for (stream, sent) in streams.iter().zip(&sent) {
+        let (counts, sum) = sent.send_delay.read();
         let stream_label = label(&stream.name);
         let mut cumulative = 0;
         for (bound, count) in SEND_DELAY_BUCKETS.iter().zip(&counts) {

@@ -16,6 +16,8 @@ mod frame;
 mod media;
 mod metrics;
 mod pages;
+mod reader;
+mod viewer;
 mod wire;
 mod ws;
 
@@ -36,7 +38,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use fanout::Fanout;
 
 pub use error::ApiError;
-pub use ws::init_message;
 
 use crate::stream::{self, HubConfig, StreamDef, Streams};
 
@@ -51,6 +52,10 @@ const SEND_BUFFER_BYTES: usize = 256 * 1024;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const NOT_SENT_LOW_WATER_BYTES: u32 = 32 * 1024;
 
+/// How long the tasks still running at shutdown (sources, recorders, viewers being closed)
+/// have to finish before the server stops without them.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -58,10 +63,12 @@ pub struct AppState {
     /// Cancelled at shutdown; WebSocket tasks watch it themselves (axum's graceful shutdown
     /// does not reach upgraded connections).
     pub shutdown: CancellationToken,
+    /// Every task the server spawns beside the connections, waited for at shutdown.
+    pub tracker: TaskTracker,
     pub started: std::time::Instant,
     pub viewer_limits: Arc<ws::ViewerLimits>,
     /// Each stream's WebSocket viewers, in the order of `streams`.
-    fanouts: Arc<Vec<Arc<Fanout>>>,
+    pub(crate) fanouts: Arc<Vec<Arc<Fanout>>>,
 }
 
 impl AppState {
@@ -154,6 +161,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
     let state = AppState {
         streams: streams.clone(),
         shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
         started: std::time::Instant::now(),
         viewer_limits: Arc::new(ws::ViewerLimits {
             total: Default::default(),
@@ -161,14 +169,18 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         }),
         fanouts: Arc::new(fanouts),
     };
+    // Not tracked: it outlives the shutdown it starts, waiting for a second Ctrl-C.
     tokio::spawn(watch_signals(shutdown.clone()));
     accept(listener, router(state), &shutdown).await;
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+    if tokio::time::timeout(SHUTDOWN_DRAIN, tracker.wait())
         .await
         .is_err()
     {
-        tracing::warn!("some tasks did not stop within 5 s");
+        tracing::warn!(
+            "some tasks did not stop within {} s",
+            SHUTDOWN_DRAIN.as_secs()
+        );
     }
     tracing::info!("stopped");
     Ok(())

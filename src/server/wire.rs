@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -86,9 +87,9 @@ impl Wire {
     }
 
     /// Frames what the hub added since the last call, lets go of what it no longer holds,
-    /// and returns the events (with frames) from number `from` on.
-    pub fn window(&mut self, hub: &Hub, from: u64) -> WireWindow {
-        let new = hub.events_since(self.end());
+    /// and returns the events (with frames) from number `from` on, taken at `now`.
+    pub fn window(&mut self, hub: &Hub, from: u64, now: Instant) -> WireWindow {
+        let new = hub.events_since(self.end(), now);
         if new.first != self.end() {
             // The hub let events go that were never framed: nobody can be sent them now.
             self.entries.clear();
@@ -325,11 +326,11 @@ mod tests {
     fn every_fragment_gets_its_frame_and_the_window_starts_where_asked() {
         let (hub, fragments) = hub_and_fragments();
         for fragment in &fragments {
-            hub.push(fragment.clone());
+            hub.push(fragment.clone(), Instant::now());
         }
         let pushed = fragments.len();
         let mut wire = Wire::new();
-        let window = wire.window(&hub, 0);
+        let window = wire.window(&hub, 0, Instant::now());
         // The init event, then one frame per fragment, in order.
         assert_eq!(window.events.first, 0);
         assert_eq!(window.events.events.len(), pushed + 1);
@@ -344,7 +345,7 @@ mod tests {
             assert_eq!(frame.payload, fragment.fragment.bytes);
             assert_eq!(frame.len(), expected(frame).len());
         }
-        let later = wire.window(&hub, 10);
+        let later = wire.window(&hub, 10, Instant::now());
         assert_eq!(later.events.first, 10);
         assert_eq!(later.events.events.len(), pushed + 1 - 10);
         assert!(Arc::ptr_eq(
@@ -365,9 +366,9 @@ mod tests {
         let mut oldest = 0;
         for _ in 0..40 {
             for fragment in &fragments {
-                hub.push(fragment.clone());
+                hub.push(fragment.clone(), Instant::now());
             }
-            let window = wire.window(&hub, next);
+            let window = wire.window(&hub, next, Instant::now());
             assert_eq!(window.events.first, next, "nothing was left out");
             for number in window.events.first..window.events.end() {
                 frames.extend(window.frame(number).cloned());

@@ -1,10 +1,7 @@
 //! `/ws/{name}`: the WebSocket handshake, after which the connection belongs to the stream's
 //! [`Fanout`](super::fanout::Fanout).
 //!
-//! The protocol (SPEC.md): a text `init` message, the init segment as one binary frame, then
-//! each fragment as one binary frame, starting at a key frame. A viewer that falls behind is
-//! told `skipped` and moved to the next key frame; a new init repeats the first two steps; the
-//! end of the stream is `end` and close code 1000.
+//! What is said on the socket afterwards is [`crate::protocol`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,12 +11,11 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
-use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::{ApiError, AppState};
-use crate::stream::{MediaInit, Stream, unix_millis};
+use crate::stream::Stream;
 
 /// How many viewers the server, and each stream, may have.
 #[derive(Debug, Default)]
@@ -93,7 +89,7 @@ pub async fn upgrade(
     // The viewer's span is entered to log, not around every write: with thousands of
     // viewers, entering a span per write is measurable.
     let span = tracing::info_span!("viewer", stream = %name);
-    tokio::spawn(async move {
+    app.tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => return span.in_scope(|| tracing::debug!(%err, "upgrade failed")),
@@ -168,25 +164,6 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     } else {
         Err(ApiError::Forbidden("cross-origin WebSocket refused"))
     }
-}
-
-/// The text message that announces an init segment. Besides what SPEC.md names, it carries
-/// the init's `generation`, the server's clock (`server_time_ms`) and the stream's `timeline`
-/// id, which relays use to tell a resumed upstream from one that started over.
-pub fn init_message(init: &MediaInit, timeline: &str) -> String {
-    let segment = &init.segment;
-    let video = segment.video();
-    json!({
-        "type": "init",
-        "mime": segment.mime(),
-        "codecs": segment.codecs(),
-        "width": video.map(|v| v.width),
-        "height": video.map(|v| v.height),
-        "generation": init.generation,
-        "server_time_ms": unix_millis(std::time::SystemTime::now()),
-        "timeline": timeline,
-    })
-    .to_string()
 }
 
 #[cfg(test)]

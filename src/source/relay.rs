@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::{Backoff, Continuity, Policy, Restart, RunEnd, SourceContext, SourceEvent};
 use crate::fmp4::{DEFAULT_MAX_BOX_SIZE, Fragment, InitSegment};
+use crate::protocol;
 
 /// No legitimate message is larger than the largest box the splitter accepts.
 const MAX_MESSAGE: usize = DEFAULT_MAX_BOX_SIZE as usize;
@@ -103,24 +104,32 @@ async fn session(
                 return RunEnd::Failed(format!("upstream closed the connection{why}"));
             }
             Some(Ok(Message::Text(text))) => {
-                let Ok(value) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
-                    return RunEnd::Failed(cut_off(url, "a text message that is not JSON".into()));
-                };
-                match value["type"].as_str() {
-                    Some("init") => {
+                match protocol::Message::from_json(text.as_str()) {
+                    Ok(protocol::Message::Init(info)) => {
                         awaiting_init = true;
-                        let id = value["timeline"].as_str().map(str::to_string);
-                        if timeline.is_some() && id != *timeline {
+                        if timeline.is_some() && info.timeline != *timeline {
                             tracing::info!(upstream = %url, "the upstream started a new timeline");
                             continuity.timeline_changed();
                         }
-                        *timeline = id;
+                        *timeline = info.timeline;
                     }
-                    Some("end") => return RunEnd::Failed("the upstream stream ended".into()),
-                    Some("skipped") => {
-                        tracing::warn!(upstream = %url, "this relay fell behind its upstream: {value}")
+                    Ok(protocol::Message::End) => {
+                        return RunEnd::Failed("the upstream stream ended".into());
                     }
-                    _ => tracing::debug!(upstream = %url, "ignored message {value}"),
+                    Ok(protocol::Message::Skipped { fragments }) => tracing::warn!(
+                        upstream = %url,
+                        fragments,
+                        "this relay fell behind its upstream"
+                    ),
+                    Ok(protocol::Message::Unknown) => {
+                        tracing::debug!(upstream = %url, "ignored message {}", text.as_str())
+                    }
+                    Err(err) => {
+                        return RunEnd::Failed(cut_off(
+                            url,
+                            format!("a text message that is not the protocol ({err})"),
+                        ));
+                    }
                 }
                 continue;
             }

@@ -1,0 +1,83 @@
+//! The task that reads one viewer's socket: pings are answered, a close is echoed, data is
+//! ignored, a frame against the protocol closes the viewer; a broken or finished connection
+//! is reported to the viewer's shard, which does all the writing.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::frame;
+use super::viewer::Connection;
+use crate::protocol;
+
+/// Viewers send us nothing of size; anything larger is an abuse.
+const MAX_INCOMING_FRAME: usize = 16 * 1024;
+
+/// Reads until the connection ends or the shard lets the viewer go. `incoming` holds what
+/// the viewer sent after its handshake, if anything.
+pub async fn read_viewer(connection: Arc<Connection>, mut incoming: BytesMut) {
+    loop {
+        if answer_client(&connection, &mut incoming) {
+            return;
+        }
+        tokio::select! {
+            _ = connection.done.cancelled() => return,
+            ready = connection.tcp.readable() => if ready.is_err() {
+                connection.gone();
+                return;
+            },
+        }
+        if incoming.capacity() - incoming.len() < 256 {
+            incoming.reserve(1024);
+        }
+        match connection.tcp.try_read_buf(&mut incoming) {
+            Ok(0) => {
+                connection.gone();
+                return;
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                connection.gone();
+                return;
+            }
+        }
+    }
+}
+
+/// Answers the whole frames in `incoming`; true once the viewer is being closed.
+fn answer_client(connection: &Connection, incoming: &mut BytesMut) -> bool {
+    loop {
+        match frame::read_client_frame(incoming, MAX_INCOMING_FRAME) {
+            Ok(Some(f)) => match f.opcode {
+                frame::OPCODE_PING => {
+                    connection.send_control(frame::whole(frame::OPCODE_PONG, &f.payload));
+                }
+                frame::OPCODE_CLOSE => {
+                    // Echo the viewer's code, as RFC 6455 §5.5.1 asks.
+                    connection.close_with(frame::whole(frame::OPCODE_CLOSE, &f.payload));
+                    return true;
+                }
+                _ => {}
+            },
+            Ok(None) => {
+                // What is left is the start of a frame: keep the buffer small.
+                if incoming.is_empty() && incoming.capacity() > 4 * MAX_INCOMING_FRAME {
+                    *incoming = BytesMut::with_capacity(256);
+                }
+                return false;
+            }
+            Err(err) => {
+                let (code, reason) = match err {
+                    frame::FrameError::Unmasked => (
+                        protocol::CLOSE_PROTOCOL_ERROR,
+                        "client frames must be masked",
+                    ),
+                    frame::FrameError::TooBig(_) => (protocol::CLOSE_TOO_BIG, "message too big"),
+                };
+                connection.close_with(frame::close(code, reason));
+                return true;
+            }
+        }
+    }
+}
