@@ -22,6 +22,10 @@ pub struct Prft {
 }
 
 impl Prft {
+    /// Where `media_time` lies in the body: after version and flags, the reference track
+    /// and the 64-bit NTP time.
+    pub const MEDIA_TIME_OFFSET: usize = 16;
+
     /// A version-1 `prft` saying that `media_time` of `track` was written at `now`.
     pub fn at(track: u32, media_time: u64, now: SystemTime) -> Self {
         Self {

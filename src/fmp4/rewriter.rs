@@ -8,12 +8,10 @@
 //! old fields the bytes are patched in place (without a copy when the fragment's buffer is not
 //! shared); otherwise the `moof` is encoded again and the `trun` data offsets move with it.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::moof::{
-    DATA_OFFSET_PRESENT, FIRST_SAMPLE_FLAGS_PRESENT, Mfhd, Moof,
-    SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT, SAMPLE_DURATION_PRESENT, SAMPLE_FLAGS_PRESENT,
-    SAMPLE_SIZE_PRESENT, Tfdt, Tfhd, Trun,
+    Mfhd, Moof, SAMPLE_DURATION_PRESENT, Tfdt, Tfhd, Trun, first_sample_offset, per_sample_len,
 };
 use super::{
     Atom, Error, ErrorKind, Fragment, Prft, Reader, Result, fragment::MOOF, fragment::TRAF,
@@ -396,8 +394,7 @@ fn locate(fragment: &Fragment) -> Result<Vec<Field>> {
     let mut r = Reader::new(&fragment.bytes, fragment.offset);
     while let Some(mut moof) = r.next_box()? {
         if moof.kind() == Prft::KIND {
-            // Version and flags, reference track, NTP time, then the media time.
-            let at = moof.start() + usize::from(moof.header.header_len) + 16;
+            let at = moof.start() + usize::from(moof.header.header_len) + Prft::MEDIA_TIME_OFFSET;
             let prft = moof.decode::<Prft>()?;
             fields.push(Field::ProducerTime {
                 at,
@@ -415,8 +412,9 @@ fn locate(fragment: &Fragment) -> Result<Vec<Field>> {
         while let Some(mut child) = moof_body.next_box()? {
             let body_at = child.start() + usize::from(child.header.header_len);
             if child.kind() == Mfhd::KIND {
-                // version and flags, then the sequence number.
-                fields.push(Field::Sequence { at: body_at + 4 });
+                fields.push(Field::Sequence {
+                    at: body_at + Mfhd::SEQUENCE_OFFSET,
+                });
             } else if child.kind() == TRAF {
                 locate_in_traf(child.body(), traf, &mut fields)?;
                 traf += 1;
@@ -425,20 +423,6 @@ fn locate(fragment: &Fragment) -> Result<Vec<Field>> {
         break;
     }
     Ok(fields)
-}
-
-/// The length of one `trun` sample entry with `flags`.
-fn trun_sample_len(flags: u32) -> usize {
-    [
-        SAMPLE_DURATION_PRESENT,
-        SAMPLE_SIZE_PRESENT,
-        SAMPLE_FLAGS_PRESENT,
-        SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT,
-    ]
-    .iter()
-    .filter(|bit| flags & **bit != 0)
-    .count()
-        * 4
 }
 
 fn locate_in_traf(body: &mut Reader<'_>, traf: usize, fields: &mut Vec<Field>) -> Result<()> {
@@ -452,7 +436,7 @@ fn locate_in_traf(body: &mut Reader<'_>, traf: usize, fields: &mut Vec<Field>) -
         } else if part.kind() == Tfdt::KIND {
             let tfdt = part.decode::<Tfdt>()?;
             fields.push(Field::DecodeTime {
-                at: body_at + 4,
+                at: body_at + Tfdt::DECODE_TIME_OFFSET,
                 traf,
                 version: tfdt.version,
                 value: tfdt.base_media_decode_time,
@@ -466,22 +450,17 @@ fn locate_in_traf(body: &mut Reader<'_>, traf: usize, fields: &mut Vec<Field>) -
                 continue;
             }
             has_per_sample_durations = true;
-            // Each sample's duration field, after the optional data offset and first flags.
-            let mut at = body_at + 8;
-            if flags & DATA_OFFSET_PRESENT != 0 {
-                at += 4;
-            }
-            if flags & FIRST_SAMPLE_FLAGS_PRESENT != 0 {
-                at += 4;
-            }
-            let stride = trun_sample_len(flags);
+            // Each sample's duration, the first field of its entry; the reader stands after
+            // the sample count, 8 bytes into the body.
+            let first = first_sample_offset(flags);
+            let stride = per_sample_len(flags);
             let count = trun.bounded_count(u64::from(count), stride)?;
             for i in 0..count {
                 let offset = i * stride;
                 let mut sample = trun.clone();
-                sample.skip(offset + (at - body_at - 8))?;
+                sample.skip(offset + first - 8)?;
                 fields.push(Field::Duration {
-                    at: at + offset,
+                    at: body_at + first + offset,
                     traf,
                     value: sample.u32()?,
                     samples: 1,
@@ -497,17 +476,8 @@ fn locate_in_traf(body: &mut Reader<'_>, traf: usize, fields: &mut Vec<Field>) -
     }
     match header.default_sample_duration {
         Some(value) => {
-            // Flags, track id, then the optional base data offset and sample description
-            // index, then the default duration.
-            let mut at = body_at + 8;
-            if header.base_data_offset.is_some() {
-                at += 8;
-            }
-            if header.sample_description_index.is_some() {
-                at += 4;
-            }
             fields.push(Field::Duration {
-                at,
+                at: body_at + header.default_duration_offset(),
                 traf,
                 value,
                 samples: samples_without_field,
@@ -554,14 +524,4 @@ pub fn set_prft(fragment: Fragment, prft: &Prft) -> Result<Fragment> {
         prft: Some(*prft),
         ..fragment
     })
-}
-
-/// Concatenates buffers (tests, `package`).
-pub fn concat<'a>(parts: impl IntoIterator<Item = &'a Bytes>) -> Bytes {
-    let parts: Vec<&Bytes> = parts.into_iter().collect();
-    let mut out = BytesMut::with_capacity(parts.iter().map(|b| b.len()).sum());
-    for part in parts {
-        out.put_slice(part);
-    }
-    out.freeze()
 }

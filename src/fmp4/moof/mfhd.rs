@@ -11,6 +11,11 @@ pub struct Mfhd {
     pub sequence_number: u32,
 }
 
+impl Mfhd {
+    /// Where `sequence_number` lies in the body: after version and flags.
+    pub const SEQUENCE_OFFSET: usize = 4;
+}
+
 impl Atom for Mfhd {
     const KIND: FourCC = FourCC::new(b"mfhd");
 

@@ -14,6 +14,9 @@ pub struct Tfdt {
 }
 
 impl Tfdt {
+    /// Where `base_media_decode_time` lies in the body: after version and flags.
+    pub const DECODE_TIME_OFFSET: usize = 4;
+
     /// A `tfdt` in the smallest version that holds `time`.
     pub fn new(time: u64) -> Self {
         Self {

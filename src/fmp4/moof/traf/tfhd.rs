@@ -35,6 +35,21 @@ pub struct Tfhd {
 }
 
 impl Tfhd {
+    /// Where `default_sample_duration` lies in the body, when present: after version and
+    /// flags, the track id, and the optional base data offset and sample description index
+    /// (§8.8.7.1's order).
+    pub fn default_duration_offset(&self) -> usize {
+        8 + if self.base_data_offset.is_some() {
+            8
+        } else {
+            0
+        } + if self.sample_description_index.is_some() {
+            4
+        } else {
+            0
+        }
+    }
+
     pub fn default_base_is_moof(&self) -> bool {
         self.other_flags & DEFAULT_BASE_IS_MOOF != 0
     }

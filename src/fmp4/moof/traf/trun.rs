@@ -69,7 +69,8 @@ pub struct TrunSummary {
     pub first_composition_offset: i64,
 }
 
-fn per_sample_len(fields: u32) -> usize {
+/// The length of one sample entry of a `trun` with `flags`.
+pub fn per_sample_len(fields: u32) -> usize {
     [
         SAMPLE_DURATION_PRESENT,
         SAMPLE_SIZE_PRESENT,
@@ -88,6 +89,20 @@ fn read_composition_offset(r: &mut Reader<'_>, version: u8) -> Result<i64> {
     } else {
         i64::from(r.i32()?)
     })
+}
+
+/// Where the first sample entry lies in the body of a `trun` with `flags`: after version and
+/// flags, the sample count, and the optional data offset and first sample's flags.
+pub fn first_sample_offset(flags: u32) -> usize {
+    8 + if flags & DATA_OFFSET_PRESENT != 0 {
+        4
+    } else {
+        0
+    } + if flags & FIRST_SAMPLE_FLAGS_PRESENT != 0 {
+        4
+    } else {
+        0
+    }
 }
 
 impl Trun {
