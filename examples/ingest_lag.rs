@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use websocketlivestream::flv::{FlvReader, TagKind, Video};
 use websocketlivestream::fmp4::{Splitter, Unit};
+use websocketlivestream::source::{EncoderOptions, Ingest, ffmpeg};
 
 fn now_ms() -> f64 {
     SystemTime::now()
@@ -120,34 +121,10 @@ fn run(layout: Layout, seconds: f64, quickest: Option<f64>) -> std::io::Result<O
     let port = listener.local_addr()?.port();
     let picture = "testsrc=size=1280x720:rate=30";
     let sound = "sine=frequency=440:sample_rate=48000";
-    // As src/source/ffmpeg.rs sets up the encoders.
-    let video = [
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-tune",
-        "zerolatency",
-        "-profile:v",
-        "high",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        "30",
-        "-keyint_min",
-        "30",
-        "-sc_threshold",
-        "0",
-        "-bf",
-        "0",
-        "-b:v",
-        "1500k",
-        "-maxrate",
-        "1500k",
-        "-bufsize",
-        "750k",
-    ];
-    let aac = ["-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2"];
+    // The encoders and muxers exactly as the server sets them up for the test pattern.
+    let opts = EncoderOptions::default();
+    let video = ffmpeg::video_encoder(&opts);
+    let aac = ffmpeg::audio_encoder(&opts);
     let mut command = Command::new("ffmpeg");
     command.args([
         "-hide_banner",
@@ -168,9 +145,9 @@ fn run(layout: Layout, seconds: f64, quickest: Option<f64>) -> std::io::Result<O
     if layout == Layout::Fmp4WithSound {
         command
             .args(["-map", "0:v"])
-            .args(video)
+            .args(&video)
             .args(["-map", "1:a"])
-            .args(aac);
+            .args(&aac);
     } else {
         command
             .args([
@@ -179,29 +156,18 @@ fn run(layout: Layout, seconds: f64, quickest: Option<f64>) -> std::io::Result<O
                 "-map",
                 "[fmp4]",
             ])
-            .args(video);
+            .args(&video);
     }
     command
-        .args(["-export_side_data", "prft", "-f", "mp4"])
-        .args(["-movflags", "empty_moov+default_base_moof+frag_every_frame"])
-        .args(["-write_prft", "wallclock", "-flush_packets", "1"])
+        .args(ffmpeg::muxer(Ingest::Fmp4))
         .arg(format!("tcp://127.0.0.1:{port}"));
     let with_flv = layout != Layout::Fmp4WithSound;
     if with_flv {
-        command.args(["-map", "[flv]"]).args(video);
+        command.args(["-map", "[flv]"]).args(&video);
         if layout == Layout::FlvWithSound {
-            command.args(["-map", "0:a"]).args(aac);
+            command.args(["-map", "0:a"]).args(&aac);
         }
-        command
-            .args([
-                "-f",
-                "flv",
-                "-flush_packets",
-                "1",
-                "-flvflags",
-                "no_duration_filesize",
-            ])
-            .arg("pipe:1");
+        command.args(ffmpeg::muxer(Ingest::Auto)).arg("pipe:1");
     }
     command.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = command.spawn()?;

@@ -60,7 +60,26 @@ pub struct ServeArgs {
     pub record: Option<PathBuf>,
     /// How ffmpeg hands over frames: auto (lowest latency) or fmp4.
     #[arg(long, value_enum)]
-    pub ingest: Option<Ingest>,
+    pub ingest: Option<IngestArg>,
+}
+
+/// `--ingest` and `ingest =`: how ffmpeg hands over its frames ([`Ingest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestArg {
+    /// Each frame the moment it is encoded (FLV), our own fragments written from it.
+    Auto,
+    /// Fragmented MP4 from ffmpeg's own muxer, cut by our splitter.
+    Fmp4,
+}
+
+impl From<IngestArg> for Ingest {
+    fn from(arg: IngestArg) -> Self {
+        match arg {
+            IngestArg::Auto => Ingest::Auto,
+            IngestArg::Fmp4 => Ingest::Fmp4,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -93,7 +112,7 @@ pub struct FileConfig {
     pub record_max_mb: Option<f64>,
     /// ...and no segment older than this.
     pub record_max_age_secs: Option<f64>,
-    pub ingest: Option<Ingest>,
+    pub ingest: Option<IngestArg>,
     /// Viewers the whole server takes at once (default 10000).
     pub max_viewers: Option<u64>,
     #[serde(default, rename = "stream")]
@@ -118,7 +137,7 @@ pub struct StreamConfig {
     pub record_max_mb: Option<f64>,
     pub record_max_age_secs: Option<f64>,
     /// How ffmpeg hands this stream's frames over (default: the server's `ingest`).
-    pub ingest: Option<Ingest>,
+    pub ingest: Option<IngestArg>,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub fps: Option<u32>,
@@ -201,7 +220,7 @@ impl StreamConfig {
     fn encoder(&self, ingest: Ingest) -> EncoderOptions {
         let d = EncoderOptions::default();
         EncoderOptions {
-            ingest: self.ingest.unwrap_or(ingest),
+            ingest: self.ingest.map_or(ingest, Ingest::from),
             width: self.width,
             height: self.height,
             fps: self.fps.unwrap_or(d.fps),
@@ -275,7 +294,11 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             "--window {window} is out of range (2 to 1000 segments)"
         ));
     }
-    let ingest = args.ingest.or(file.ingest).unwrap_or_default();
+    let ingest = args
+        .ingest
+        .or(file.ingest)
+        .map(Ingest::from)
+        .unwrap_or_default();
     let default_encoder = EncoderOptions {
         ingest,
         ..EncoderOptions::default()

@@ -37,15 +37,17 @@ fn main() -> ExitCode {
         None => serve(&cli.serve),
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Package(args)) => {
-            package::package(&args.input, &args.out, args.segment_duration).map(|done| {
-                println!(
-                    "wrote {} segments ({:.1} s, {} tracks) and manifest.mpd to {}",
-                    done.segments,
-                    done.duration_secs,
-                    done.tracks,
-                    args.out.display()
-                );
-            })
+            package::package(&args.input, &args.out, args.segment_duration)
+                .map_err(|e| e.to_string())
+                .map(|done| {
+                    println!(
+                        "wrote {} segments ({:.1} s, {} tracks) and manifest.mpd to {}",
+                        done.segments,
+                        done.duration_secs,
+                        done.tracks,
+                        args.out.display()
+                    );
+                })
         }
         Some(Command::Probe(args)) => probe(&args.input),
     };

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::SourceError;
 use crate::flv::{self, Audio, FlvReader, Header, TagKind, Video};
 use crate::fmp4::writer::{
     self, AUDIO_TRACK_ID, AudioTrack, MonotonicTime, Sample, VIDEO_TRACK_ID, VideoConfig,
@@ -106,24 +107,22 @@ fn aac_format(config: &[u8]) -> Option<(u32, u16)> {
 }
 
 impl FlvIngest {
-    pub fn feed(&mut self, chunk: Bytes, arrived: SystemTime) -> Result<Vec<Unit>, String> {
+    pub fn feed(&mut self, chunk: Bytes, arrived: SystemTime) -> Result<Vec<Unit>, SourceError> {
         self.reader.feed(chunk);
         let mut units = Vec::new();
         loop {
             let tag = match self.reader.poll() {
                 Ok(Some(tag)) => tag,
                 Ok(None) => return Ok(units),
-                Err(err) => return Err(format!("broken FLV input: {err}")),
+                Err(err) => return Err(SourceError::Flv(err)),
             };
             self.tag(tag, arrived, &mut units)?;
         }
     }
 
     /// The input ended: an error if it stopped inside a tag.
-    pub fn finish(&self) -> Result<(), String> {
-        self.reader
-            .finish()
-            .map_err(|err| format!("broken FLV input: {err}"))
+    pub fn finish(&self) -> Result<(), SourceError> {
+        Ok(self.reader.finish()?)
     }
 
     fn announced(&self) -> Header {
@@ -138,7 +137,7 @@ impl FlvIngest {
         tag: flv::Tag,
         arrived: SystemTime,
         units: &mut Vec<Unit>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         match tag.kind {
             TagKind::Script => {
                 if let Some(meta) = flv::parse_metadata(&tag.data) {
@@ -146,22 +145,26 @@ impl FlvIngest {
                 }
                 return Ok(());
             }
-            TagKind::Video => match tag.video().map_err(|e| format!("broken FLV input: {e}"))? {
+            TagKind::Video => match tag.video()? {
                 Video::AvcConfig(record) => return self.video_config(record, units),
                 Video::Other(codec) => {
-                    return Err(format!(
-                        "FLV video codec {codec} is not H.264: use --ingest fmp4 for it"
-                    ));
+                    return Err(SourceError::FlvCodec {
+                        what: "video codec",
+                        found: codec,
+                        expected: "H.264",
+                    });
                 }
                 Video::AvcEnd => return Ok(()),
                 Video::AvcFrame { .. } => {}
             },
-            TagKind::Audio => match tag.audio().map_err(|e| format!("broken FLV input: {e}"))? {
+            TagKind::Audio => match tag.audio()? {
                 Audio::AacConfig(config) => return self.audio_config(config, units),
                 Audio::Other(format) => {
-                    return Err(format!(
-                        "FLV sound format {format} is not AAC: use --ingest fmp4 for it"
-                    ));
+                    return Err(SourceError::FlvCodec {
+                        what: "sound format",
+                        found: format,
+                        expected: "AAC",
+                    });
                 }
                 Audio::AacFrame(_) => {}
             },
@@ -182,7 +185,7 @@ impl FlvIngest {
         self.frame(tag, arrived, units)
     }
 
-    fn video_config(&mut self, record: Bytes, units: &mut Vec<Unit>) -> Result<(), String> {
+    fn video_config(&mut self, record: Bytes, units: &mut Vec<Unit>) -> Result<(), SourceError> {
         let avcc = Avcc::decode(&{
             let mut boxed = bytes::BytesMut::with_capacity(record.len() + 8);
             boxed.extend_from_slice(&((record.len() + 8) as u32).to_be_bytes());
@@ -190,12 +193,18 @@ impl FlvIngest {
             boxed.extend_from_slice(&record);
             boxed.freeze()
         })
-        .map_err(|e| format!("FLV AVC sequence header: {e}"))?;
+        .map_err(|e| SourceError::CodecConfig {
+            what: "AVC sequence header",
+            why: e.to_string(),
+        })?;
         let (width, height) = avcc
             .sequence_parameter_sets
             .first()
             .and_then(|sps| avc::sps_dimensions(sps))
-            .ok_or("FLV AVC sequence header without a readable SPS")?;
+            .ok_or_else(|| SourceError::CodecConfig {
+                what: "AVC sequence header",
+                why: "no readable SPS".into(),
+            })?;
         let track = VideoTrack {
             config: VideoConfig::Avc(record),
             width,
@@ -211,9 +220,12 @@ impl FlvIngest {
         Ok(())
     }
 
-    fn audio_config(&mut self, config: Bytes, units: &mut Vec<Unit>) -> Result<(), String> {
+    fn audio_config(&mut self, config: Bytes, units: &mut Vec<Unit>) -> Result<(), SourceError> {
         let (sample_rate, channels) =
-            aac_format(&config).ok_or("FLV AAC sequence header is not an AudioSpecificConfig")?;
+            aac_format(&config).ok_or_else(|| SourceError::CodecConfig {
+                what: "AAC sequence header",
+                why: "not an AudioSpecificConfig".into(),
+            })?;
         let track = AudioTrack {
             config,
             sample_rate,
@@ -229,14 +241,27 @@ impl FlvIngest {
         Ok(())
     }
 
-    fn write_init(&mut self, units: &mut Vec<Unit>) -> Result<(), String> {
+    fn write_init(&mut self, units: &mut Vec<Unit>) -> Result<(), SourceError> {
         if self.video.is_none() && self.audio.is_none() {
-            return Err("FLV input has media but no sequence header to decode it".into());
+            return Err(SourceError::CodecConfig {
+                what: "input",
+                why: "media but no sequence header to decode it".into(),
+            });
         }
-        let bytes = writer::init_segment(self.video.as_ref(), self.audio.as_ref())
-            .map_err(|e| format!("cannot write an init segment: {e}"))?;
+        let bytes =
+            writer::init_segment(self.video.as_ref(), self.audio.as_ref()).map_err(|source| {
+                SourceError::OwnOutput {
+                    what: "init segment",
+                    source,
+                }
+            })?;
         let init =
-            Arc::new(InitSegment::parse(bytes, 0).map_err(|e| format!("our init segment: {e}"))?);
+            Arc::new(
+                InitSegment::parse(bytes, 0).map_err(|source| SourceError::OwnOutput {
+                    what: "init segment",
+                    source,
+                })?,
+            );
         self.init = Some(init.clone());
         units.push(Unit::Init(init));
         Ok(())
@@ -248,7 +273,7 @@ impl FlvIngest {
         tag: flv::Tag,
         arrived: SystemTime,
         units: &mut Vec<Unit>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         let Some(init) = self.init.clone() else {
             return Ok(());
         };
@@ -273,8 +298,11 @@ impl FlvIngest {
             },
             _ => return Ok(()),
         };
-        let fragment = Fragment::parse(bytes, 0, &init)
-            .map_err(|e| format!("our own fragment does not read back: {e}"))?;
+        let fragment =
+            Fragment::parse(bytes, 0, &init).map_err(|source| SourceError::OwnOutput {
+                what: "fragment",
+                source,
+            })?;
         units.push(Unit::Fragment(fragment));
         Ok(())
     }

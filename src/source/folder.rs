@@ -19,7 +19,7 @@ use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{Continuity, SourceContext, SourceEvent};
+use super::{Continuity, SourceContext, SourceError, SourceEvent};
 use crate::fmp4::{BoxHeader, DEFAULT_MAX_BOX_SIZE, Splitter, Unit};
 
 /// How often the folder is scanned for files no event announced.
@@ -28,15 +28,12 @@ const SCAN_EVERY: Duration = Duration::from_millis(500);
 const QUIET_FOR: Duration = Duration::from_secs(1);
 
 pub async fn run(dir: PathBuf, ctx: SourceContext) {
-    let reason = match watch(&dir, &ctx).await {
+    let error = match watch(&dir, &ctx).await {
         Ok(()) => return,
-        Err(reason) => reason,
+        Err(error) => error,
     };
-    tracing::error!(stream = %ctx.stream, folder = %dir.display(), "folder source stopped: {reason}");
-    ctx.send(SourceEvent::Finished {
-        reason: Some(reason),
-    })
-    .await;
+    tracing::error!(stream = %ctx.stream, folder = %dir.display(), "folder source stopped: {error}");
+    ctx.send(SourceEvent::Finished { error: Some(error) }).await;
 }
 
 /// Sorts file names as people count: `seg-2` before `seg-10`.
@@ -140,7 +137,7 @@ struct Folder<'a> {
     sizes: HashMap<PathBuf, (u64, Instant)>,
 }
 
-async fn watch(dir: &Path, ctx: &SourceContext) -> Result<(), String> {
+async fn watch(dir: &Path, ctx: &SourceContext) -> Result<(), SourceError> {
     let (tx, mut rx) = mpsc::channel::<(PathBuf, bool)>(1024);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
@@ -152,10 +149,16 @@ async fn watch(dir: &Path, ctx: &SourceContext) -> Result<(), String> {
             }
         }
     })
-    .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    .map_err(|source| SourceError::Watch {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     watcher
         .watch(dir, RecursiveMode::NonRecursive)
-        .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        .map_err(|source| SourceError::Watch {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     tracing::info!(stream = %ctx.stream, folder = %dir.display(), "watching the folder for fMP4 files");
 
     let mut folder = Folder {
@@ -175,7 +178,7 @@ async fn watch(dir: &Path, ctx: &SourceContext) -> Result<(), String> {
             _ = ctx.cancel.cancelled() => return Ok(()),
             event = rx.recv() => {
                 let Some((path, complete)) = event else {
-                    return Err("the folder watcher stopped".into());
+                    return Err(SourceError::WatcherStopped);
                 };
                 if complete && !folder.stream_file(&path).await? {
                     return Ok(());
@@ -192,9 +195,9 @@ async fn watch(dir: &Path, ctx: &SourceContext) -> Result<(), String> {
 
 impl Folder<'_> {
     /// The files of `dir` after the last one streamed, in name order.
-    fn newer_files(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    fn newer_files(&self, dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| SourceError::io(format!("cannot read {}", dir.display()), e))?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -212,7 +215,7 @@ impl Folder<'_> {
     }
 
     /// Streams the newest init and the newest media file already there; `false` to stop.
-    async fn start_from_existing(&mut self, dir: &Path) -> Result<bool, String> {
+    async fn start_from_existing(&mut self, dir: &Path) -> Result<bool, SourceError> {
         let files = self.newer_files(dir)?;
         let mut newest_init = None;
         let mut newest_media = None;
@@ -252,7 +255,7 @@ impl Folder<'_> {
     }
 
     /// Finds files no event announced (platforms without close events, missed events).
-    async fn scan(&mut self, dir: &Path) -> Result<bool, String> {
+    async fn scan(&mut self, dir: &Path) -> Result<bool, SourceError> {
         let now = Instant::now();
         for path in self.newer_files(dir)? {
             let Ok(meta) = std::fs::metadata(&path) else {
@@ -285,7 +288,7 @@ impl Folder<'_> {
     }
 
     /// Streams one complete file; `false` when the stream is gone.
-    async fn stream_file(&mut self, path: &Path) -> Result<bool, String> {
+    async fn stream_file(&mut self, path: &Path) -> Result<bool, SourceError> {
         if !self.is_newer(path) {
             return Ok(true);
         }
@@ -347,7 +350,7 @@ impl Folder<'_> {
                     match self.continuity.apply(fragment) {
                         Ok(Some(fragment)) => SourceEvent::Fragment(fragment),
                         Ok(None) => continue,
-                        Err(err) => return Err(format!("cannot continue the timeline: {err}")),
+                        Err(err) => return Err(SourceError::Timeline(err)),
                     }
                 }
             };

@@ -1,11 +1,15 @@
 //! Where a stream's bytes come from: ffmpeg (test pattern, camera, file, URL), standard input,
-//! the bundled sample clip. Every source hands the stream the same thing, init segments and
-//! fragments, and keeps its timeline continuous when it restarts, so viewers play on.
+//! the bundled sample clip, another server of ours (a relay), a folder an encoder writes to.
+//! Every source hands the stream the same thing, init segments and fragments, and keeps its
+//! timeline continuous when it restarts, so viewers play on.
 //!
-//! Sources know nothing of viewers or HTTP; they report through a channel of
-//! [`SourceEvent`]s.
+//! Sources know nothing of viewers, HTTP or the command line; they report through a channel
+//! of [`SourceEvent`]s. What they share: the demuxers ([`Demuxer`]), one loop that reads a
+//! pipe into them ([`read_pipe`]), and one supervisor that runs a source again after it fails
+//! ([`supervisor`]).
 
 mod continuity;
+mod error;
 pub mod ffmpeg;
 pub mod flv_ingest;
 mod folder;
@@ -13,18 +17,23 @@ mod relay;
 mod sample;
 mod spec;
 mod stdin;
+mod supervisor;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::fmp4::{Fragment, InitSegment, Splitter, Unit};
 
 pub use continuity::{Continuity, Policy};
+pub use error::SourceError;
 pub use ffmpeg::{EncoderOptions, Ingest};
 pub use spec::{SourceSpec, SpecError};
+pub use supervisor::Backoff;
 
 /// What a source reports.
 #[derive(Debug)]
@@ -33,13 +42,14 @@ pub enum SourceEvent {
     Fragment(Fragment),
     /// The source broke and will try again after `retry_in`.
     Restarting {
-        reason: String,
+        error: SourceError,
         retry_in: Duration,
         cause: Restart,
     },
-    /// The source will produce nothing more (end of input, or a fault retrying cannot fix).
+    /// The source will produce nothing more: its input is over (`None`), or a fault retrying
+    /// cannot fix.
     Finished {
-        reason: Option<String>,
+        error: Option<SourceError>,
     },
 }
 
@@ -53,13 +63,14 @@ pub enum Restart {
 }
 
 /// Why one run of a source ended.
+#[derive(Debug)]
 pub(crate) enum RunEnd {
-    /// Told to stop.
+    /// Told to stop, or the stream is gone.
     Stopped,
     /// Worth another try.
-    Failed(String),
+    Failed(SourceError),
     /// No retry can help.
-    Fatal(String),
+    Fatal(SourceError),
 }
 
 /// The sending half a source writes to, with the token that tells it to stop.
@@ -119,7 +130,11 @@ impl Demuxer {
     }
 
     /// Takes a chunk; what it completes comes out. An error when the input is broken.
-    pub fn feed(&mut self, chunk: bytes::Bytes, arrived: SystemTime) -> Result<Vec<Unit>, String> {
+    pub fn feed(
+        &mut self,
+        chunk: bytes::Bytes,
+        arrived: SystemTime,
+    ) -> Result<Vec<Unit>, SourceError> {
         match self {
             Demuxer::Fmp4(splitter) => {
                 splitter.feed(chunk);
@@ -128,7 +143,7 @@ impl Demuxer {
                     match splitter.poll() {
                         Ok(Some(unit)) => units.push(unit),
                         Ok(None) => return Ok(units),
-                        Err(err) => return Err(format!("broken fMP4 input: {err}")),
+                        Err(err) => return Err(SourceError::Fmp4(err)),
                     }
                 }
             }
@@ -137,24 +152,29 @@ impl Demuxer {
     }
 
     /// The input is over: an error if it ended inside a box or tag.
-    pub fn finish(&mut self) -> Result<(), String> {
+    pub fn finish(&mut self) -> Result<(), SourceError> {
         match self {
-            Demuxer::Fmp4(splitter) => splitter
-                .finish()
-                .map_err(|e| format!("the input ended inside a box: {e}")),
+            Demuxer::Fmp4(splitter) => splitter.finish().map_err(SourceError::EndsInsideBox),
             Demuxer::Flv(flv) => flv.finish(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Demuxer::Fmp4(_) => "fMP4",
+            Demuxer::Flv(_) => "FLV",
         }
     }
 }
 
 /// Feeds a chunk to `demuxer` and forwards what comes out through `continuity`. `Ok(false)`
-/// when the stream is gone; an error message when the input is broken.
+/// when the stream is gone; an error when the input is broken.
 pub(crate) async fn forward_chunk(
     demuxer: &mut Demuxer,
     chunk: bytes::Bytes,
     continuity: &mut Continuity,
     ctx: &SourceContext,
-) -> Result<bool, String> {
+) -> Result<bool, SourceError> {
     let units = demuxer.feed(chunk, SystemTime::now())?;
     for unit in units {
         let event = match unit {
@@ -165,7 +185,7 @@ pub(crate) async fn forward_chunk(
             Unit::Fragment(fragment) => match continuity.apply(fragment) {
                 Ok(Some(fragment)) => SourceEvent::Fragment(fragment),
                 Ok(None) => continue,
-                Err(err) => return Err(format!("cannot continue the timeline: {err}")),
+                Err(err) => return Err(SourceError::Timeline(err)),
             },
         };
         if !ctx.send(event).await {
@@ -175,40 +195,101 @@ pub(crate) async fn forward_chunk(
     Ok(true)
 }
 
-/// Exponential back-off between restarts, reset after a run that lasted.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    min: Duration,
-    max: Duration,
+/// How reading a pipe ([`read_pipe`]) ended.
+#[derive(Debug)]
+pub(crate) enum PipeEnd {
+    /// Told to stop, or the stream is gone.
+    Stopped,
+    /// The pipe closed; whether it closed inside a box or tag is the demuxer's to say.
+    Closed,
+    Failed(SourceError),
 }
 
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            next: min,
-            min,
-            max,
+/// Reads `pipe` (`what` names it in errors and logs) in chunks as they come, through
+/// `demuxer` (chosen by the first bytes if `None`: FLV by its signature, else fMP4) and
+/// `continuity` to the stream, until it closes, breaks or the source is told to stop.
+pub(crate) async fn read_pipe(
+    pipe: &mut (impl AsyncRead + Unpin),
+    what: &str,
+    demuxer: &mut Option<Demuxer>,
+    continuity: &mut Continuity,
+    ctx: &SourceContext,
+) -> PipeEnd {
+    /// Reads ask for at least this much room, in steps of `READ_CHUNK`.
+    const MIN_ROOM: usize = 16 * 1024;
+    const READ_CHUNK: usize = 64 * 1024;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if buf.capacity() - buf.len() < MIN_ROOM {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = tokio::select! {
+            read = pipe.read_buf(&mut buf) => read,
+            _ = ctx.cancel.cancelled() => return PipeEnd::Stopped,
+        };
+        match read {
+            Ok(0) => return PipeEnd::Closed,
+            Ok(_) => {}
+            Err(err) => return PipeEnd::Failed(SourceError::io(format!("reading {what}"), err)),
+        }
+        // Three bytes tell FLV from fMP4 (whose first box size starts with zeros).
+        if demuxer.is_none() && buf.len() < FLV_SIGNATURE.len() {
+            continue;
+        }
+        let demuxer = demuxer.get_or_insert_with(|| {
+            let chosen = Demuxer::for_start(&buf);
+            tracing::info!(stream = %ctx.stream, "{what} carries {}", chosen.name());
+            chosen
+        });
+        match forward_chunk(demuxer, buf.split().freeze(), continuity, ctx).await {
+            Ok(true) => {}
+            Ok(false) => return PipeEnd::Stopped,
+            Err(err) => return PipeEnd::Failed(err),
         }
     }
+}
 
-    /// The delay before the next attempt, with up to 25% of jitter so that many streams
-    /// failing together do not retry in step.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let jitter = base.as_millis() as u64 / 4;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::from(d.subsec_nanos()))
-            .unwrap_or(0);
-        base + Duration::from_millis(if jitter > 0 { nanos % jitter } else { 0 })
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// A run that lasted this long was healthy: start again from the shortest delay.
-    pub fn succeeded_after(&mut self, ran_for: Duration) {
-        if ran_for >= self.max {
-            self.next = self.min;
-        }
+    #[test]
+    fn demuxers_say_what_broke_as_a_kind() {
+        // A box that claims 4 bytes, below its own 8-byte header.
+        let mut fmp4 = Demuxer::for_start(b"\0\0\0\x04moof");
+        assert!(matches!(fmp4, Demuxer::Fmp4(_)));
+        let err = fmp4
+            .feed(
+                bytes::Bytes::from_static(b"\0\0\0\x04moof"),
+                SystemTime::now(),
+            )
+            .expect_err("an impossible box size");
+        assert!(
+            matches!(&err, SourceError::Fmp4(e) if e.kind == crate::fmp4::ErrorKind::BadSize { size: 4 }),
+            "{err}"
+        );
+
+        let mut cut = Demuxer::new(Ingest::Fmp4);
+        let units = cut
+            .feed(
+                bytes::Bytes::from_static(b"\0\0\0\x10ftyp"),
+                SystemTime::now(),
+            )
+            .expect("half a box is not an error yet");
+        assert!(units.is_empty());
+        assert!(matches!(cut.finish(), Err(SourceError::EndsInsideBox(_))));
+
+        let mut flv = Demuxer::for_start(b"FLV");
+        assert!(matches!(flv, Demuxer::Flv(_)));
+        let err = flv
+            .feed(
+                bytes::Bytes::from_static(b"FLV\x02\x05\0\0\0\x09\0\0\0\0"),
+                SystemTime::now(),
+            )
+            .expect_err("FLV version 2");
+        assert!(
+            matches!(err, SourceError::Flv(crate::flv::Error::Version(2))),
+            "{err}"
+        );
     }
 }

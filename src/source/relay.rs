@@ -9,13 +9,16 @@
 //! is not the protocol, or frames over the size limit, is cut off with a logged error.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::{Backoff, Continuity, Policy, Restart, RunEnd, SourceContext, SourceEvent};
+use super::supervisor::{Restartable, Retry, supervise};
+use super::{
+    Backoff, Continuity, Policy, Restart, RunEnd, SourceContext, SourceError, SourceEvent,
+};
 use crate::fmp4::{DEFAULT_MAX_BOX_SIZE, Fragment, InitSegment};
 use crate::protocol;
 
@@ -26,38 +29,35 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SILENCE_TIMEOUT: Duration = Duration::from_secs(45);
 
 pub async fn run(url: String, ctx: SourceContext) {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-    let mut continuity = Continuity::new(Policy::Resume);
-    let mut timeline: Option<String> = None;
-    loop {
-        let started = Instant::now();
-        let reason = match session(&url, &ctx, &mut continuity, &mut timeline).await {
-            RunEnd::Stopped => return,
-            RunEnd::Failed(reason) | RunEnd::Fatal(reason) => reason,
-        };
-        if ctx.cancel.is_cancelled() {
-            return;
-        }
-        backoff.succeeded_after(started.elapsed());
-        let retry_in = backoff.next_delay();
-        tracing::warn!(
-            upstream = %url,
-            retry_in_ms = retry_in.as_millis() as u64,
-            "upstream lost: {reason}; dialling again"
-        );
-        let event = SourceEvent::Restarting {
-            reason,
-            retry_in,
-            cause: Restart::Upstream,
-        };
-        if !ctx.send(event).await {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(retry_in) => {}
-            _ = ctx.cancel.cancelled() => return,
-        }
-        continuity.restart();
+    let retry = Retry {
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
+        cause: Restart::Upstream,
+        lost: format!("upstream {url} lost"),
+        again: "dialling again",
+    };
+    let relay = Relay {
+        url,
+        continuity: Continuity::new(Policy::Resume),
+        timeline: None,
+    };
+    supervise(relay, retry, &ctx).await;
+}
+
+/// One upstream, dialled again after each lost connection.
+struct Relay {
+    url: String,
+    continuity: Continuity,
+    /// The upstream's timeline id, from its last init message.
+    timeline: Option<String>,
+}
+
+impl Restartable for Relay {
+    async fn run_once(&mut self, ctx: &SourceContext) -> RunEnd {
+        session(&self.url, ctx, &mut self.continuity, &mut self.timeline).await
+    }
+
+    fn prepare_retry(&mut self) {
+        self.continuity.restart();
     }
 }
 
@@ -75,8 +75,8 @@ async fn session(
     let mut socket = tokio::select! {
         connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match connected {
             Ok(Ok((socket, _))) => socket,
-            Ok(Err(err)) => return RunEnd::Failed(format!("cannot reach {url}: {err}")),
-            Err(_) => return RunEnd::Failed(format!("no answer from {url} within {CONNECT_TIMEOUT:?}")),
+            Ok(Err(err)) => return RunEnd::Failed(SourceError::Upstream(format!("cannot reach {url}: {err}"))),
+            Err(_) => return RunEnd::Failed(SourceError::Upstream(format!("no answer from {url} within {CONNECT_TIMEOUT:?}"))),
         },
         _ = ctx.cancel.cancelled() => return RunEnd::Stopped,
     };
@@ -89,7 +89,7 @@ async fn session(
         let message = tokio::select! {
             message = tokio::time::timeout(SILENCE_TIMEOUT, socket.next()) => match message {
                 Ok(message) => message,
-                Err(_) => return RunEnd::Failed(format!("upstream silent for {SILENCE_TIMEOUT:?}")),
+                Err(_) => return RunEnd::Failed(SourceError::Upstream(format!("upstream silent for {SILENCE_TIMEOUT:?}"))),
             },
             _ = ctx.cancel.cancelled() => {
                 let _ = socket.close(None).await;
@@ -97,11 +97,17 @@ async fn session(
             }
         };
         let bytes = match message {
-            None => return RunEnd::Failed("upstream closed the connection".into()),
+            None => {
+                return RunEnd::Failed(SourceError::Upstream(
+                    "upstream closed the connection".into(),
+                ));
+            }
             Some(Err(err)) => return RunEnd::Failed(connection_error(url, err)),
             Some(Ok(Message::Close(frame))) => {
                 let why = frame.map_or_else(String::new, |f| format!(" ({} {})", f.code, f.reason));
-                return RunEnd::Failed(format!("upstream closed the connection{why}"));
+                return RunEnd::Failed(SourceError::Upstream(format!(
+                    "upstream closed the connection{why}"
+                )));
             }
             Some(Ok(Message::Text(text))) => {
                 match protocol::Message::from_json(text.as_str()) {
@@ -114,7 +120,9 @@ async fn session(
                         *timeline = info.timeline;
                     }
                     Ok(protocol::Message::End) => {
-                        return RunEnd::Failed("the upstream stream ended".into());
+                        return RunEnd::Failed(SourceError::Upstream(
+                            "the upstream stream ended".into(),
+                        ));
                     }
                     Ok(protocol::Message::Skipped { fragments }) => tracing::warn!(
                         upstream = %url,
@@ -166,7 +174,7 @@ async fn session(
                     offset += len;
                     continue;
                 }
-                Err(err) => return RunEnd::Failed(format!("cannot continue the timeline: {err}")),
+                Err(err) => return RunEnd::Failed(SourceError::Timeline(err)),
             }
         };
         offset += len;
@@ -179,7 +187,7 @@ async fn session(
 
 /// A broken connection is news; an upstream breaking the protocol (frames over the size
 /// limit, bad framing) is cut off.
-fn connection_error(url: &str, err: tungstenite::Error) -> String {
+fn connection_error(url: &str, err: tungstenite::Error) -> SourceError {
     use tungstenite::error::{Error, ProtocolError};
     match err {
         Error::Capacity(_)
@@ -199,12 +207,12 @@ fn connection_error(url: &str, err: tungstenite::Error) -> String {
             url,
             format!("a frame against the protocol or its size limit ({err})"),
         ),
-        other => format!("the connection broke: {other}"),
+        other => SourceError::Upstream(format!("the connection broke: {other}")),
     }
 }
 
-/// Logs why an upstream is being cut off and returns the reason.
-fn cut_off(url: &str, what: String) -> String {
+/// Logs why an upstream is being cut off and returns the error.
+fn cut_off(url: &str, what: String) -> SourceError {
     tracing::error!(upstream = %url, "cutting off the upstream: it sent {what}");
-    format!("cut off: {what}")
+    SourceError::CutOff(what)
 }

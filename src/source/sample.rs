@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::{SourceContext, SourceEvent};
+use super::{SourceContext, SourceError, SourceEvent};
 use crate::fmp4::rewriter::{self, TrackShift};
 use crate::fmp4::{Fragment, InitSegment, Prft, Splitter, Unit};
 
@@ -26,24 +26,26 @@ pub struct Clip {
 }
 
 impl Clip {
-    pub fn parse(bytes: Bytes) -> Result<Self, String> {
+    pub fn parse(bytes: Bytes) -> Result<Self, SourceError> {
         let mut splitter = Splitter::default();
         splitter.feed(bytes);
         let mut init = None;
         let mut fragments = Vec::new();
-        while let Some(unit) = splitter.poll().map_err(|e| e.to_string())? {
+        while let Some(unit) = splitter.poll().map_err(SourceError::Fmp4)? {
             match unit {
                 Unit::Init(i) => init = Some(i),
                 Unit::Fragment(f) => fragments.push(f),
             }
         }
-        let init = init.ok_or("the sample has no init segment")?;
-        let reference = init.reference_track().ok_or("the sample has no tracks")?;
+        let init = init.ok_or(SourceError::Unusable("the sample has no init segment"))?;
+        let reference = init
+            .reference_track()
+            .ok_or(SourceError::Unusable("the sample has no tracks"))?;
         let runs = fragments.iter().filter_map(|f| f.run(reference.id));
         let start = runs.clone().map(|r| r.decode_time).min().unwrap_or(0);
         let end = runs.map(|r| r.end_time()).max().unwrap_or(0);
         if end <= start {
-            return Err("the sample has no media".into());
+            return Err(SourceError::Unusable("the sample has no media"));
         }
         Ok(Self {
             duration: end - start,
@@ -85,13 +87,10 @@ impl Clip {
 pub async fn run(ctx: SourceContext) {
     let clip = match Clip::parse(Bytes::from_static(SAMPLE_MP4)) {
         Ok(clip) => clip,
-        Err(reason) => {
+        Err(error) => {
             // The clip is built into the binary; this only happens to a broken build.
-            tracing::error!(stream = %ctx.stream, "bundled sample unusable: {reason}");
-            ctx.send(SourceEvent::Finished {
-                reason: Some(reason),
-            })
-            .await;
+            tracing::error!(stream = %ctx.stream, "bundled sample unusable: {error}");
+            ctx.send(SourceEvent::Finished { error: Some(error) }).await;
             return;
         }
     };

@@ -199,17 +199,17 @@ async fn run_source(
                 hub.set_init(init);
             }
             SourceEvent::Fragment(fragment) => hub.push(fragment, std::time::Instant::now()),
-            SourceEvent::Restarting { reason, cause, .. } => {
+            SourceEvent::Restarting { error, cause, .. } => {
                 let counter = match cause {
                     Restart::Process => &hub.counters.source_restarts,
                     Restart::Upstream => &hub.counters.upstream_reconnects,
                 };
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                hub.set_status(Status::Restarting(reason));
+                hub.set_status(Status::Restarting(error.to_string()));
             }
-            SourceEvent::Finished { reason } => {
-                let status = match reason {
-                    Some(reason) => Status::Failed(reason),
+            SourceEvent::Finished { error } => {
+                let status = match error {
+                    Some(error) => Status::Failed(error.to_string()),
                     None => Status::Ended,
                 };
                 tracing::info!(status = status.as_str(), "stream finished");
