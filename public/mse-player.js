@@ -11,8 +11,11 @@
 // frame is there. So while the element is muted (as every autoplaying page starts) the
 // SourceBuffer gets the video track only; when the viewer turns sound on, it is built again
 // with both tracks from the newest key frame, which is kept for that; and off again.
+//
+// The SourceBuffer and its queue of appends and removals are mse-sink.js.
 
-import { initWithTracks, parseFragment } from './fmp4.js';
+import { initWithTracks } from './fmp4.js';
+import { MediaSourceImpl, MseSink, describeMediaError } from './mse-sink.js';
 
 /**
  * Where playback aims: this far behind the newest buffered media, in seconds. Less, and
@@ -47,18 +50,15 @@ const MAX_FAST_CHANGE = 1.0;
 const KEEP_BEHIND = 10;
 /** Trim only once this much can go, so removals stay few and large. */
 const TRIM_STEP = 5;
-/** After a QuotaExceededError, keep only this much behind the playhead. */
-const QUOTA_KEEP_BEHIND = 1;
 
-const MediaSourceImpl = globalThis.ManagedMediaSource ?? globalThis.MediaSource;
 const HAS_FRAME_CALLBACK = 'requestVideoFrameCallback' in HTMLVideoElement.prototype;
-const MEDIA_ERRORS = ['', 'aborted', 'network error', 'decode error', 'source not supported'];
 
+/** @implements {import('./engine.js').Engine} */
 export class MseEngine {
   static kind = 'mse';
 
   /** Why this browser cannot play `info` through MSE, or null if it can. */
-  static unsupported(info) {
+  static async unsupported(_tracks, info) {
     if (!MediaSourceImpl) return 'This browser has no Media Source Extensions.';
     if (!MediaSourceImpl.isTypeSupported(info.mime)) {
       return `This browser cannot play ${info.codecs ?? info.mime} through MSE.`;
@@ -74,16 +74,15 @@ export class MseEngine {
   #started = false; // the current sink has been seeked to its live edge and told to play
   #caughtUp = false; // since it started, a frame was shown near the live edge
   #liveOffset = LIVE_OFFSET_WITH_AUDIO;
-  // The stream as it comes: its init message and segment, its tracks.
-  #stream = null; // {info, bytes, tracks, videoId, videoMime, hasAudio, separable}
+  // The stream as it comes: its init message and segment, and what its tracks are.
+  #stream = null; // {info, bytes, videoId, videoMime, hasAudio, separable}
   #withSound = true; // the sink carries the audio track
-  #sinceKey = []; // every fragment from the newest video key frame on, all tracks
+  #sinceKey = []; // every media message from the newest video key frame on, all tracks
   #restartedAt = -Infinity; // when a stall with sound last restarted playback (page ms)
 
   /**
    * @param {HTMLVideoElement} video
-   * @param {{frameShown: (mediaSeconds: number, shownPageMs: number, preview?: boolean) => void,
-   *          fatal: (message: string) => void, status: (text: string) => void}} on
+   * @param {import('./engine.js').EngineEvents} on
    */
   constructor(video, on, log) {
     this.#video = video;
@@ -121,7 +120,6 @@ export class MseEngine {
     this.#stream = {
       info,
       bytes,
-      tracks,
       videoId: video?.id ?? null,
       videoMime: video?.codec ? `video/mp4; codecs="${video.codec}"` : null,
       hasAudio: Boolean(audio),
@@ -133,24 +131,19 @@ export class MseEngine {
     this.#load(this.#wantsSound());
   }
 
-  media(bytes) {
+  media(media) {
     // Without a sink (no init yet on this connection) media has nowhere to go.
     if (!this.#sink) return;
-    if (!this.#stream?.separable) {
+    const { bytes, fragment } = media;
+    // A fragment fmp4.js cannot read: the SourceBuffer says what it makes of it.
+    if (!this.#stream?.separable || !fragment) {
       this.#sink.append(bytes);
       return;
     }
-    let trafs;
-    try {
-      ({ trafs } = parseFragment(bytes, this.#stream.tracks));
-    } catch (err) {
-      // The SourceBuffer says what it makes of it.
-      this.#sink.append(bytes);
-      return;
-    }
+    const { trafs } = fragment;
     const video = trafs.find((traf) => traf.trackId === this.#stream.videoId);
     if (video?.samples[0]?.key) this.#sinceKey = [];
-    if (this.#sinceKey.length < MAX_KEPT_FRAGMENTS) this.#sinceKey.push(bytes);
+    if (this.#sinceKey.length < MAX_KEPT_FRAGMENTS) this.#sinceKey.push(media);
     if (this.#withSound) {
       this.#sink.append(bytes);
     } else if (trafs.every((traf) => traf.trackId === this.#stream.videoId)) {
@@ -223,7 +216,7 @@ export class MseEngine {
     this.#sink = null;
     this.#mime = null;
     this.#load(withSound);
-    for (const bytes of kept) this.media(bytes);
+    for (const media of kept) this.media(media);
   }
 
   /** The server left fragments out: the playhead will find a gap and jump over it. */
@@ -266,6 +259,19 @@ export class MseEngine {
 
   /** The element keeps sound and picture together itself. */
   avSyncMs() {
+    return null;
+  }
+
+  /** The element decodes and schedules its sound itself, out of reach of these counts. */
+  audioFrames() {
+    return null;
+  }
+
+  audioBehindMs() {
+    return null;
+  }
+
+  audioTrimmed() {
     return null;
   }
 
@@ -383,174 +389,6 @@ export class MseEngine {
   }
 }
 
-/**
- * One MediaSource attached to the video, with one SourceBuffer fed strictly in order.
- * A SourceBuffer takes one append or remove at a time and throws if handed another while it
- * is `updating`, so every operation waits its turn in `#ops` and the next one starts on
- * `updateend`. What it cannot recover from is reported once, through `onFatal`.
- */
-class MseSink {
-  #video;
-  #mime;
-  #mediaSource;
-  #sourceBuffer = null;
-  #ops = [];
-  #inFlight = null; // the append or remove the SourceBuffer is working on
-  #removing = false; // a removal is queued or in flight
-  #closed = false;
-  #onUpdated;
-  #onFatal;
-  #log;
-
-  constructor(video, mime, { onUpdated, onFatal, log }) {
-    this.#video = video;
-    this.#mime = mime;
-    this.#onUpdated = onUpdated;
-    this.#onFatal = onFatal;
-    this.#log = log;
-    this.#mediaSource = new MediaSourceImpl();
-    // Safari never opens a ManagedMediaSource on an element that could play remotely (AirPlay).
-    if (globalThis.ManagedMediaSource) video.disableRemotePlayback = true;
-    const url = URL.createObjectURL(this.#mediaSource);
-    this.#mediaSource.addEventListener(
-      'sourceopen',
-      () => {
-        URL.revokeObjectURL(url);
-        this.#open();
-      },
-      { once: true },
-    );
-    video.src = url;
-  }
-
-  append(bytes) {
-    this.#push({ kind: 'append', bytes, retried: false });
-  }
-
-  /** Removes everything before `time`, unless a removal is already on its way. */
-  removeBefore(time) {
-    if (this.#removing) return;
-    this.#removing = true;
-    this.#push({ kind: 'remove', end: time });
-  }
-
-  /** Switches codecs in place; false where the browser cannot (then build a new sink). */
-  changeType(mime) {
-    if (typeof this.#sourceBuffer?.changeType !== 'function') return false;
-    this.#log('changeType:', mime);
-    this.#push({ kind: 'changeType', mime });
-    return true;
-  }
-
-  /** Operations queued or in flight. */
-  pending() {
-    return this.#ops.length + (this.#inFlight ? 1 : 0);
-  }
-
-  /** Stops feeding; the element keeps its source until the next sink or destroy() replaces it. */
-  close() {
-    this.#closed = true;
-    this.#ops = [];
-  }
-
-  #open() {
-    if (this.#closed) return;
-    try {
-      const sourceBuffer = this.#mediaSource.addSourceBuffer(this.#mime);
-      sourceBuffer.mode = 'segments';
-      sourceBuffer.addEventListener('updateend', () => this.#onUpdateEnd());
-      // By now the element has turned the failed append into a MediaError with the details.
-      sourceBuffer.addEventListener('error', () =>
-        this.#fatal(`The browser could not use the stream data: ${describeMediaError(this.#video.error)}`),
-      );
-      this.#sourceBuffer = sourceBuffer;
-    } catch (err) {
-      this.#fatal(`Cannot play ${this.#mime}: ${err.message}`);
-      return;
-    }
-    this.#next();
-  }
-
-  #push(op) {
-    if (this.#closed) return;
-    this.#ops.push(op);
-    this.#next();
-  }
-
-  #onUpdateEnd() {
-    if (this.#inFlight?.kind === 'remove') this.#removing = false;
-    this.#inFlight = null;
-    if (this.#closed) return;
-    this.#onUpdated();
-    this.#next();
-  }
-
-  /** Starts queued operations until one is in flight (changeType completes at once). */
-  #next() {
-    const sourceBuffer = this.#sourceBuffer;
-    while (!this.#closed && sourceBuffer && !sourceBuffer.updating && this.#ops.length > 0) {
-      const op = this.#takeNext();
-      try {
-        this.#run(sourceBuffer, op);
-        if (sourceBuffer.updating) this.#inFlight = op;
-      } catch (err) {
-        this.#recover(op, err);
-      }
-    }
-  }
-
-  /**
-   * The next operation, with the appends queued right behind an append joined into it: each
-   * appendBuffer costs a few milliseconds of its own, and a joiner's burst of a whole group of
-   * pictures would otherwise pay that dozens of times before its first picture.
-   */
-  #takeNext() {
-    const op = this.#ops.shift();
-    if (op.kind !== 'append' || this.#ops[0]?.kind !== 'append') return op;
-    const parts = [op.bytes];
-    while (this.#ops[0]?.kind === 'append') parts.push(this.#ops.shift().bytes);
-    const joined = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
-    let at = 0;
-    for (const part of parts) {
-      joined.set(new Uint8Array(part), at);
-      at += part.byteLength;
-    }
-    return { kind: 'append', bytes: joined.buffer, retried: false };
-  }
-
-  #run(sourceBuffer, op) {
-    switch (op.kind) {
-      case 'append':
-        sourceBuffer.appendBuffer(op.bytes);
-        break;
-      case 'remove':
-        sourceBuffer.remove(0, op.end);
-        break;
-      case 'changeType':
-        sourceBuffer.changeType(op.mime);
-        break;
-    }
-  }
-
-  /** A full SourceBuffer gets one retry after dropping what lies behind the playhead. */
-  #recover(op, err) {
-    const cut = this.#video.currentTime - QUOTA_KEEP_BEHIND;
-    if (err.name === 'QuotaExceededError' && op.kind === 'append' && !op.retried && cut > 0) {
-      this.#log('quota exceeded: removing media before', cut.toFixed(2));
-      op.retried = true;
-      this.#ops.unshift({ kind: 'remove', end: cut }, op);
-      return;
-    }
-    this.#fatal(`${op.kind} failed: ${err.name}: ${err.message}`);
-  }
-
-  #fatal(message) {
-    if (this.#closed) return;
-    this.close();
-    this.#onFatal(message);
-  }
-}
-
 /** `seconds` before the end of `range`, but not before its start. */
 function behindEdge(range, seconds) {
   return Math.max(range.start, range.end - seconds);
@@ -559,10 +397,4 @@ function behindEdge(range, seconds) {
 function lastRange(buffered) {
   const n = buffered.length;
   return n === 0 ? null : { start: buffered.start(n - 1), end: buffered.end(n - 1) };
-}
-
-function describeMediaError(error) {
-  if (!error) return 'no details.';
-  const kind = MEDIA_ERRORS[error.code] ?? 'unknown error';
-  return `${kind} (code ${error.code})${error.message ? `: ${error.message}` : '.'}`;
 }

@@ -4,7 +4,8 @@
 // Modes: `webcodecs`, `mse`, or `auto` (the default): WebCodecs where this browser's decoders
 // take the stream's codecs (VideoDecoder.isConfigSupported, and AudioDecoder's for a stream
 // with sound), MSE otherwise. The choice is made again at every init segment, so a source
-// that changes codecs moves to the engine that can play them, on the same socket.
+// that changes codecs moves to the engine that can play them, on the same socket. What the
+// player asks of an engine is in engine.js; each fragment is read here, once, for both.
 //
 // Latency is measured per frame on screen: the wall clock when the frame is shown minus the
 // encoder's wall clock for it (the `prft` box before its fragment), with the page's clock
@@ -24,6 +25,7 @@ import { LiveSocket } from './socket.js';
 import { WebCodecsEngine } from './webcodecs-player.js';
 
 export const MODES = ['auto', 'webcodecs', 'mse'];
+/** @type {Record<string, import('./engine.js').EngineClass>} */
 const ENGINES = { mse: MseEngine, webcodecs: WebCodecsEngine };
 
 const TICK_MS = 250;
@@ -45,6 +47,7 @@ export class Player {
   #on;
   #log;
   #socket;
+  /** @type {import('./engine.js').Engine | null} */
   #engine = null;
   #tracks = null; // from the latest init segment
   #videoTrack = null;
@@ -146,9 +149,9 @@ export class Player {
       skipped: this.#skipped,
       reconnects: this.#socket.reconnects,
       avSyncMs: engine?.avSyncMs() ?? null,
-      audioFrames: engine?.audioFrames?.() ?? null,
-      audioBehindMs: engine?.audioBehindMs?.() ?? null,
-      audioTrimmed: engine?.audioTrimmed?.() ?? null,
+      audioFrames: engine?.audioFrames() ?? null,
+      audioBehindMs: engine?.audioBehindMs() ?? null,
+      audioTrimmed: engine?.audioTrimmed() ?? null,
     };
   }
 
@@ -164,12 +167,12 @@ export class Player {
 
   /** WebCodecs plays sound only once asked from a click; MSE's <video> has its own control. */
   async unmute() {
-    return (await this.#engine?.unmute?.()) ?? false;
+    return (await this.#engine?.unmute()) ?? false;
   }
 
   soundState() {
     const engine = this.#engine;
-    if (!engine?.hasAudio?.()) return 'none';
+    if (!engine?.hasAudio()) return 'none';
     return engine.soundOn() ? 'on' : 'muted';
   }
 
@@ -235,17 +238,18 @@ export class Player {
   async #choose(tracks, info) {
     this.fallbackReason = null;
     if (this.#requested !== 'mse') {
-      const why = await WebCodecsEngine.unsupported(tracks);
+      const why = await WebCodecsEngine.unsupported(tracks, info);
       if (!why) return { kind: 'webcodecs' };
       if (this.#requested === 'webcodecs') {
         return { kind: 'webcodecs', problem: `Cannot play with WebCodecs: ${why}. Try the MSE player.` };
       }
       this.fallbackReason = why;
     }
-    const problem = MseEngine.unsupported(info);
+    const problem = await MseEngine.unsupported(tracks, info);
     return problem ? { kind: 'mse', problem } : { kind: 'mse' };
   }
 
+  /** @returns {import('./engine.js').EngineEvents} */
   #engineEvents() {
     return {
       frameShown: (media, shownPageMs, preview) => this.#onFrameShown(media, shownPageMs, preview),
@@ -256,24 +260,33 @@ export class Player {
 
   #onMedia(bytes) {
     this.#bitrate.add(bytes.byteLength);
-    this.#noteProducerTime(bytes);
-    if (this.#choosing) this.#waiting.push(bytes);
-    else if (this.#playable) this.#engine?.media(bytes);
+    const media = this.#read(bytes);
+    this.#noteProducerTime(media.fragment);
+    if (this.#choosing) this.#waiting.push(media);
+    else if (this.#playable) this.#engine?.media(media);
+  }
+
+  /**
+   * The fragment as fmp4.js reads it with the latest init's tracks, which are the ones the
+   * engine gets (media waits while an engine is chosen for them).
+   * @returns {import('./engine.js').Media}
+   */
+  #read(bytes) {
+    try {
+      return { bytes, fragment: parseFragment(bytes, this.#tracks), unreadable: null };
+    } catch (err) {
+      const unreadable = err instanceof Mp4Error ? err.message : `${err.name}: ${err.message}`;
+      // The engine judges what that costs; here it costs a latency sample.
+      this.#log('unreadable fragment:', unreadable);
+      return { bytes, fragment: null, unreadable };
+    }
   }
 
   /** Notes when the encoder stamped this fragment's video (its prft), for latency. */
-  #noteProducerTime(bytes) {
+  #noteProducerTime(fragment) {
     const video = this.#videoTrack;
-    if (!video) return;
-    let prft;
-    try {
-      ({ prft } = parseFragment(bytes));
-    } catch (err) {
-      // The engine will judge the bytes; here they only cost a latency sample.
-      this.#log('unreadable fragment:', err instanceof Mp4Error ? err.message : err);
-      return;
-    }
-    if (prft && prft.trackId === video.id) {
+    const prft = fragment?.prft;
+    if (video && prft && prft.trackId === video.id) {
       this.#producer.add(prft.mediaTime / video.timescale, prft.unixMs);
     }
   }

@@ -1,6 +1,6 @@
-// The WebCodecs engine: the stream's fragments demuxed here (fmp4.js), decoded by
-// VideoDecoder and AudioDecoder, and each picture drawn to a <canvas> the moment it is due,
-// with none of MSE's buffering in between.
+// The WebCodecs engine: the stream's fragments as fmp4.js demuxes them (the player reads each
+// once, see engine.js), decoded by VideoDecoder and AudioDecoder, and each picture drawn to a
+// <canvas> the moment it is due, with none of MSE's buffering in between.
 //
 // When a picture is due depends on the clock in charge:
 // - without sound (before the viewer's first click, or a silent stream) the wall clock: a
@@ -12,8 +12,6 @@
 // A joiner decodes the group of pictures it is given as fast as it can and shows only the
 // newest frame, so the first picture is the live one; a decoder that falls behind (its queue
 // grows, or the picture is far behind the newest media) starts again at the next key frame.
-
-import { Mp4Error, parseFragment } from './fmp4.js';
 
 /** Chunks waiting for the decoder beyond this mean it cannot keep up. */
 const MAX_DECODE_QUEUE = 15;
@@ -34,6 +32,7 @@ const AUDIO_MAX_AHEAD_S = 0.5;
 /** Frames without a duration of their own are taken to last this long. */
 const DEFAULT_FRAME_MS = 1000 / 30;
 
+/** @implements {import('./engine.js').Engine} */
 export class WebCodecsEngine {
   static kind = 'webcodecs';
 
@@ -66,7 +65,6 @@ export class WebCodecsEngine {
 
   #video = null; // the video track, from parseInit
   #audio = null;
-  #tracks = [];
   #videoDecoder = null;
   #audioDecoder = null;
   #waitingForKey = true; // after an init, a reset or a skip: chunks up to a key frame are left out
@@ -92,8 +90,7 @@ export class WebCodecsEngine {
 
   /**
    * @param {HTMLCanvasElement} canvas
-   * @param {{frameShown: (mediaSeconds: number, shownPageMs: number, preview: boolean) => void,
-   *          fatal: (message: string) => void, status: (text: string) => void}} on
+   * @param {import('./engine.js').EngineEvents} on
    */
   constructor(canvas, on, log) {
     this.#canvas = canvas;
@@ -115,7 +112,6 @@ export class WebCodecsEngine {
   init(_info, _bytes, tracks) {
     this.reset();
     this.#closeDecoders();
-    this.#tracks = tracks;
     this.#video = tracks.find((t) => t.kind === 'video') ?? null;
     this.#audio = tracks.find((t) => t.kind === 'audio') ?? null;
     if (this.#video) {
@@ -136,15 +132,11 @@ export class WebCodecsEngine {
     }
   }
 
-  media(bytes) {
+  media({ fragment, unreadable }) {
     if (!this.#videoDecoder) return;
-    let fragment;
-    try {
-      fragment = parseFragment(bytes, this.#tracks);
-    } catch (err) {
+    if (!fragment) {
       // One bad fragment: said once in the page, and decoding starts over at a key frame.
-      const what = err instanceof Mp4Error ? err.message : `${err.name}: ${err.message}`;
-      this.#on.fatal(`Unreadable media from the server: ${what}`);
+      this.#on.fatal(`Unreadable media from the server: ${unreadable}`);
       return;
     }
     const arrived = performance.now();
