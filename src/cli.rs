@@ -37,6 +37,8 @@ pub enum Command {
     Probe(ProbeArgs),
 }
 
+// The doc comments are clap's help text, brackets and all, not rustdoc links.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Args, Default, Clone)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.

@@ -3,11 +3,11 @@
 //!
 //! | route | handler |
 //! |---|---|
-//! | `/`, `/watch/{name}`, `/assets/{*path}` | [`pages`] |
-//! | `/ws/{name}` | [`ws`] |
-//! | `/dash/{name}/…`, `/hls/{name}/…` | [`media`] |
-//! | `/api/streams`, `/api/time`, `/healthz` | [`api`] |
-//! | `/metrics` | [`metrics`] |
+//! | `/`, `/watch/{name}`, `/assets/{*path}` | `pages.rs` |
+//! | `/ws/{name}` | `ws.rs` |
+//! | `/dash/{name}/…`, `/hls/{name}/…` | `media.rs` |
+//! | `/api/streams`, `/api/time`, `/healthz` | `api.rs` |
+//! | `/metrics` | `metrics.rs` |
 
 mod api;
 mod error;

@@ -4,9 +4,9 @@
 //! timeline continuous when it restarts, so viewers play on.
 //!
 //! Sources know nothing of viewers, HTTP or the command line; they report through a channel
-//! of [`SourceEvent`]s. What they share: the demuxers ([`Demuxer`]), one loop that reads a
-//! pipe into them ([`read_pipe`]), and one supervisor that runs a source again after it fails
-//! ([`supervisor`]).
+//! of [`SourceEvent`]s. What they share: the demuxers (`Demuxer`), one loop that reads a
+//! pipe into them (`read_pipe`), and one supervisor that runs a source again after it fails
+//! (`supervisor.rs`).
 
 mod continuity;
 mod error;

@@ -7,8 +7,8 @@
 //!
 //! ffmpeg-sidecar's API is synchronous: its pipes are handed to tokio so that reading them never
 //! blocks the runtime. ffmpeg's log lines become our log lines. A run that ends for any reason
-//! but a stop is restarted with back-off ([`super::supervisor`]), its timeline continued. Its
-//! command line is built in [`args`].
+//! but a stop is restarted with back-off (`supervisor.rs`), its timeline continued. Its
+//! command line is built in `args.rs`.
 
 use std::collections::VecDeque;
 use std::process::ExitStatus;
