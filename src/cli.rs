@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::server::ServeSettings;
+use crate::server::{Limits, MIN_HEADER_BYTES, ServeSettings};
 use crate::source::{EncoderOptions, Ingest, SourceSpec, ffmpeg};
 use crate::stream::record::RecordConfig;
 use crate::stream::{HubConfig, StreamDef};
@@ -117,6 +117,14 @@ pub struct FileConfig {
     pub ingest: Option<IngestArg>,
     /// Viewers the whole server takes at once (default 10000).
     pub max_viewers: Option<u64>,
+    /// Seconds a client has to send a request's whole header, and to start its next request
+    /// on a kept-alive connection (default 10).
+    pub header_timeout_secs: Option<f64>,
+    /// Largest request header, in bytes (default 16384, at least 8192); larger is 431.
+    pub max_header_bytes: Option<usize>,
+    /// Connections one client address may hold at once, viewers included (default: no
+    /// limit); more are answered 429.
+    pub max_connections_per_address: Option<u32>,
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
 }
@@ -393,11 +401,40 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         listen,
         streams,
         max_viewers: Some(file.max_viewers.unwrap_or(DEFAULT_MAX_VIEWERS)),
+        limits: limits(&file)?,
         hub: HubConfig {
             segment_secs,
             window,
             ..HubConfig::default()
         },
+    })
+}
+
+/// The limits at the door, from the config file, checked.
+fn limits(file: &FileConfig) -> Result<Limits, String> {
+    let defaults = Limits::default();
+    let header_timeout = match file.header_timeout_secs {
+        None => defaults.header_timeout,
+        Some(secs) if secs > 0.0 && secs <= 3600.0 => Duration::from_secs_f64(secs),
+        Some(secs) => {
+            return Err(format!(
+                "header_timeout_secs {secs} is out of range (above 0, at most 3600)"
+            ));
+        }
+    };
+    let max_header_bytes = file.max_header_bytes.unwrap_or(defaults.max_header_bytes);
+    if max_header_bytes < MIN_HEADER_BYTES {
+        return Err(format!(
+            "max_header_bytes {max_header_bytes} is below the least of {MIN_HEADER_BYTES}"
+        ));
+    }
+    if file.max_connections_per_address == Some(0) {
+        return Err("max_connections_per_address 0 would refuse everyone".into());
+    }
+    Ok(Limits {
+        header_timeout,
+        max_header_bytes,
+        max_connections_per_address: file.max_connections_per_address,
     })
 }
 

@@ -1134,3 +1134,194 @@ async fn viewers_are_answered_and_closed_as_rfc_6455_asks() {
     assert!(status.success(), "{}", server.log());
     assert_eq!(staying.join().expect("viewer"), Some(1001));
 }
+
+/// Sends `request` on a fresh connection from the local address `local` (any port) and
+/// returns what came back, and whether the server closed the connection, within `wait`.
+fn exchange_from(local: &str, addr: &str, request: &[u8], wait: Duration) -> (String, bool) {
+    use std::io::{Read, Write};
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let local: std::net::SocketAddr = format!("{local}:0").parse().expect("address");
+    socket.bind(&local.into()).expect("bind");
+    let remote: std::net::SocketAddr = addr.parse().expect("address");
+    socket.connect(&remote.into()).expect("connect");
+    let mut tcp: std::net::TcpStream = socket.into();
+    tcp.set_read_timeout(Some(wait)).expect("timeout");
+    tcp.write_all(request).expect("request");
+    let mut answer = Vec::new();
+    let closed = tcp.read_to_end(&mut answer).is_ok();
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+fn get_request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// The value of the `/metrics` line that starts with `series`, asked from `local`.
+fn metric_from(local: &str, addr: &str, series: &str) -> Option<f64> {
+    let (text, _) = exchange_from(
+        local,
+        addr,
+        &get_request("/metrics"),
+        Duration::from_secs(10),
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn slow_idle_and_oversized_requests_are_dropped_while_a_viewer_plays_on() {
+    let config = temp_file("door.toml", "header_timeout_secs = 1\n");
+    let server = TestServer::start(&[
+        "--stream",
+        "clip=sample",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let addr = server.addr.clone();
+    let mut viewer = ws::connect(&server.ws_url("/ws/clip")).await;
+    ws::expect_init(&mut viewer).await;
+
+    // Half a request header, then nothing; and a connection that sends nothing at all.
+    let slow = {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            exchange_from(
+                "127.0.0.1",
+                &addr,
+                b"GET /healthz HTTP/1.1\r\nHost: test\r\n",
+                Duration::from_secs(15),
+            )
+        })
+    };
+    let idle = {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            exchange_from("127.0.0.1", &addr, b"", Duration::from_secs(15))
+        })
+    };
+    let (slow_answer, slow_closed) = slow.await.expect("slow client");
+    assert!(
+        slow_closed,
+        "a slow-headers client is disconnected: {slow_answer:?}"
+    );
+    assert!(!slow_answer.contains(" 200 "), "{slow_answer:?}");
+    let (_, idle_closed) = idle.await.expect("idle client");
+    assert!(idle_closed, "an idle client is disconnected");
+
+    // A header over the limit is answered 431.
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: test\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let (answer, _) = exchange_from("127.0.0.1", &addr, huge.as_bytes(), Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+
+    // The viewer played on through all of it.
+    match ws::next(&mut viewer, Duration::from_secs(5)).await {
+        Some(Msg::Binary(_)) => {}
+        other => panic!("the viewer should still get media, got {other:?}"),
+    }
+    let timeouts = metric_from(
+        "127.0.0.1",
+        &addr,
+        "wsls_refused_connections_total{reason=\"header_timeout\"}",
+    );
+    assert!(
+        timeouts.is_some_and(|n| n >= 2.0),
+        "{timeouts:?}\n{}",
+        server.log()
+    );
+    let large = metric_from(
+        "127.0.0.1",
+        &addr,
+        "wsls_refused_connections_total{reason=\"header_too_large\"}",
+    );
+    assert_eq!(large, Some(1.0), "{}", server.log());
+}
+
+#[tokio::test]
+async fn connections_over_an_address_limit_are_refused_while_other_addresses_are_served() {
+    let config = temp_file("per-address.toml", "max_connections_per_address = 2\n");
+    let server = TestServer::start(&[
+        "--stream",
+        "clip=sample",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let addr = server.addr.clone();
+    // Two viewers from 127.0.0.1 hold both of its places.
+    let mut first = ws::connect(&server.ws_url("/ws/clip")).await;
+    ws::expect_init(&mut first).await;
+    let mut second = ws::connect(&server.ws_url("/ws/clip")).await;
+    ws::expect_init(&mut second).await;
+
+    let refused = {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            exchange_from(
+                "127.0.0.1",
+                &addr,
+                &get_request("/healthz"),
+                Duration::from_secs(10),
+            )
+        })
+    };
+    let (answer, closed) = refused.await.expect("third connection");
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer:?}");
+    assert!(closed, "the refused connection is closed");
+
+    // Another address is served, and sees the refusal counted.
+    let other = {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let (answer, _) = exchange_from(
+                "127.0.0.2",
+                &addr,
+                &get_request("/healthz"),
+                Duration::from_secs(10),
+            );
+            let refused = metric_from(
+                "127.0.0.2",
+                &addr,
+                "wsls_refused_connections_total{reason=\"address_limit\"}",
+            );
+            (answer, refused)
+        })
+    };
+    let (answer, refused) = other.await.expect("other address");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(refused, Some(1.0), "{}", server.log());
+
+    // The viewers play on; when one leaves, its address has a place again.
+    match ws::next(&mut second, Duration::from_secs(5)).await {
+        Some(Msg::Binary(_)) => {}
+        other => panic!("an admitted viewer should get media, got {other:?}"),
+    }
+    first.close(None).await.expect("close");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let addr = addr.clone();
+        let (answer, _) = tokio::task::spawn_blocking(move || {
+            exchange_from(
+                "127.0.0.1",
+                &addr,
+                &get_request("/healthz"),
+                Duration::from_secs(10),
+            )
+        })
+        .await
+        .expect("after a viewer left");
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the place never came back: {answer:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

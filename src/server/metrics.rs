@@ -250,6 +250,14 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             "{name}_count{{stream=\"{stream_label}\"}} {cumulative}"
         );
     }
+    let name = "wsls_refused_connections_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections refused or cut at the door, by reason.\n# TYPE {name} counter"
+    );
+    for (reason, count) in app.refusals.read() {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {count}");
+    }
     let _ = writeln!(
         out,
         "# HELP wsls_frame_file_bytes WebSocket frames held in memory files for sendfile (not in the RSS).\n# TYPE wsls_frame_file_bytes gauge\nwsls_frame_file_bytes {}",

@@ -13,6 +13,7 @@ mod api;
 mod error;
 mod fanout;
 mod frame;
+mod limits;
 mod media;
 mod metrics;
 mod pages;
@@ -28,16 +29,18 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::routing::get;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_layer::Layer;
 
 use fanout::Fanout;
 
 pub use error::ApiError;
+pub use limits::{Limits, MIN_HEADER_BYTES};
 
 use crate::stream::{self, HubConfig, StreamDef, Streams};
 
@@ -67,6 +70,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     pub started: std::time::Instant,
     pub viewer_limits: Arc<ws::ViewerLimits>,
+    /// Connections refused or cut at the door, for `/metrics`.
+    pub refusals: Arc<limits::Refusals>,
     /// Each stream's WebSocket viewers, in the order of `streams`.
     pub(crate) fanouts: Arc<Vec<Arc<Fanout>>>,
 }
@@ -116,6 +121,7 @@ pub struct ServeSettings {
     pub hub: HubConfig,
     /// Viewers the whole server takes at once; more are answered 503.
     pub max_viewers: Option<u64>,
+    pub limits: Limits,
 }
 
 /// Why the server could not run.
@@ -167,11 +173,17 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
             total: Default::default(),
             max_total: settings.max_viewers,
         }),
+        refusals: Arc::new(limits::Refusals::default()),
         fanouts: Arc::new(fanouts),
+    };
+    let door = Door {
+        limits: settings.limits.clone(),
+        counts: Arc::default(),
+        refusals: state.refusals.clone(),
     };
     // Not tracked: it outlives the shutdown it starts, waiting for a second Ctrl-C.
     tokio::spawn(watch_signals(shutdown.clone()));
-    accept(listener, router(state), &shutdown).await;
+    accept(listener, router(state), door, &shutdown).await;
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_DRAIN, tracker.wait())
         .await
@@ -194,12 +206,12 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
 /// HTTP/2 from HTTP/1), and the fan-out needs the upgraded connection to be the `TcpStream`
 /// itself, to write to its socket directly. Browsers speak HTTP/2 only over TLS, which this
 /// server does not terminate.
-async fn accept(listener: TcpListener, app: Router, shutdown: &CancellationToken) {
+async fn accept(listener: TcpListener, app: Router, door: Door, shutdown: &CancellationToken) {
     let connections = TaskTracker::new();
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors, or a connection that died in the backlog:
                     // say so and carry on, a little later for the former.
@@ -215,11 +227,30 @@ async fn accept(listener: TcpListener, app: Router, shutdown: &CancellationToken
             },
             _ = shutdown.cancelled() => break,
         };
+        let Some(slot) = door
+            .counts
+            .admit(peer.ip(), door.limits.max_connections_per_address)
+        else {
+            door.refusals
+                .too_many_from_address
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(%peer, "refused: too many connections from this address");
+            connections.spawn(refuse(tcp));
+            continue;
+        };
         configure_socket(&tcp);
-        let service = TowerToHyperService::new(app.clone());
+        // Each request carries the connection's place in its address's count; a WebSocket
+        // viewer keeps it after the upgrade.
+        let service = TowerToHyperService::new(axum::Extension(Arc::new(slot)).layer(app.clone()));
         let shutdown = shutdown.clone();
+        let refusals = door.refusals.clone();
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(door.limits.header_timeout)
+            .max_header_size(door.limits.max_header_bytes);
         connections.spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
+            let connection = builder
                 .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades();
             tokio::pin!(connection);
@@ -230,14 +261,42 @@ async fn accept(listener: TcpListener, app: Router, shutdown: &CancellationToken
                     connection.await
                 }
             };
-            if let Err(err) = result {
-                tracing::trace!(%err, "connection ended with an error");
+            match result {
+                Ok(()) => {}
+                Err(err) if err.is_timeout() => {
+                    refusals
+                        .header_timeout
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(%peer, "dropped: no whole request header in time");
+                }
+                Err(err) if err.is_parse_too_large() => {
+                    refusals
+                        .header_too_large
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(%peer, "refused: request header too large (431)");
+                }
+                Err(err) => tracing::trace!(%err, "connection ended with an error"),
             }
         });
     }
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// What the accept loop checks before a connection is served.
+struct Door {
+    limits: Limits,
+    counts: Arc<limits::AddressCounts>,
+    refusals: Arc<limits::Refusals>,
+}
+
+/// Tells a refused connection why (429), as far as its socket takes it at once, and closes it.
+async fn refuse(tcp: TcpStream) {
+    let _ = tcp.try_write(limits::TOO_MANY_CONNECTIONS);
+    let _ = socket2::SockRef::from(&tcp).shutdown(std::net::Shutdown::Write);
+    // Lingering a moment lets the peer read the answer before the socket goes away.
+    let _ = tokio::time::timeout(Duration::from_millis(500), tcp.readable()).await;
 }
 
 /// Options every connection gets before its first byte.

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use super::limits::AddressSlot;
 use super::{ApiError, AppState};
 use crate::stream::Stream;
 
@@ -28,6 +29,8 @@ pub struct ViewerLimits {
 pub struct Slot {
     limits: Arc<ViewerLimits>,
     stream: Option<Arc<Stream>>,
+    /// Its connection's place in its address's count, kept for as long as the viewer stays.
+    _address: Option<Arc<AddressSlot>>,
 }
 
 impl Drop for Slot {
@@ -43,11 +46,16 @@ impl ViewerLimits {
     /// Takes a place for a viewer of `stream`, or says why there is none. Counts go up first
     /// and come back down (by the slot's drop) when over, so that viewers arriving at once
     /// cannot all slip under a limit.
-    fn admit(self: &Arc<Self>, stream: &Arc<Stream>) -> Result<Slot, ApiError> {
+    fn admit(
+        self: &Arc<Self>,
+        stream: &Arc<Stream>,
+        address: Option<Arc<AddressSlot>>,
+    ) -> Result<Slot, ApiError> {
         let server_now = self.total.fetch_add(1, Ordering::Relaxed) + 1;
         let mut slot = Slot {
             limits: self.clone(),
             stream: None,
+            _address: address,
         };
         let stream_now = stream.admitted.fetch_add(1, Ordering::Relaxed) + 1;
         slot.stream = Some(stream.clone());
@@ -81,7 +89,8 @@ pub async fn upgrade(
     let headers = request.headers();
     check_origin(headers)?;
     let key = handshake_key(headers)?;
-    let slot = app.viewer_limits.admit(&stream)?;
+    let address = request.extensions().get::<Arc<AddressSlot>>().cloned();
+    let slot = app.viewer_limits.admit(&stream, address)?;
     let on_upgrade = request
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
