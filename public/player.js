@@ -60,6 +60,7 @@ export class Player {
   #liveFrom = null; // socket open time, until this connection's first live picture is shown
   #frameShown = false;
   #joinMs = null;
+  #droppedAtJoin = null; // the engine's dropped frames when this connection's first picture showed
   #liveMs = null;
   #skipped = 0;
   #bitrate = new ByteRate(BITRATE_WINDOW_MS);
@@ -141,6 +142,7 @@ export class Player {
       mode: this.mode,
       latencyMs: this.#latency.median(),
       joinMs: this.#joinMs === null ? null : Math.round(this.#joinMs),
+      droppedAtJoin: this.#droppedAtJoin,
       liveMs: this.#liveMs === null ? null : Math.round(this.#liveMs),
       bufferMs: engine?.bufferMs() ?? null,
       fps: this.#fps.value,
@@ -304,6 +306,7 @@ export class Player {
       this.#frameShown = true;
       if (this.#openedAt !== null) {
         this.#joinMs = shownPageMs - performance.timeOrigin - this.#openedAt;
+        this.#droppedAtJoin = this.#engine?.droppedFrames() ?? 0;
         this.#openedAt = null;
       }
       this.#socket.playing();
