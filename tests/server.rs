@@ -1157,6 +1157,25 @@ fn get_request(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
+/// [`exchange_from`] off the runtime's threads.
+async fn exchange(local: &str, addr: &str, request: Vec<u8>, wait: Duration) -> (String, bool) {
+    let (local, addr) = (local.to_string(), addr.to_string());
+    tokio::task::spawn_blocking(move || exchange_from(&local, &addr, &request, wait))
+        .await
+        .expect("the exchange ran")
+}
+
+/// The bundled sample as stream `clip`, with `config` as the config file.
+fn sample_server_with(config: &str) -> TestServer {
+    let config = temp_file("limits.toml", config);
+    TestServer::start(&[
+        "--stream",
+        "clip=sample",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ])
+}
+
 /// The value of the `/metrics` line that starts with `series`, asked from `local`.
 fn metric_from(local: &str, addr: &str, series: &str) -> Option<f64> {
     let (text, _) = exchange_from(
@@ -1172,50 +1191,32 @@ fn metric_from(local: &str, addr: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn slow_idle_and_oversized_requests_are_dropped_while_a_viewer_plays_on() {
-    let config = temp_file("door.toml", "header_timeout_secs = 1\n");
-    let server = TestServer::start(&[
-        "--stream",
-        "clip=sample",
-        "--config",
-        config.to_str().expect("utf-8"),
-    ]);
+    let server = sample_server_with("header_timeout_secs = 1\n");
     let addr = server.addr.clone();
     let mut viewer = ws::connect(&server.ws_url("/ws/clip")).await;
     ws::expect_init(&mut viewer).await;
 
     // Half a request header, then nothing; and a connection that sends nothing at all.
-    let slow = {
-        let addr = addr.clone();
-        tokio::task::spawn_blocking(move || {
-            exchange_from(
-                "127.0.0.1",
-                &addr,
-                b"GET /healthz HTTP/1.1\r\nHost: test\r\n",
-                Duration::from_secs(15),
-            )
-        })
-    };
-    let idle = {
-        let addr = addr.clone();
-        tokio::task::spawn_blocking(move || {
-            exchange_from("127.0.0.1", &addr, b"", Duration::from_secs(15))
-        })
-    };
-    let (slow_answer, slow_closed) = slow.await.expect("slow client");
+    let wait = Duration::from_secs(15);
+    let half = b"GET /healthz HTTP/1.1\r\nHost: test\r\n".to_vec();
+    let (slow, idle) = tokio::join!(
+        exchange("127.0.0.1", &addr, half, wait),
+        exchange("127.0.0.1", &addr, Vec::new(), wait)
+    );
+    let (slow_answer, slow_closed) = slow;
     assert!(
         slow_closed,
         "a slow-headers client is disconnected: {slow_answer:?}"
     );
     assert!(!slow_answer.contains(" 200 "), "{slow_answer:?}");
-    let (_, idle_closed) = idle.await.expect("idle client");
-    assert!(idle_closed, "an idle client is disconnected");
+    assert!(idle.1, "an idle client is disconnected");
 
     // A header over the limit is answered 431.
     let huge = format!(
         "GET /healthz HTTP/1.1\r\nHost: test\r\nX-Filler: {}\r\n\r\n",
         "a".repeat(20_000)
     );
-    let (answer, _) = exchange_from("127.0.0.1", &addr, huge.as_bytes(), Duration::from_secs(10));
+    let (answer, _) = exchange("127.0.0.1", &addr, huge.into_bytes(), wait).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
 
     // The viewer played on through all of it.
@@ -1223,75 +1224,60 @@ async fn slow_idle_and_oversized_requests_are_dropped_while_a_viewer_plays_on() 
         Some(Msg::Binary(_)) => {}
         other => panic!("the viewer should still get media, got {other:?}"),
     }
-    let timeouts = metric_from(
-        "127.0.0.1",
-        &addr,
-        "wsls_refused_connections_total{reason=\"header_timeout\"}",
-    );
+    let refused = |reason: &str| format!("wsls_refused_connections_total{{reason=\"{reason}\"}}");
+    let (timeouts, large) = {
+        let (addr, timeouts, large) = (
+            addr.clone(),
+            refused("header_timeout"),
+            refused("header_too_large"),
+        );
+        tokio::task::spawn_blocking(move || {
+            (
+                metric_from("127.0.0.1", &addr, &timeouts),
+                metric_from("127.0.0.1", &addr, &large),
+            )
+        })
+        .await
+        .expect("metrics")
+    };
     assert!(
         timeouts.is_some_and(|n| n >= 2.0),
         "{timeouts:?}\n{}",
         server.log()
-    );
-    let large = metric_from(
-        "127.0.0.1",
-        &addr,
-        "wsls_refused_connections_total{reason=\"header_too_large\"}",
     );
     assert_eq!(large, Some(1.0), "{}", server.log());
 }
 
 #[tokio::test]
 async fn connections_over_an_address_limit_are_refused_while_other_addresses_are_served() {
-    let config = temp_file("per-address.toml", "max_connections_per_address = 2\n");
-    let server = TestServer::start(&[
-        "--stream",
-        "clip=sample",
-        "--config",
-        config.to_str().expect("utf-8"),
-    ]);
+    let server = sample_server_with("max_connections_per_address = 2\n");
     let addr = server.addr.clone();
+    let wait = Duration::from_secs(10);
     // Two viewers from 127.0.0.1 hold both of its places.
     let mut first = ws::connect(&server.ws_url("/ws/clip")).await;
     ws::expect_init(&mut first).await;
     let mut second = ws::connect(&server.ws_url("/ws/clip")).await;
     ws::expect_init(&mut second).await;
 
-    let refused = {
-        let addr = addr.clone();
-        tokio::task::spawn_blocking(move || {
-            exchange_from(
-                "127.0.0.1",
-                &addr,
-                &get_request("/healthz"),
-                Duration::from_secs(10),
-            )
-        })
-    };
-    let (answer, closed) = refused.await.expect("third connection");
+    let (answer, closed) = exchange("127.0.0.1", &addr, get_request("/healthz"), wait).await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer:?}");
     assert!(closed, "the refused connection is closed");
 
     // Another address is served, and sees the refusal counted.
-    let other = {
+    let (answer, _) = exchange("127.0.0.2", &addr, get_request("/healthz"), wait).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let refused = {
         let addr = addr.clone();
         tokio::task::spawn_blocking(move || {
-            let (answer, _) = exchange_from(
-                "127.0.0.2",
-                &addr,
-                &get_request("/healthz"),
-                Duration::from_secs(10),
-            );
-            let refused = metric_from(
+            metric_from(
                 "127.0.0.2",
                 &addr,
                 "wsls_refused_connections_total{reason=\"address_limit\"}",
-            );
-            (answer, refused)
+            )
         })
+        .await
+        .expect("metrics")
     };
-    let (answer, refused) = other.await.expect("other address");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     assert_eq!(refused, Some(1.0), "{}", server.log());
 
     // The viewers play on; when one leaves, its address has a place again.
@@ -1303,17 +1289,7 @@ async fn connections_over_an_address_limit_are_refused_while_other_addresses_are
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let addr = addr.clone();
-        let (answer, _) = tokio::task::spawn_blocking(move || {
-            exchange_from(
-                "127.0.0.1",
-                &addr,
-                &get_request("/healthz"),
-                Duration::from_secs(10),
-            )
-        })
-        .await
-        .expect("after a viewer left");
+        let (answer, _) = exchange("127.0.0.1", &addr, get_request("/healthz"), wait).await;
         if answer.starts_with("HTTP/1.1 200") {
             break;
         }
