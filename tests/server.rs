@@ -1011,6 +1011,19 @@ async fn viewer_limits_per_stream_and_per_server_answer_503_and_free_up() {
     ws::expect_init(&mut again).await;
     // ... and the server-wide count is at its maximum again.
     expect_busy(&many_url, "the server has its maximum of 3 viewers").await;
+    // Every refusal was counted.
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "wsls_refused_connections_total{reason=\"viewer_limit\"} 4"),
+        "{metrics}"
+    );
 }
 
 /// A raw WebSocket client: the handshake by hand, so it can send what a library would not.

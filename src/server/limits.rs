@@ -1,7 +1,7 @@
 //! Limits at the door, before a request reaches a route: how long a client may take to send
 //! its request headers (a slow-headers or idle client holds no task forever), how large they
 //! may be, and how many connections one address may hold at once. Each refusal is counted
-//! for `/metrics`.
+//! for `/metrics`, as are viewers refused by the viewer limits (`ws.rs`).
 //!
 //! A connection's place in its address's count is an [`AddressSlot`]; a WebSocket viewer
 //! carries it on after the upgrade, so a viewer counts for as long as it watches.
@@ -44,16 +44,19 @@ pub struct Refusals {
     pub too_many_from_address: AtomicU64,
     pub header_timeout: AtomicU64,
     pub header_too_large: AtomicU64,
+    /// WebSocket viewers over a stream's or the server's viewer limit (503).
+    pub viewer_limit: AtomicU64,
 }
 
 impl Refusals {
     /// `(reason label, count)` for each kind.
-    pub fn read(&self) -> [(&'static str, u64); 3] {
+    pub fn read(&self) -> [(&'static str, u64); 4] {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("address_limit", load(&self.too_many_from_address)),
             ("header_timeout", load(&self.header_timeout)),
             ("header_too_large", load(&self.header_too_large)),
+            ("viewer_limit", load(&self.viewer_limit)),
         ]
     }
 }

@@ -90,7 +90,11 @@ pub async fn upgrade(
     check_origin(headers)?;
     let key = handshake_key(headers)?;
     let address = request.extensions().get::<Arc<AddressSlot>>().cloned();
-    let slot = app.viewer_limits.admit(&stream, address)?;
+    let slot = app.viewer_limits.admit(&stream, address).inspect_err(|_| {
+        app.refusals
+            .viewer_limit
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })?;
     let on_upgrade = request
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
