@@ -89,6 +89,8 @@ impl Connection {
 enum Out {
     /// A whole frame of this viewer's own (an init message, a notice, a control frame).
     Own(Bytes),
+    /// The `skipped` notice for this many fragments, as a whole frame.
+    Skipped(Bytes, u64),
     /// A fragment's shared frame, and when the hub took the fragment (for the send delay).
     Frame(Arc<Frame>, Instant),
 }
@@ -96,7 +98,7 @@ enum Out {
 impl Out {
     fn len(&self) -> usize {
         match self {
-            Out::Own(bytes) => bytes.len(),
+            Out::Own(bytes) | Out::Skipped(bytes, _) => bytes.len(),
             Out::Frame(frame, _) => frame.len(),
         }
     }
@@ -201,7 +203,7 @@ impl Viewer {
             }
         }
         if self.closing_since.is_none() && self.queue.is_empty() {
-            self.take_from(hub, window, tally);
+            self.take_from(hub, window);
             if self.queue.is_empty() && self.last_write.elapsed() > protocol::PING_INTERVAL {
                 self.push(Out::Own(frame::whole(frame::OPCODE_PING, &[])));
             }
@@ -226,7 +228,7 @@ impl Viewer {
     }
 
     /// Takes the viewer's next deliveries into its queue.
-    fn take_from(&mut self, hub: &Hub, window: &WireWindow, tally: &mut SendTally) {
+    fn take_from(&mut self, hub: &Hub, window: &WireWindow) {
         while self.queued_bytes < MAX_BATCH_BYTES {
             let Some(delivery) = self.subscription.next_in(&window.events) else {
                 break;
@@ -247,12 +249,16 @@ impl Viewer {
                     self.push(Out::Frame(frame, fragment.received));
                 }
                 Delivery::Skipped(n) => {
-                    tally.skips += 1;
-                    tally.skipped += n;
+                    // Counted once written (`advance`): a notice dropped from the queue
+                    // carries its count into the next one.
                     self.span.in_scope(|| {
                         tracing::debug!(fragments = n, "slow viewer moved to the next key frame");
                     });
-                    self.push(Out::text(&Message::Skipped { fragments: n }));
+                    let notice = Message::Skipped { fragments: n }.to_json();
+                    self.push(Out::Skipped(
+                        frame::whole(frame::OPCODE_TEXT, notice.as_bytes()),
+                        n,
+                    ));
                 }
                 Delivery::End => {
                     self.push(Out::text(&Message::End));
@@ -271,25 +277,39 @@ impl Viewer {
     /// already too old: they are dropped (all but a frame already begun, and the viewer's own
     /// messages), and the viewer is moved to the next fresh key frame like any other that
     /// fell behind. Without this, what a slow viewer took in while it still kept up would
-    /// reach it seconds late.
+    /// reach it seconds late. A `skipped` notice not yet begun goes too, its count carried
+    /// into the next one: the viewer is told once, right before the key frame it resumes at,
+    /// even when the key frame of an earlier skip went stale in the queue as well.
     fn drop_stale(&mut self, now: Instant) {
         let begun = usize::from(self.written > 0);
         let oldest = self.queue.iter().skip(begun).find_map(|out| match out {
             Out::Frame(_, received) => Some(*received),
-            Out::Own(_) => None,
+            Out::Own(_) | Out::Skipped(..) => None,
         });
         if !oldest.is_some_and(|received| self.subscription.is_stale(received, now)) {
             return;
         }
-        let before = self.queue.len();
+        let mut dropped = 0u64;
         let mut index = 0;
         self.queue.retain(|out| {
             index += 1;
-            index <= begun || matches!(out, Out::Own(_))
+            if index <= begun {
+                return true;
+            }
+            match out {
+                Out::Own(_) => true,
+                Out::Skipped(_, fragments) => {
+                    dropped += fragments;
+                    false
+                }
+                Out::Frame(..) => {
+                    dropped += 1;
+                    false
+                }
+            }
         });
         self.queued_bytes = self.queue.iter().map(Out::len).sum();
-        self.subscription
-            .skip_to_key((before - self.queue.len()) as u64);
+        self.subscription.skip_to_key(dropped);
     }
 
     /// Drops what is queued, but for a frame already begun (its end must still go out).
@@ -390,7 +410,7 @@ impl Viewer {
                 break;
             }
             match out {
-                Out::Own(bytes) => slices.push(IoSlice::new(bytes)),
+                Out::Own(bytes) | Out::Skipped(bytes, _) => slices.push(IoSlice::new(bytes)),
                 Out::Frame(frame, _) => {
                     slices.push(IoSlice::new(frame.header.as_bytes()));
                     if !frame.payload.is_empty() {
@@ -418,13 +438,20 @@ impl Viewer {
             n -= left;
             self.written = 0;
             self.queued_bytes -= front.len();
-            if let Some(Out::Frame(frame, received)) = self.queue.pop_front() {
-                tally.fragments += 1;
-                tally.bytes += frame.payload.len() as u64;
-                // The GOP a viewer joins with is not a delay.
-                if received > self.joined {
-                    tally.observe_delay(now.saturating_duration_since(received));
+            match self.queue.pop_front() {
+                Some(Out::Frame(frame, received)) => {
+                    tally.fragments += 1;
+                    tally.bytes += frame.payload.len() as u64;
+                    // The GOP a viewer joins with is not a delay.
+                    if received > self.joined {
+                        tally.observe_delay(now.saturating_duration_since(received));
+                    }
                 }
+                Some(Out::Skipped(_, fragments)) => {
+                    tally.skips += 1;
+                    tally.skipped += fragments;
+                }
+                Some(Out::Own(_)) | None => {}
             }
         }
     }
