@@ -37,27 +37,21 @@ pub async fn run(url: String, ctx: SourceContext) {
     };
     let relay = Relay {
         url,
-        continuity: Continuity::new(Policy::Resume),
         timeline: None,
     };
-    supervise(relay, retry, &ctx).await;
+    supervise(relay, retry, Continuity::new(Policy::Resume), &ctx).await;
 }
 
 /// One upstream, dialled again after each lost connection.
 struct Relay {
     url: String,
-    continuity: Continuity,
     /// The upstream's timeline id, from its last init message.
     timeline: Option<String>,
 }
 
 impl Restartable for Relay {
-    async fn run_once(&mut self, ctx: &SourceContext) -> RunEnd {
-        session(&self.url, ctx, &mut self.continuity, &mut self.timeline).await
-    }
-
-    fn prepare_retry(&mut self) {
-        self.continuity.restart();
+    async fn run_once(&mut self, ctx: &SourceContext, continuity: &mut Continuity) -> RunEnd {
+        session(&self.url, ctx, continuity, &mut self.timeline).await
     }
 }
 

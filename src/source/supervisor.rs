@@ -2,18 +2,16 @@
 //! (ffmpeg, a relay's connection): it runs the source, reports each failure to the stream
 //! with the delay before the next try (exponential, jittered, reset after a run that
 //! lasted), waits, and stops at once when cancelled. A fault no retry can help ends the
-//! source with that error.
+//! source with that error. It keeps the source's timeline (`Continuity`) across runs.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Restart, RunEnd, SourceContext, SourceEvent};
+use super::{Continuity, Restart, RunEnd, SourceContext, SourceEvent};
 
 /// A source the supervisor can run again.
 pub(crate) trait Restartable {
-    /// One run, until it ends.
-    async fn run_once(&mut self, ctx: &SourceContext) -> RunEnd;
-    /// Called after a failed run, before the next (a timeline that must continue, say).
-    fn prepare_retry(&mut self);
+    /// One run, until it ends, its fragments passed through `continuity`.
+    async fn run_once(&mut self, ctx: &SourceContext, continuity: &mut Continuity) -> RunEnd;
 }
 
 /// How failures are retried and told.
@@ -27,11 +25,17 @@ pub(crate) struct Retry {
     pub again: &'static str,
 }
 
-/// Runs `source` until it is stopped, its stream is gone, or it fails for good.
-pub(crate) async fn supervise(mut source: impl Restartable, mut retry: Retry, ctx: &SourceContext) {
+/// Runs `source` until it is stopped, its stream is gone, or it fails for good; each run
+/// continues the timeline of the one before through `continuity`.
+pub(crate) async fn supervise(
+    mut source: impl Restartable,
+    mut retry: Retry,
+    mut continuity: Continuity,
+    ctx: &SourceContext,
+) {
     loop {
         let started = Instant::now();
-        let error = match source.run_once(ctx).await {
+        let error = match source.run_once(ctx, &mut continuity).await {
             RunEnd::Stopped => return,
             RunEnd::Fatal(error) => {
                 tracing::error!(stream = %ctx.stream, "{error}");
@@ -64,7 +68,7 @@ pub(crate) async fn supervise(mut source: impl Restartable, mut retry: Retry, ct
             _ = tokio::time::sleep(retry_in) => {}
             _ = ctx.cancel.cancelled() => return,
         }
-        source.prepare_retry();
+        continuity.restart();
     }
 }
 

@@ -43,7 +43,6 @@ pub async fn run(spec: SourceSpec, opts: EncoderOptions, ctx: SourceContext) {
     let ffmpeg = Ffmpeg {
         args,
         ingest: opts.ingest,
-        continuity: Continuity::default(),
     };
     let retry = Retry {
         backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
@@ -51,23 +50,18 @@ pub async fn run(spec: SourceSpec, opts: EncoderOptions, ctx: SourceContext) {
         lost: "ffmpeg stopped".into(),
         again: "restarting",
     };
-    supervise(ffmpeg, retry, &ctx).await;
+    supervise(ffmpeg, retry, Continuity::default(), &ctx).await;
 }
 
-/// One ffmpeg command line, run again after it fails, its timeline continued.
+/// One ffmpeg command line, run again after it fails.
 struct Ffmpeg {
     args: Vec<String>,
     ingest: Ingest,
-    continuity: Continuity,
 }
 
 impl Restartable for Ffmpeg {
-    async fn run_once(&mut self, ctx: &SourceContext) -> RunEnd {
-        run_once(&self.args, self.ingest, ctx, &mut self.continuity).await
-    }
-
-    fn prepare_retry(&mut self) {
-        self.continuity.restart();
+    async fn run_once(&mut self, ctx: &SourceContext, continuity: &mut Continuity) -> RunEnd {
+        run_once(&self.args, self.ingest, ctx, continuity).await
     }
 }
 
