@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::server::tls::CertSource;
 use crate::server::{Limits, MIN_HEADER_BYTES, ServeSettings};
 use crate::source::{EncoderOptions, Ingest, SourceSpec, ffmpeg};
 use crate::stream::record::RecordConfig;
@@ -30,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve live streams (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Cut an fMP4 file into DASH segments with a static MPD.
     Package(PackageArgs),
     /// Print the box tree of an MP4 file, one box a line.
@@ -63,6 +64,31 @@ pub struct ServeArgs {
     /// How ffmpeg hands over frames: auto (lowest latency) or fmp4.
     #[arg(long, value_enum)]
     pub ingest: Option<IngestArg>,
+    /// Serve https:// and wss:// with this certificate chain (PEM, leaf first); reloaded when
+    /// the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve https:// and wss:// with a certificate made for this machine, kept in
+    /// --state-dir; its fingerprint is logged.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+    /// Where the server keeps what it makes (the self-signed certificate). Default:
+    /// $XDG_STATE_HOME/websocketlivestream or ~/.local/state/websocketlivestream.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Also listen for plain HTTP here, only to redirect to https (needs TLS).
+    #[arg(long, value_name = "ADDR")]
+    pub http_redirect: Option<String>,
+    /// Serve ACME HTTP-01 challenges (certbot --webroot) from DIR on the --http-redirect
+    /// listener.
+    #[arg(long, value_name = "DIR")]
+    pub acme_dir: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) for wss:// relay upstreams, beside the public roots.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
 }
 
 /// `--ingest` and `ingest =`: how ffmpeg hands over its frames ([`Ingest`]).
@@ -125,6 +151,17 @@ pub struct FileConfig {
     /// Connections one client address may hold at once, viewers included (default: no
     /// limit); more are answered 429.
     pub max_connections_per_address: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_self_signed: bool,
+    /// Names (and addresses) the self-signed certificate carries beside the machine's own.
+    #[serde(default)]
+    pub tls_names: Vec<String>,
+    pub state_dir: Option<PathBuf>,
+    pub http_redirect: Option<String>,
+    pub acme_dir: Option<PathBuf>,
+    pub upstream_ca: Option<PathBuf>,
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
 }
@@ -314,6 +351,11 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         ..EncoderOptions::default()
     };
 
+    let upstream_ca = args.upstream_ca.clone().or(file.upstream_ca.clone());
+    if let Some(path) = &upstream_ca {
+        std::fs::File::open(path)
+            .map_err(|e| format!("cannot read --upstream-ca {}: {e}", path.display()))?;
+    }
     let mut streams = Vec::new();
     for entry in &args.streams {
         let (name, source) = entry
@@ -327,6 +369,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             on_demand: None,
             max_viewers: None,
             record: recording.for_stream(name, None, None, None)?,
+            upstream_ca: upstream_ca.clone(),
         });
     }
     for table in &file.streams {
@@ -356,6 +399,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
                 table.record_max_mb,
                 table.record_max_age_secs,
             )?,
+            upstream_ca: upstream_ca.clone(),
         });
     }
     if streams.is_empty() {
@@ -375,6 +419,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             on_demand: None,
             max_viewers: None,
             record: recording.for_stream("live", None, None, None)?,
+            upstream_ca: None,
         });
     }
     for (i, stream) in streams.iter().enumerate() {
@@ -397,9 +442,33 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
     {
         return Err("only one stream can read standard input".into());
     }
+    let tls = tls(args, &file)?;
+    let redirect_listen = match args.http_redirect.clone().or(file.http_redirect.clone()) {
+        None => None,
+        Some(_) if tls.is_none() => {
+            return Err("--http-redirect sends browsers to https: it needs --tls-cert and --tls-key or --tls-self-signed".into());
+        }
+        Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+            format!("invalid --http-redirect address {text:?} (expected IP:PORT, e.g. 0.0.0.0:80)")
+        })?),
+    };
+    let acme_dir = args.acme_dir.clone().or(file.acme_dir.clone());
+    if let Some(dir) = &acme_dir {
+        if redirect_listen.is_none() {
+            return Err(
+                "--acme-dir is served on the --http-redirect listener: give that too".into(),
+            );
+        }
+        if !dir.is_dir() {
+            return Err(format!("--acme-dir {} is not a folder", dir.display()));
+        }
+    }
     Ok(ServeSettings {
         listen,
         streams,
+        tls,
+        redirect_listen,
+        acme_dir,
         max_viewers: Some(file.max_viewers.unwrap_or(DEFAULT_MAX_VIEWERS)),
         limits: limits(&file)?,
         hub: HubConfig {
@@ -408,6 +477,37 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             ..HubConfig::default()
         },
     })
+}
+
+/// TLS from the command line or the config file: files that can be read now, or a
+/// self-signed certificate in the state folder.
+fn tls(args: &ServeArgs, file: &FileConfig) -> Result<Option<CertSource>, String> {
+    let cert = args.tls_cert.clone().or(file.tls_cert.clone());
+    let key = args.tls_key.clone().or(file.tls_key.clone());
+    let self_signed = args.tls_self_signed || file.tls_self_signed;
+    match (cert, key) {
+        (Some(_), Some(_)) if self_signed => {
+            Err("give either --tls-cert and --tls-key or --tls-self-signed, not both".into())
+        }
+        (Some(cert), Some(key)) => {
+            for (what, path) in [("--tls-cert", &cert), ("--tls-key", &key)] {
+                std::fs::File::open(path)
+                    .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+            }
+            Ok(Some(CertSource::Files { cert, key }))
+        }
+        (Some(_), None) => Err("--tls-cert needs --tls-key (the certificate's private key)".into()),
+        (None, Some(_)) => Err("--tls-key needs --tls-cert (the certificate chain)".into()),
+        (None, None) if self_signed => Ok(Some(CertSource::SelfSigned {
+            dir: args
+                .state_dir
+                .clone()
+                .or(file.state_dir.clone())
+                .unwrap_or_else(crate::server::tls::default_state_dir),
+            names: file.tls_names.clone(),
+        })),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The limits at the door, from the config file, checked.
@@ -498,6 +598,16 @@ mod tests {
                 vec!["--stream", "a=stdin", "--stream", "b=stdin"],
                 "one stream",
             ),
+            (
+                vec!["--tls-cert", "/no/such.pem", "--tls-key", "/no/such.key"],
+                "cannot read --tls-cert /no/such.pem",
+            ),
+            (vec!["--http-redirect", "0.0.0.0:80"], "needs --tls-cert"),
+            (
+                vec!["--tls-self-signed", "--http-redirect", "nowhere"],
+                "invalid --http-redirect",
+            ),
+            (vec!["--upstream-ca", "/no/ca.pem"], "cannot read --upstream-ca"),
         ] {
             let err = resolve_serve(&args(&list), true).expect_err("must be refused");
             assert!(err.contains(expect), "{list:?}: {err}");
@@ -515,10 +625,7 @@ mod tests {
             Cli::try_parse_from(["websocketlivestream", "serve", "--window", "3"]).expect("parses");
         assert!(matches!(
             cli.command,
-            Some(Command::Serve(ServeArgs {
-                window: Some(3),
-                ..
-            }))
+            Some(Command::Serve(args)) if args.window == Some(3)
         ));
     }
 

@@ -19,14 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::metrics::{SendCounters, SendTally};
 use super::reader::read_viewer;
-use super::viewer::{Connection, Turn, Viewer};
+use super::viewer::{Connection, Transport, Turn, Viewer};
 use super::wire::{Wire, WireWindow};
 use super::ws::Slot;
 use crate::protocol;
@@ -107,7 +106,13 @@ impl Fanout {
 
     /// A viewer whose WebSocket handshake is done: `pending_input` is what it sent after its
     /// request, if anything.
-    pub fn join(&self, tcp: TcpStream, pending_input: Bytes, slot: Slot, span: tracing::Span) {
+    pub fn join(
+        &self,
+        transport: Transport,
+        pending_input: Bytes,
+        slot: Slot,
+        span: tracing::Span,
+    ) {
         let Some(shard) = self
             .shards
             .iter()
@@ -115,7 +120,7 @@ impl Fanout {
         else {
             return;
         };
-        let connection = Arc::new(Connection::new(tcp, shard.wake.clone()));
+        let connection = Arc::new(Connection::new(transport, shard.wake.clone()));
         let subscription = self.stream.hub.subscribe();
         span.in_scope(|| tracing::debug!(viewers = self.stream.hub.viewers(), "viewer joined"));
         // A copy of the few bytes there may be: `pending_input` is a view of the connection's

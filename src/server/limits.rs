@@ -46,17 +46,21 @@ pub struct Refusals {
     pub header_too_large: AtomicU64,
     /// WebSocket viewers over a stream's or the server's viewer limit (503).
     pub viewer_limit: AtomicU64,
+    /// TLS handshakes that failed (a client that does not trust the certificate, or speaks
+    /// plain HTTP to the TLS port).
+    pub tls_handshake: AtomicU64,
 }
 
 impl Refusals {
     /// `(reason label, count)` for each kind.
-    pub fn read(&self) -> [(&'static str, u64); 4] {
+    pub fn read(&self) -> [(&'static str, u64); 5] {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("address_limit", load(&self.too_many_from_address)),
             ("header_timeout", load(&self.header_timeout)),
             ("header_too_large", load(&self.header_too_large)),
             ("viewer_limit", load(&self.viewer_limit)),
+            ("tls_handshake", load(&self.tls_handshake)),
         ]
     }
 }

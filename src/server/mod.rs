@@ -18,6 +18,8 @@ mod media;
 mod metrics;
 mod pages;
 mod reader;
+mod redirect;
+pub mod tls;
 mod viewer;
 mod wire;
 mod ws;
@@ -122,6 +124,12 @@ pub struct ServeSettings {
     /// Viewers the whole server takes at once; more are answered 503.
     pub max_viewers: Option<u64>,
     pub limits: Limits,
+    /// TLS on the listener: `https://` and `wss://` instead of `http://` and `ws://`.
+    pub tls: Option<tls::CertSource>,
+    /// A plain-HTTP listener that only sends browsers to the https address (and serves
+    /// ACME's HTTP-01 challenges from `acme_dir`).
+    pub redirect_listen: Option<SocketAddr>,
+    pub acme_dir: Option<std::path::PathBuf>,
 }
 
 /// Why the server could not run.
@@ -132,21 +140,33 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Binds, starts the streams, serves until Ctrl-C (or SIGTERM), then shuts down in order.
 pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })
+    };
+    let listener = bind(settings.listen).await?;
     let local = listener.local_addr()?;
+    let redirect_listener = match settings.redirect_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let tls = match &settings.tls {
+        Some(source) => Some(Arc::new(tls::Tls::start(
+            source, local, &shutdown, &tracker,
+        )?)),
+        None => None,
+    };
     let streams = Arc::new(stream::start(
         settings.streams,
         &settings.hub,
@@ -154,8 +174,9 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         &tracker,
     ));
     let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        "listening on http://{local}/ (streams: {})",
+        "listening on {scheme}://{local}/ (streams: {})",
         names.join(", ")
     );
     // One shard per worker thread: every core can write to viewers.
@@ -180,9 +201,26 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         limits: settings.limits.clone(),
         counts: Arc::default(),
         refusals: state.refusals.clone(),
+        tls,
     };
     // Not tracked: it outlives the shutdown it starts, waiting for a second Ctrl-C.
     tokio::spawn(watch_signals(shutdown.clone()));
+    if let Some(listener) = redirect_listener {
+        let redirect_local = listener.local_addr()?;
+        tracing::info!(
+            "redirecting http://{redirect_local}/ to https (port {})",
+            local.port()
+        );
+        let app = redirect::router(local.port(), settings.acme_dir.clone());
+        let door = Door {
+            limits: settings.limits.clone(),
+            counts: door.counts.clone(),
+            refusals: state.refusals.clone(),
+            tls: None,
+        };
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move { accept(listener, app, door, &shutdown).await });
+    }
     accept(listener, router(state), door, &shutdown).await;
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_DRAIN, tracker.wait())
@@ -204,8 +242,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
 ///
 /// Not `axum::serve`: that puts each connection behind a private buffering wrapper (to tell
 /// HTTP/2 from HTTP/1), and the fan-out needs the upgraded connection to be the `TcpStream`
-/// itself, to write to its socket directly. Browsers speak HTTP/2 only over TLS, which this
-/// server does not terminate.
+/// itself (or its TLS stream), to write to its socket directly.
 async fn accept(listener: TcpListener, app: Router, door: Door, shutdown: &CancellationToken) {
     let connections = TaskTracker::new();
     loop {
@@ -244,39 +281,32 @@ async fn accept(listener: TcpListener, app: Router, door: Door, shutdown: &Cance
         let service = TowerToHyperService::new(axum::Extension(Arc::new(slot)).layer(app.clone()));
         let shutdown = shutdown.clone();
         let refusals = door.refusals.clone();
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(door.limits.header_timeout)
-            .max_header_size(door.limits.max_header_bytes);
+        let limits = door.limits.clone();
+        let tls = door.tls.clone();
         connections.spawn(async move {
-            let connection = builder
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            let Some(tls) = tls else {
+                let io = TokioIo::new(tcp);
+                return serve_connection(io, service, &limits, &shutdown, &refusals, peer).await;
             };
-            match result {
-                Ok(()) => {}
-                Err(err) if err.is_timeout() => {
-                    refusals
-                        .header_timeout
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::debug!(%peer, "dropped: no whole request header in time");
-                }
-                Err(err) if err.is_parse_too_large() => {
-                    refusals
-                        .header_too_large
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::debug!(%peer, "refused: request header too large (431)");
-                }
-                Err(err) => tracing::trace!(%err, "connection ended with an error"),
-            }
+            // The handshake has the header timeout too: a client that opens a connection and
+            // says nothing holds no task forever, with TLS or without.
+            let handshake = tokio::time::timeout(limits.header_timeout, tls.acceptor.accept(tcp));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        refusals.tls_handshake.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return tracing::debug!(%peer, %err, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        refusals.header_timeout.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return tracing::debug!(%peer, "dropped: no TLS handshake in time");
+                    }
+                },
+                _ = shutdown.cancelled() => return,
+            };
+            let io = TokioIo::new(stream);
+            serve_connection(io, service, &limits, &shutdown, &refusals, peer).await
         });
     }
     drop(listener);
@@ -284,11 +314,57 @@ async fn accept(listener: TcpListener, app: Router, door: Door, shutdown: &Cance
     connections.wait().await;
 }
 
-/// What the accept loop checks before a connection is served.
+/// One connection served as HTTP/1.1 until it ends, or until shutdown lets its open request
+/// finish.
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    service: TowerToHyperService<axum::middleware::AddExtension<Router, Arc<limits::AddressSlot>>>,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+    refusals: &limits::Refusals,
+    peer: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes);
+    let connection = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    match result {
+        Ok(()) => {}
+        Err(err) if err.is_timeout() => {
+            refusals
+                .header_timeout
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(%peer, "dropped: no whole request header in time");
+        }
+        Err(err) if err.is_parse_too_large() => {
+            refusals
+                .header_too_large
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(%peer, "refused: request header too large (431)");
+        }
+        Err(err) => tracing::trace!(%err, "connection ended with an error"),
+    }
+}
+
+/// What the accept loop checks before a connection is served, and how it is served.
 struct Door {
     limits: Limits,
     counts: Arc<limits::AddressCounts>,
     refusals: Arc<limits::Refusals>,
+    /// TLS, if the listener speaks it.
+    tls: Option<Arc<tls::Tls>>,
 }
 
 /// Tells a refused connection why (429), as far as its socket takes it at once, and closes it.

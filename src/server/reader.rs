@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use std::io::Read as _;
+
 use bytes::BytesMut;
 
 use super::frame;
-use super::viewer::Connection;
+use super::viewer::{Connection, Nonblocking};
 use crate::protocol;
 
 /// Viewers send us nothing of size; anything larger is an abuse.
@@ -20,6 +22,18 @@ pub async fn read_viewer(connection: Arc<Connection>, mut incoming: BytesMut) {
         if answer_client(&connection, &mut incoming) {
             return;
         }
+        match read_some(&connection, &mut incoming) {
+            Ok(0) => {
+                connection.gone();
+                return;
+            }
+            Ok(_) => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                connection.gone();
+                return;
+            }
+        }
         tokio::select! {
             _ = connection.done.cancelled() => return,
             ready = connection.tcp.readable() => if ready.is_err() {
@@ -27,20 +41,40 @@ pub async fn read_viewer(connection: Arc<Connection>, mut incoming: BytesMut) {
                 return;
             },
         }
-        if incoming.capacity() - incoming.len() < 256 {
-            incoming.reserve(1024);
-        }
-        match connection.tcp.try_read_buf(&mut incoming) {
-            Ok(0) => {
-                connection.gone();
-                return;
+    }
+}
+
+/// What the viewer sent that can be read now, through its TLS session if it has one;
+/// `WouldBlock` when there is nothing, `Ok(0)` at its end.
+fn read_some(connection: &Connection, incoming: &mut BytesMut) -> std::io::Result<usize> {
+    if incoming.capacity() - incoming.len() < 256 {
+        incoming.reserve(1024);
+    }
+    let Some(tls) = &connection.tls else {
+        return connection.tcp.try_read_buf(incoming);
+    };
+    let mut session = tls.lock().unwrap_or_else(|e| e.into_inner());
+    let mut plain = [0u8; 4096];
+    loop {
+        match session.reader().read(&mut plain) {
+            Ok(0) => return Ok(0),
+            Ok(n) => {
+                incoming.extend_from_slice(&plain[..n]);
+                return Ok(n);
             }
-            Ok(_) => {}
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => {
-                connection.gone();
-                return;
-            }
+            Err(err) => return Err(err),
+        }
+        if session.read_tls(&mut Nonblocking(&connection.tcp))? == 0 {
+            return Ok(0);
+        }
+        let processed = session.process_new_packets();
+        if session.wants_write() {
+            // An alert, or an answer to a key update: the shard sends it.
+            connection.wake();
+        }
+        if let Err(err) = processed {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, err));
         }
     }
 }

@@ -7,7 +7,7 @@
 //! socket costs that viewer alone.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{IoSlice, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
 use super::frame;
@@ -33,9 +34,24 @@ const MAX_SLICES: usize = 512;
 /// A viewer being closed whose socket takes nothing more is let go after this long.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// A viewer's connection after the handshake.
+pub enum Transport {
+    Plain(TcpStream),
+    /// The socket and its TLS session: every byte in and out goes through the session.
+    Tls(TcpStream, Box<rustls::ServerConnection>),
+}
+
+/// Bytes of encrypted records a TLS viewer's session may hold beyond what its socket took,
+/// like the kernel's not-sent low-water mark: the rest of a backlog stays in the queue, where
+/// it can be skipped.
+const TLS_BUFFER_BYTES: usize = 32 * 1024;
+
 /// What a viewer's shard and its reading task ([`super::reader`]) share.
 pub struct Connection {
     pub tcp: TcpStream,
+    /// The TLS session, if the viewer came over TLS. The shard writes through it, the
+    /// reading task reads through it; each holds the lock for one call.
+    pub tls: Option<Mutex<rustls::ServerConnection>>,
     /// Frames the reading task wants sent (pongs, the close echo).
     control: Mutex<Vec<Bytes>>,
     has_control: AtomicBool,
@@ -52,9 +68,17 @@ pub struct Connection {
 impl Connection {
     /// `wake` is the shard's: it is woken when there is something to send or the
     /// connection died.
-    pub fn new(tcp: TcpStream, wake: Arc<Notify>) -> Self {
+    pub fn new(transport: Transport, wake: Arc<Notify>) -> Self {
+        let (tcp, tls) = match transport {
+            Transport::Plain(tcp) => (tcp, None),
+            Transport::Tls(tcp, mut session) => {
+                session.set_buffer_limit(Some(TLS_BUFFER_BYTES));
+                (tcp, Some(Mutex::new(*session)))
+            }
+        };
         Self {
             tcp,
+            tls,
             control: Mutex::new(Vec::new()),
             has_control: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -82,6 +106,52 @@ impl Connection {
     pub fn gone(&self) {
         self.gone.store(true, Ordering::Release);
         self.wake.notify_one();
+    }
+
+    /// Wakes the shard (the TLS session has something of its own to send).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether the TLS session holds records the socket has not taken.
+    fn tls_pending(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.lock().unwrap_or_else(|e| e.into_inner()).wants_write())
+    }
+
+    /// Half-closes the connection: TLS's close_notify first, as far as the socket takes it.
+    fn finish(&self) {
+        if let Some(tls) = &self.tls {
+            let mut session = tls.lock().unwrap_or_else(|e| e.into_inner());
+            session.send_close_notify();
+            let _ = session.write_tls(&mut Nonblocking(&self.tcp));
+        }
+        let _ = socket2::SockRef::from(&self.tcp).shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// A socket as `std::io` sees it, without waiting: `WouldBlock` when it cannot take or give
+/// more now (and tokio's readiness is cleared, so the next wait is a real one).
+pub struct Nonblocking<'a>(pub &'a TcpStream);
+
+impl std::io::Write for Nonblocking<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Read for Nonblocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.try_read(buf)
     }
 }
 
@@ -175,7 +245,7 @@ impl Viewer {
 
     /// Whether something is queued that the socket has not taken yet.
     pub fn has_backlog(&self) -> bool {
-        !self.queue.is_empty()
+        !self.queue.is_empty() || self.connection.tls_pending()
     }
 
     /// One walk's work for this viewer: take in what the hub has, write what the socket
@@ -214,8 +284,7 @@ impl Viewer {
         }
         match self.closing_since {
             Some(since) if self.queue.is_empty() || since.elapsed() > CLOSE_GRACE => {
-                let _ = socket2::SockRef::from(&self.connection.tcp)
-                    .shutdown(std::net::Shutdown::Write);
+                self.connection.finish();
                 Turn::Leaves
             }
             _ => Turn::Stays,
@@ -329,6 +398,9 @@ impl Viewer {
     /// Writes as much of the queue as the socket takes now. `Err` means the connection is
     /// broken.
     pub fn flush(&mut self, tally: &mut SendTally) -> std::io::Result<()> {
+        if self.connection.tls.is_some() {
+            return self.flush_tls(tally);
+        }
         while let Some(front) = self.queue.front() {
             let result = match front {
                 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -401,9 +473,52 @@ impl Viewer {
         Ok((written, asked))
     }
 
-    /// One vectored write of the queue's front: own frames, and shared frames as header and
-    /// payload.
+    /// [`flush`](Self::flush) through the TLS session: what the session holds goes to the
+    /// socket first; then as much of the queue as the session takes is encrypted, and so on
+    /// until the socket is full or the queue empty. A frame counts as written once the
+    /// session has it.
+    fn flush_tls(&mut self, tally: &mut SendTally) -> std::io::Result<()> {
+        let connection = self.connection.clone();
+        let Some(tls) = &connection.tls else {
+            return Ok(());
+        };
+        let mut session = tls.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            while session.wants_write() {
+                match session.write_tls(&mut Nonblocking(&connection.tcp)) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {
+                        tally.writes += 1;
+                        self.last_write = Instant::now();
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            if self.queue.is_empty() {
+                return Ok(());
+            }
+            let (taken, _) =
+                self.write_slices_to(|slices| session.writer().write_vectored(slices))?;
+            if taken == 0 {
+                return Ok(());
+            }
+            self.advance(taken, tally);
+        }
+    }
+
+    /// One vectored write of the queue's front to the socket.
     fn write_slices(&self) -> std::io::Result<(usize, usize)> {
+        self.write_slices_to(|slices| self.connection.tcp.try_write_vectored(slices))
+    }
+
+    /// One vectored write of the queue's front: own frames, and shared frames as header and
+    /// payload; `(written, asked)`.
+    fn write_slices_to(
+        &self,
+        write: impl FnOnce(&[IoSlice<'_>]) -> std::io::Result<usize>,
+    ) -> std::io::Result<(usize, usize)> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.queue.len().min(MAX_SLICES));
         for out in &self.queue {
             if slices.len() + 2 > MAX_SLICES {
@@ -422,7 +537,7 @@ impl Viewer {
         let mut remaining = &mut slices[..];
         IoSlice::advance_slices(&mut remaining, self.written);
         let asked = remaining.iter().map(|s| s.len()).sum();
-        let written = self.connection.tcp.try_write_vectored(remaining)?;
+        let written = write(remaining)?;
         Ok((written, asked))
     }
 

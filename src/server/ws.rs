@@ -12,9 +12,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::limits::AddressSlot;
+use super::viewer::Transport;
 use super::{ApiError, AppState};
 use crate::stream::Stream;
 
@@ -107,12 +109,28 @@ pub async fn upgrade(
             Ok(upgraded) => upgraded,
             Err(err) => return span.in_scope(|| tracing::debug!(%err, "upgrade failed")),
         };
-        // Our own accept loop serves HTTP/1 straight over the TCP stream, so the upgraded
-        // connection is that stream again: the fan-out writes to the socket itself.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => fanout.join(parts.io.into_inner(), parts.read_buf, slot, span),
+        // Our own accept loop serves HTTP/1 straight over the TCP stream (or its TLS
+        // stream), so the upgraded connection is that stream again: the fan-out writes to
+        // the socket itself.
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let transport = Transport::Plain(parts.io.into_inner());
+                return fanout.join(transport, parts.read_buf, slot, span);
+            }
+            Err(upgraded) => upgraded,
+        };
+        match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let (tcp, session) = parts.io.into_inner().into_inner();
+                fanout.join(
+                    Transport::Tls(tcp, Box::new(session)),
+                    parts.read_buf,
+                    slot,
+                    span,
+                )
+            }
             Err(_) => span.in_scope(|| {
-                tracing::error!("upgraded connection is not a TCP stream; viewer dropped")
+                tracing::error!("upgraded connection is not a TCP or TLS stream; viewer dropped")
             }),
         }
     });

@@ -79,6 +79,8 @@ pub struct SourceContext {
     pub stream: String,
     pub events: mpsc::Sender<SourceEvent>,
     pub cancel: CancellationToken,
+    /// A private CA (PEM file) that `wss://` upstreams may be signed by.
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 impl SourceContext {

@@ -11,7 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::Path;
+
 use futures_util::StreamExt;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -65,7 +71,12 @@ async fn session(
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
+    let connector = match tls_connector(ctx.upstream_ca.as_deref()) {
+        Ok(connector) => connector,
+        Err(err) => return RunEnd::Failed(err),
+    };
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), false, Some(connector));
     let mut socket = tokio::select! {
         connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match connected {
             Ok(Ok((socket, _))) => socket,
@@ -177,6 +188,40 @@ async fn session(
             return RunEnd::Stopped;
         }
     }
+}
+
+/// How `wss://` upstreams are checked: the public roots (webpki-roots), and the CA in
+/// `ca_file` if there is one (a private CA, or a server's self-signed certificate itself).
+fn tls_connector(ca_file: Option<&Path>) -> Result<Connector, SourceError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|source| SourceError::Io {
+            what: format!("the upstream CA {}", path.display()),
+            source,
+        })?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok) {
+            if roots.add(cert).is_ok() {
+                added += 1;
+            }
+        }
+        if added == 0 {
+            return Err(SourceError::Upstream(format!(
+                "the upstream CA {} holds no usable certificate",
+                path.display()
+            )));
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SourceError::Upstream(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Connector::Rustls(Arc::new(config)))
 }
 
 /// A broken connection is news; an upstream breaking the protocol (frames over the size

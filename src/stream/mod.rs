@@ -48,6 +48,9 @@ pub struct StreamDef {
     pub max_viewers: Option<u64>,
     /// Keep its segments and manifests on disk too.
     pub record: Option<record::RecordConfig>,
+    /// A CA certificate (PEM) a `wss://` relay upstream may be signed by, beside the public
+    /// roots.
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 /// A running stream.
@@ -185,6 +188,7 @@ async fn run_source(
         stream: stream.name.clone(),
         events,
         cancel: cancel.clone(),
+        upstream_ca: def.upstream_ca.clone(),
     };
     tracker.spawn(source::run(def.source.clone(), def.encoder.clone(), ctx).in_current_span());
     let hub = &stream.hub;

@@ -9,6 +9,8 @@ pub struct TestServer {
     child: Child,
     /// `127.0.0.1:PORT`
     pub addr: String,
+    /// `http`, or `https` when the server said it listens with TLS.
+    pub scheme: &'static str,
     log: Arc<Mutex<String>>,
 }
 
@@ -44,17 +46,22 @@ impl TestServer {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr: String = rest.chars().take_while(|c| *c != '/').collect();
-                    let _ = tx.send(addr);
+                for (scheme, marker) in [
+                    ("http", "listening on http://"),
+                    ("https", "listening on https://"),
+                ] {
+                    if let Some(rest) = line.split(marker).nth(1) {
+                        let addr: String = rest.chars().take_while(|c| *c != '/').collect();
+                        let _ = tx.send((scheme, addr));
+                    }
                 }
                 let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
+        let (scheme, addr) = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(found) => found,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -63,15 +70,24 @@ impl TestServer {
                 );
             }
         };
-        (Self { child, addr, log }, stdin)
+        (
+            Self {
+                child,
+                addr,
+                scheme,
+                log,
+            },
+            stdin,
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
+        let scheme = if self.scheme == "https" { "wss" } else { "ws" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// Everything the server logged so far.
