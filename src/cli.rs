@@ -607,7 +607,10 @@ mod tests {
                 vec!["--tls-self-signed", "--http-redirect", "nowhere"],
                 "invalid --http-redirect",
             ),
-            (vec!["--upstream-ca", "/no/ca.pem"], "cannot read --upstream-ca"),
+            (
+                vec!["--upstream-ca", "/no/ca.pem"],
+                "cannot read --upstream-ca",
+            ),
         ] {
             let err = resolve_serve(&args(&list), true).expect_err("must be refused");
             assert!(err.contains(expect), "{list:?}: {err}");

@@ -399,6 +399,50 @@ fn hls_js_plays_the_ll_hls_playlists_in_low_latency_mode() {
     assert!(result["parts"].as_u64() > Some(0), "{result}");
 }
 
+/// The sample clip over plain http and over https (self-signed, also named `wsls.test`):
+/// (plain server, TLS server, the TLS certificate's SPKI hash).
+fn plain_and_tls_servers() -> (TestServer, TestServer, String) {
+    let plain = TestServer::start(&["--stream", "live=sample"]);
+    let state = temp_dir("browser-tls");
+    let config = temp_file("browser-tls.toml", "tls_names = [\"wsls.test\"]\n");
+    let tls = TestServer::start(&[
+        "--stream",
+        "live=sample",
+        "--tls-self-signed",
+        "--state-dir",
+        state.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let spki = log_field(&tls.log(), "TLS certificate", "spki_sha256").expect("SPKI hash");
+    (plain, tls, spki)
+}
+
+fn port(server: &TestServer) -> &str {
+    server.addr.rsplit(':').next().expect("port")
+}
+
+/// A page reached by name is a secure context over https alone: `auto` picks MSE over http
+/// (and says why) and WebCodecs over https, the certificate trusted by its SPKI hash.
+#[test]
+fn chromium_auto_picks_mse_over_http_and_webcodecs_over_https() {
+    if !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (plain, tls, spki) = plain_and_tls_servers();
+    let http = format!("http://wsls.test:{}", port(&plain));
+    let https = format!("https://wsls.test:{}", port(&tls));
+    let result = scenario(
+        &tls,
+        "tls.mjs",
+        &["--http", &http, "--https", &https, "--spki", &spki],
+    );
+    assert_eq!(result["http"]["secure"], false, "{result}");
+    assert_eq!(result["https"]["secure"], true, "{result}");
+    assert_eq!(result["https"]["mode"], "webcodecs", "{result}");
+}
+
 /// geckodriver on a free port, killed when dropped.
 struct Gecko {
     child: Child,
@@ -445,13 +489,31 @@ fn firefox_plays_the_watch_page() {
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(firefox_scenario());
+        .block_on(async {
+            if !have_tool("ffmpeg") {
+                return;
+            }
+            firefox_scenario(&testsrc_server(), &["mse", "webcodecs"]).await
+        });
 }
 
-async fn firefox_scenario() {
-    if !have_tool("ffmpeg") {
-        return;
-    }
+/// Firefox over https, its certificate (self-signed) accepted through WebDriver.
+#[test]
+fn firefox_plays_the_watch_page_over_https() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let (_plain, tls, _) = plain_and_tls_servers();
+            assert!(tls.url("").starts_with("https://"));
+            firefox_scenario(&tls, &["webcodecs"]).await
+        });
+}
+
+/// The watch page in headless Firefox with each of `players`.
+async fn firefox_scenario(server: &TestServer, players: &[&str]) {
     let Some(firefox) = firefox_binary() else {
         missing("Firefox (Debian package firefox-esr)");
         return;
@@ -460,7 +522,6 @@ async fn firefox_scenario() {
         missing("geckodriver (cargo install geckodriver)");
         return;
     }
-    let server = testsrc_server();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -491,6 +552,7 @@ async fn firefox_scenario() {
         &format!("{}/session", gecko.base),
         serde_json::json!({"capabilities": {"alwaysMatch": {
             "browserName": "firefox",
+            "acceptInsecureCerts": true,
             "moz:firefoxOptions": {
                 "binary": firefox,
                 "args": ["-headless"],
@@ -516,8 +578,8 @@ async fn firefox_scenario() {
         )
         .await
     };
-    // Both players: Firefox has MSE, and WebCodecs decoders for H.264 and AAC.
-    for player in ["mse", "webcodecs"] {
+    // Firefox has MSE, and WebCodecs decoders for H.264 and AAC.
+    for &player in players {
         webdriver(
             &client,
             reqwest::Method::POST,

@@ -93,31 +93,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// A log field's value: `name=value` up to the next space (colour codes stripped).
-fn log_field(log: &str, line_has: &str, name: &str) -> Option<String> {
-    let line = log.lines().rev().find(|l| l.contains(line_has))?;
-    let plain: String = strip_ansi(line);
-    let rest = plain.split(&format!("{name}=")).nth(1)?;
-    Some(rest.split_whitespace().next()?.to_string())
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn wait_for_fragment(server: &TestServer, ca: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -18,7 +18,8 @@ export function chromiumPath() {
   fail('no Chromium found (install the chromium package, or set CHROMIUM)');
 }
 
-export async function launch() {
+/** Headless Chromium; `extra` are more command-line switches. */
+export async function launch(extra = []) {
   return chromium.launch({
     executablePath: chromiumPath(),
     // FACTS.md: what headless Chromium needs on these machines.
@@ -29,6 +30,7 @@ export async function launch() {
       '--disable-component-update',
       '--no-first-run',
       '--autoplay-policy=no-user-gesture-required',
+      ...extra,
     ],
   });
 }

@@ -188,3 +188,30 @@ pub fn http_status(addr: &str, path: &str) -> Option<u16> {
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
+
+/// A field of the newest log line that holds `line_has`: `name=value` up to the next space,
+/// terminal colours stripped.
+pub fn log_field(log: &str, line_has: &str, name: &str) -> Option<String> {
+    let line = log.lines().rev().find(|l| l.contains(line_has))?;
+    let plain: String = strip_ansi(line);
+    let rest = plain.split(&format!("{name}=")).nth(1)?;
+    Some(rest.split_whitespace().next()?.to_string())
+}
+
+/// `text` without its terminal colour codes.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
