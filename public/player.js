@@ -73,10 +73,15 @@ export class Player {
    * @param {string} name  the stream, as in /ws/{name}
    * @param {{mode?: string, video: HTMLVideoElement, canvas: HTMLCanvasElement,
    *          onStatus?: (text: string) => void, onError?: (text: string | null) => void,
-   *          onMode?: (mode: string, reason: string | null) => void, debug?: boolean}} options
-   *   onError(null) means the error is over
+   *          onMode?: (mode: string, reason: string | null) => void, debug?: boolean,
+   *          token?: string | null, onExpiring?: (expiresMs: number) => void}} options
+   *   onError(null) means the error is over; `token` is sent to the socket (a stream that
+   *   needs one); `onExpiring` is told when it runs out soon (call `renew` with a new one)
    */
-  constructor(name, { mode = 'auto', video, canvas, onStatus, onError, onMode, debug = false }) {
+  constructor(
+    name,
+    { mode = 'auto', video, canvas, onStatus, onError, onMode, debug = false, token = null, onExpiring },
+  ) {
     this.#requested = MODES.includes(mode) ? mode : 'auto';
     this.#surfaces = { mse: video, webcodecs: canvas };
     this.#on = {
@@ -108,9 +113,21 @@ export class Player {
         hidden: () => this.#engine?.reset(),
         status: (text) => this.#on.status(text),
         error: (text) => this.#on.error(text),
+        expiring: (expiresMs) => onExpiring?.(expiresMs),
       },
       this.#log,
+      token,
     );
+  }
+
+  /** Sends a new token for this viewer (before the current one runs out). */
+  renew(token) {
+    this.#socket.renew(token);
+  }
+
+  /** When the viewer's token runs out (Unix ms), if the server said. */
+  get tokenExpiresMs() {
+    return this.#socket.expiresMs;
   }
 
   /** The engine running: 'webcodecs', 'mse', or null before the first init. */

@@ -6,12 +6,24 @@
 //   text   {"type":"skipped","fragments":N}      we were too slow and were moved to a key frame
 //   text   {"type":"end"}                        then close code 1000
 // When the source restarts, init text and init segment come again on the same socket.
+// On a stream that needs a token (`?token=` of the page, passed on to the socket):
+//   text   {"type":"expiring","expires_ms":N}    the token runs out at N; send a new one:
+//   sent   {"type":"token","token":"…"}          answered {"type":"renewed","expires_ms":N}
+//   close  4401 no valid token · 4403 not allowed for this stream · 4410 the token expired
+// Those closes are not retried: a new connection with the same token would be refused again.
 //
 // Lost connections come back with jittered back-off; a hidden tab lets go of the stream (it
 // would decode nothing worth seeing and fall behind) and coming back starts at the live edge.
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 10_000;
+
+/** Close codes of access control (SPEC.md, protocol.rs) and what the page says for each. */
+const REFUSALS = {
+  4401: 'This stream needs a valid token: the link has none, or it is not valid.',
+  4403: 'The token in this link does not allow watching this stream.',
+  4410: 'The token in this link has expired. Get a new link to keep watching.',
+};
 
 export class LiveSocket {
   reconnects = 0;
@@ -27,6 +39,9 @@ export class LiveSocket {
   #opened = false; // the current socket got as far as `open`
   #hidden = false;
   #expectInitSegment = false;
+  #token = null;
+  #refused = false; // closed by access control: not retried
+  expiresMs = null;
 
   /**
    * @param {string} name  the stream, as in /ws/{name}
@@ -35,10 +50,27 @@ export class LiveSocket {
    *          skipped: (fragments: number) => void, end: () => void, hidden: () => void,
    *          status: (text: string) => void, error: (text: string | null) => void}} on
    */
-  constructor(name, on, log) {
+  constructor(name, on, log, token = null) {
     this.#name = name;
     this.#on = on;
     this.#log = log;
+    this.#token = token || null;
+  }
+
+  /** A new token: sent on the open socket, and used by every later connection. */
+  renew(token) {
+    this.#token = token;
+    if (this.#refused) {
+      // A refused viewer starts over with the new token.
+      this.#refused = false;
+      this.#on.error(null);
+      this.#attempt = 0;
+      this.#connect();
+      return;
+    }
+    if (this.#ws?.readyState === WebSocket.OPEN) {
+      this.#ws.send(JSON.stringify({ type: 'token', token }));
+    }
   }
 
   start() {
@@ -75,7 +107,10 @@ export class LiveSocket {
     this.#retryTimer = 0;
     this.#on.connecting();
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(`${scheme}//${location.host}/ws/${encodeURIComponent(this.#name)}`);
+    const query = this.#token ? `?token=${encodeURIComponent(this.#token)}` : '';
+    const ws = new WebSocket(
+      `${scheme}//${location.host}/ws/${encodeURIComponent(this.#name)}${query}`,
+    );
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => {
       this.#opened = true;
@@ -111,6 +146,14 @@ export class LiveSocket {
     if (this.#unloading) return;
     if (this.#ended) {
       this.#scheduleReconnect('Stream ended. Checking again in');
+      return;
+    }
+    const refusal = REFUSALS[event.code];
+    if (refusal) {
+      this.#refused = true;
+      this.#log('refused:', event.code, event.reason);
+      this.#on.error(refusal);
+      this.#on.status(`Stopped (${event.code}${event.reason ? `: ${event.reason}` : ''}).`);
       return;
     }
     const detail = `code ${event.code}${event.reason ? `: ${event.reason}` : ''}`;
@@ -184,6 +227,14 @@ export class LiveSocket {
       case 'end':
         this.#ended = true;
         this.#on.end();
+        break;
+      case 'expiring':
+        this.expiresMs = Number(message.expires_ms) || null;
+        this.#on.expiring?.(this.expiresMs);
+        break;
+      case 'renewed':
+        this.expiresMs = Number(message.expires_ms) || null;
+        this.#log('token renewed until', new Date(this.expiresMs).toISOString());
         break;
       default:
         this.#log('ignored message:', message);

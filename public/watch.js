@@ -21,11 +21,23 @@ const statCells = [...document.querySelectorAll('[data-stat]')];
 
 for (const link of document.querySelectorAll('.modes a')) {
   if (link.dataset.mode === requested) link.setAttribute('aria-current', 'page');
+  // Switching player keeps the rest of the address (a token above all).
+  link.addEventListener('click', (event) => {
+    event.preventDefault();
+    const url = new URL(location.href);
+    url.searchParams.set('player', link.dataset.mode);
+    location.assign(url);
+  });
 }
 if (requested !== asked) note.textContent = `Unknown player "${asked}", using auto.`;
 
 const player = new Player(name, {
   mode: requested,
+  token: params.get('token'),
+  // The page that embeds the player (or the console) may renew: `wslive.renew(token)`.
+  onExpiring: (expiresMs) => {
+    dispatchEvent(new CustomEvent('wslive:expiring', { detail: { expiresMs } }));
+  },
   video: document.getElementById('video'),
   canvas,
   debug: params.get('debug') === '1',
@@ -58,6 +70,13 @@ window.wslive = {
   stats: () => player.stats(),
   latencies: () => player.latencies(),
   position: () => player.position(),
+  /** A new token for this viewer; the page's address keeps it for a reload. */
+  renew: (token) => {
+    player.renew(token);
+    const url = new URL(location.href);
+    url.searchParams.set('token', token);
+    history.replaceState(history.state, '', url);
+  },
   player,
 };
 

@@ -8,11 +8,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::server::auth::{Auth, AuthSettings, KeySource};
 use crate::server::tls::CertSource;
 use crate::server::{Limits, MIN_HEADER_BYTES, ServeSettings};
 use crate::source::{EncoderOptions, Ingest, SourceSpec, ffmpeg};
 use crate::stream::record::RecordConfig;
-use crate::stream::{HubConfig, StreamDef};
+use crate::stream::{Access, HubConfig, StreamDef};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,6 +90,44 @@ pub struct ServeArgs {
     /// Trust this CA certificate (PEM) for wss:// relay upstreams, beside the public roots.
     #[arg(long, value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
+    /// Who may watch the streams unless their table says otherwise: public, or token (a JWT
+    /// naming the stream and the read action).
+    #[arg(long, value_enum, value_name = "ACCESS")]
+    pub read: Option<AccessArg>,
+    /// The shared secret of HS256 tokens, in a file (or the WSLS_JWT_SECRET variable).
+    #[arg(long, value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// The public key (PEM, RSA or EC) of RS256/ES256 tokens.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// A JWKS file of token keys, chosen by their kid.
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// The admin token, in a file (or the WSLS_ADMIN_TOKEN variable): /metrics needs it.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve /metrics and the API without a token on this second address (keep it private).
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+}
+
+/// `--read`, `read =` and `publish =`: who may do it ([`Access`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessArg {
+    /// Anyone who can reach the server.
+    Public,
+    /// The bearer of a token for the stream and the action.
+    Token,
+}
+
+impl From<AccessArg> for Access {
+    fn from(arg: AccessArg) -> Self {
+        match arg {
+            AccessArg::Public => Access::Public,
+            AccessArg::Token => Access::Token,
+        }
+    }
 }
 
 /// `--ingest` and `ingest =`: how ffmpeg hands over its frames ([`Ingest`]).
@@ -162,6 +201,27 @@ pub struct FileConfig {
     pub http_redirect: Option<String>,
     pub acme_dir: Option<PathBuf>,
     pub upstream_ca: Option<PathBuf>,
+    /// Manifest and playlist requests per second one address may make (default: no limit).
+    pub manifest_requests_per_sec: Option<f64>,
+    /// Who may watch streams whose table does not say (default public).
+    pub read: Option<AccessArg>,
+    /// Who may publish to streams whose table does not say (default token).
+    pub publish: Option<AccessArg>,
+    /// The HS256 shared secret, or a file holding it.
+    pub jwt_secret: Option<String>,
+    pub jwt_secret_file: Option<PathBuf>,
+    /// RSA or EC public key (PEM file) for RS256/ES256 tokens.
+    pub jwt_public_key: Option<PathBuf>,
+    /// A JWKS file.
+    pub jwks: Option<PathBuf>,
+    /// Tokens must carry this `iss` / `aud`.
+    pub token_issuer: Option<String>,
+    pub token_audience: Option<String>,
+    /// Seconds of clock skew allowed on a token's `exp` (default 0).
+    pub token_leeway_secs: Option<u64>,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub admin_listen: Option<String>,
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
 }
@@ -185,6 +245,10 @@ pub struct StreamConfig {
     pub record_max_age_secs: Option<f64>,
     /// How ffmpeg hands this stream's frames over (default: the server's `ingest`).
     pub ingest: Option<IngestArg>,
+    /// Who may watch it (default: the server's `read`).
+    pub read: Option<AccessArg>,
+    /// Who may publish to it (default: the server's `publish`).
+    pub publish: Option<AccessArg>,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub fps: Option<u32>,
@@ -356,6 +420,8 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         std::fs::File::open(path)
             .map_err(|e| format!("cannot read --upstream-ca {}: {e}", path.display()))?;
     }
+    let default_read = args.read.or(file.read).map_or(Access::Public, Access::from);
+    let default_publish = file.publish.map_or(Access::Token, Access::from);
     let mut streams = Vec::new();
     for entry in &args.streams {
         let (name, source) = entry
@@ -370,6 +436,8 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             max_viewers: None,
             record: recording.for_stream(name, None, None, None)?,
             upstream_ca: upstream_ca.clone(),
+            read: default_read,
+            publish: default_publish,
         });
     }
     for table in &file.streams {
@@ -400,6 +468,8 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
                 table.record_max_age_secs,
             )?,
             upstream_ca: upstream_ca.clone(),
+            read: table.read.map_or(default_read, Access::from),
+            publish: table.publish.map_or(default_publish, Access::from),
         });
     }
     if streams.is_empty() {
@@ -420,6 +490,8 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             max_viewers: None,
             record: recording.for_stream("live", None, None, None)?,
             upstream_ca: None,
+            read: default_read,
+            publish: default_publish,
         });
     }
     for (i, stream) in streams.iter().enumerate() {
@@ -452,6 +524,14 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             format!("invalid --http-redirect address {text:?} (expected IP:PORT, e.g. 0.0.0.0:80)")
         })?),
     };
+    let admin_listen = match args.admin_listen.clone().or(file.admin_listen.clone()) {
+        None => None,
+        Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "invalid --admin-listen address {text:?} (expected IP:PORT, e.g. 127.0.0.1:9090)"
+            )
+        })?),
+    };
     let acme_dir = args.acme_dir.clone().or(file.acme_dir.clone());
     if let Some(dir) = &acme_dir {
         if redirect_listen.is_none() {
@@ -463,10 +543,22 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             return Err(format!("--acme-dir {} is not a folder", dir.display()));
         }
     }
+    let auth = auth(args, &file)?;
+    if let Some(stream) = streams.iter().find(|s| s.read == Access::Token)
+        && auth.keys.is_empty()
+        && auth.admin_token.is_none()
+    {
+        return Err(format!(
+            "stream {} needs tokens (read = \"token\"), but no key checks them: set jwt_secret, jwt_public_key or jwks",
+            stream.name
+        ));
+    }
     Ok(ServeSettings {
         listen,
         streams,
         tls,
+        auth,
+        admin_listen,
         redirect_listen,
         acme_dir,
         max_viewers: Some(file.max_viewers.unwrap_or(DEFAULT_MAX_VIEWERS)),
@@ -510,6 +602,83 @@ fn tls(args: &ServeArgs, file: &FileConfig) -> Result<Option<CertSource>, String
     }
 }
 
+/// A secret from the config, a file, or the environment; trailing whitespace (a file's
+/// newline) is not part of it.
+fn secret(
+    inline: Option<&String>,
+    file: Option<&PathBuf>,
+    variable: &str,
+    what: &str,
+) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()))?;
+        let text = text.trim_end().to_string();
+        if text.is_empty() {
+            return Err(format!("the {what} file {} is empty", path.display()));
+        }
+        return Ok(Some(text));
+    }
+    if let Some(text) = inline {
+        return Ok(Some(text.clone()));
+    }
+    Ok(std::env::var(variable).ok().filter(|v| !v.is_empty()))
+}
+
+/// Token keys and the admin token, read and checked now.
+fn auth(args: &ServeArgs, file: &FileConfig) -> Result<AuthSettings, String> {
+    let mut keys = Vec::new();
+    let jwt_secret = secret(
+        file.jwt_secret.as_ref(),
+        args.jwt_secret_file
+            .as_ref()
+            .or(file.jwt_secret_file.as_ref()),
+        "WSLS_JWT_SECRET",
+        "JWT secret",
+    )?;
+    if let Some(secret) = jwt_secret {
+        if secret.len() < 32 {
+            return Err("the JWT secret is shorter than 32 bytes: HS256 needs at least 256 bits (openssl rand -base64 32)".into());
+        }
+        keys.push(KeySource::Secret(secret.into_bytes()));
+    }
+    if let Some(path) = args
+        .jwt_public_key
+        .as_ref()
+        .or(file.jwt_public_key.as_ref())
+    {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read the JWT public key {}: {e}", path.display()))?;
+        keys.push(KeySource::PublicKeyPem(pem));
+    }
+    if let Some(path) = args.jwks.as_ref().or(file.jwks.as_ref()) {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the JWKS {}: {e}", path.display()))?;
+        keys.push(KeySource::Jwks(text));
+    }
+    let admin_token = secret(
+        file.admin_token.as_ref(),
+        args.admin_token_file
+            .as_ref()
+            .or(file.admin_token_file.as_ref()),
+        "WSLS_ADMIN_TOKEN",
+        "admin token",
+    )?;
+    if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err("the admin token is shorter than 16 characters: use a long random one (openssl rand -hex 32)".into());
+    }
+    let settings = AuthSettings {
+        keys,
+        admin_token,
+        issuer: file.token_issuer.clone(),
+        audience: file.token_audience.clone(),
+        leeway_secs: file.token_leeway_secs.unwrap_or(0),
+    };
+    // The keys are parsed here too, so a bad one is a mistake at start.
+    Auth::new(&settings).map_err(|e| format!("tokens: {e}"))?;
+    Ok(settings)
+}
+
 /// The limits at the door, from the config file, checked.
 fn limits(file: &FileConfig) -> Result<Limits, String> {
     let defaults = Limits::default();
@@ -531,10 +700,18 @@ fn limits(file: &FileConfig) -> Result<Limits, String> {
     if file.max_connections_per_address == Some(0) {
         return Err("max_connections_per_address 0 would refuse everyone".into());
     }
+    if let Some(rate) = file.manifest_requests_per_sec
+        && !(rate > 0.0 && rate.is_finite())
+    {
+        return Err(format!(
+            "manifest_requests_per_sec {rate} must be above 0 (leave it out for no limit)"
+        ));
+    }
     Ok(Limits {
         header_timeout,
         max_header_bytes,
         max_connections_per_address: file.max_connections_per_address,
+        manifest_requests_per_sec: file.manifest_requests_per_sec,
     })
 }
 

@@ -131,6 +131,7 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
         map: "init.mp4",
         segment_prefix: "",
         part_prefix: "",
+        query: "",
     };
     let playlist = manifests::hls_media(&snapshot, &config, &uris, hls::PlaylistKind::Finished)
         .ok_or(PackageError::NothingToDescribe)?;

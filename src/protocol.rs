@@ -9,7 +9,13 @@
 //! 4. [`Message::Skipped`] before the key frame a slow viewer is moved forward to;
 //! 5. on a new init, steps 1 and 2 again on the same socket;
 //! 6. [`Message::End`] and close code [`CLOSE_NORMAL`] when the stream ends;
-//! 7. a ping on an idle socket every [`PING_INTERVAL`].
+//! 7. a ping on an idle socket every [`PING_INTERVAL`];
+//! 8. on a stream that needs a token: a viewer refused at the door is closed at once with
+//!    [`CLOSE_UNAUTHORIZED`], [`CLOSE_FORBIDDEN`] or [`CLOSE_TOKEN_EXPIRED`];
+//!    [`Message::Expiring`] comes [`EXPIRY_WARNING`] before its token runs out; the viewer may
+//!    send [`ClientMessage::Token`] with a new one, answered [`Message::Renewed`]; a token
+//!    that runs out closes the socket with [`CLOSE_TOKEN_EXPIRED`], a renewal refused with
+//!    the code of its reason.
 //!
 //! Text messages are JSON objects told apart by their `"type"`. A reader ignores types it does
 //! not know, so that a newer server can add messages without breaking older relays.
@@ -26,6 +32,16 @@ pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// No token, or one that is not valid (bad signature, malformed, unknown key).
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// A valid token that does not name this stream, or not the action.
+pub const CLOSE_FORBIDDEN: u16 = 4403;
+/// The token has expired (at the door, or while watching without a renewal).
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4410;
+
+/// How long before its token runs out a viewer is sent [`Message::Expiring`] (or at once,
+/// when less is left).
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30);
 
 /// A text message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +53,10 @@ pub enum Message {
     Skipped { fragments: u64 },
     /// The stream has ended; the server closes with [`CLOSE_NORMAL`].
     End,
+    /// The viewer's token runs out at `expires_ms` (Unix ms): send a new one.
+    Expiring { expires_ms: u64 },
+    /// A new token was accepted; it runs out at `expires_ms`.
+    Renewed { expires_ms: u64 },
     /// A message of a type this build does not know (read side only).
     #[serde(other, skip_serializing)]
     Unknown,
@@ -60,6 +80,22 @@ pub struct InitInfo {
     /// The id of the stream's timeline: a relay that reconnects and finds the same id resumes
     /// where it was; another id means the upstream started over.
     pub timeline: Option<String>,
+}
+
+/// A text message from a viewer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ClientMessage {
+    /// A new token for this viewer, before its current one runs out.
+    Token { token: String },
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+impl ClientMessage {
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
 }
 
 impl Message {
@@ -101,12 +137,26 @@ mod tests {
             r#"{"type":"skipped","fragments":7}"#
         );
         assert_eq!(Message::End.to_json(), r#"{"type":"end"}"#);
+        assert_eq!(
+            Message::Expiring { expires_ms: 5 }.to_json(),
+            r#"{"type":"expiring","expires_ms":5}"#
+        );
+        assert_eq!(
+            ClientMessage::from_json(r#"{"type":"token","token":"a.b.c"}"#).expect("reads"),
+            ClientMessage::Token {
+                token: "a.b.c".into()
+            }
+        );
+        assert_eq!(
+            ClientMessage::from_json(r#"{"type":"hello"}"#).expect("reads"),
+            ClientMessage::Unknown
+        );
     }
 
     #[test]
     fn unknown_types_are_told_apart_from_what_is_not_a_message() {
         assert_eq!(
-            Message::from_json(r#"{"type":"renewed","until":5}"#).expect("a message"),
+            Message::from_json(r#"{"type":"someday","until":5}"#).expect("a message"),
             Message::Unknown
         );
         assert!(Message::from_json("not json").is_err());

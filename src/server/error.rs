@@ -19,6 +19,12 @@ pub enum ApiError {
     /// At a viewer limit.
     #[error("{0}; try again later")]
     Busy(String),
+    /// Refused by access control (401 or 403).
+    #[error("{0}")]
+    Denied(super::auth::Denied),
+    /// Too many requests from one address (429).
+    #[error("{0}")]
+    TooMany(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -32,6 +38,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Denied(denied) => {
+                StatusCode::from_u16(denied.status()).unwrap_or(StatusCode::FORBIDDEN)
+            }
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = match &self {
@@ -44,8 +54,19 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3.
+            let value = match &self {
+                ApiError::Denied(super::auth::Denied::Missing) => "Bearer",
+                ApiError::Denied(super::auth::Denied::Expired) => {
+                    "Bearer error=\"invalid_token\", error_description=\"expired\""
+                }
+                _ => "Bearer error=\"invalid_token\"",
+            };
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
         }
         response
     }

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::auth::Expiry;
 use super::metrics::{SendCounters, SendTally};
 use super::reader::read_viewer;
 use super::viewer::{Connection, Transport, Turn, Viewer};
@@ -111,6 +112,7 @@ impl Fanout {
         transport: Transport,
         pending_input: Bytes,
         slot: Slot,
+        expiry: Option<Expiry>,
         span: tracing::Span,
     ) {
         let Some(shard) = self
@@ -120,7 +122,7 @@ impl Fanout {
         else {
             return;
         };
-        let connection = Arc::new(Connection::new(transport, shard.wake.clone()));
+        let connection = Arc::new(Connection::new(transport, expiry, shard.wake.clone()));
         let subscription = self.stream.hub.subscribe();
         span.in_scope(|| tracing::debug!(viewers = self.stream.hub.viewers(), "viewer joined"));
         // A copy of the few bytes there may be: `pending_input` is a view of the connection's

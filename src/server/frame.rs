@@ -51,10 +51,18 @@ pub fn whole(opcode: u8, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// A close frame with a code (RFC 6455 §7.4.1) and a reason.
+/// The longest close reason: a control frame carries at most 125 bytes, two of them the code.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// A close frame with a code (RFC 6455 §7.4.1) and a reason, cut (at a character) to what a
+/// close frame can carry.
 pub fn close(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
     let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason.as_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
     whole(OPCODE_CLOSE, &payload)
 }
 
@@ -129,6 +137,15 @@ pub fn read_client_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_close_reason_is_cut_to_fit_a_control_frame() {
+        let long = "é".repeat(100);
+        let frame = close(4401, &long);
+        assert_eq!(frame[0], 0x88);
+        assert!(usize::from(frame[1]) <= 125, "{}", frame[1]);
+        assert!(std::str::from_utf8(&frame[4..]).is_ok());
+    }
 
     #[test]
     fn headers_use_the_shortest_length_form() {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The limits, from the command line and the config file.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,10 @@ pub struct Limits {
     /// Connections (viewers included) one client address may hold at once; more are answered
     /// 429. `None`: no limit (many viewers may share one address behind NAT).
     pub max_connections_per_address: Option<u32>,
+    /// Manifest and playlist requests one address may make per second (a burst of twice as
+    /// many, at least 10, is let through); more are answered 429. `None`: no limit (behind a
+    /// proxy, every request comes from its address).
+    pub manifest_requests_per_sec: Option<f64>,
 }
 
 /// The least `max_header_bytes` can be: hyper's smallest read buffer.
@@ -34,6 +38,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_connections_per_address: None,
+            manifest_requests_per_sec: None,
         }
     }
 }
@@ -100,6 +105,64 @@ impl AddressCounts {
     }
 }
 
+impl AddressSlot {
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+}
+
+/// A token bucket per client address.
+#[derive(Debug)]
+pub struct RateLimit {
+    per_sec: Option<f64>,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    refused: AtomicU64,
+}
+
+/// Addresses remembered before the full buckets (idle addresses) are forgotten.
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
+impl RateLimit {
+    pub fn new(per_sec: Option<f64>) -> Self {
+        Self {
+            per_sec,
+            burst: per_sec.map_or(0.0, |r| (r * 2.0).max(10.0)),
+            buckets: Mutex::default(),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether `address` may make one more request now.
+    pub fn allow(&self, address: IpAddr, now: Instant) -> bool {
+        let Some(rate) = self.per_sec else {
+            return true;
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&address) {
+            let burst = self.burst;
+            buckets.retain(|_, (tokens, last)| {
+                *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, last) = buckets.entry(address).or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for AddressSlot {
     fn drop(&mut self) {
         let mut open = self.counts.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,6 +198,27 @@ mod tests {
         let _c = counts.admit(one, Some(2)).expect("a place came back");
         drop(b);
         assert!(counts.admit(one, None).is_some(), "no limit");
+    }
+
+    #[test]
+    fn a_rate_limit_lets_a_burst_through_then_refills() {
+        let limit = RateLimit::new(Some(5.0));
+        let one: IpAddr = "127.0.0.1".parse().expect("address");
+        let two: IpAddr = "127.0.0.2".parse().expect("address");
+        let start = Instant::now();
+        let allowed = (0..20).filter(|_| limit.allow(one, start)).count();
+        assert_eq!(allowed, 10, "the burst");
+        assert!(
+            limit.allow(two, start),
+            "another address has its own bucket"
+        );
+        assert!(
+            limit.allow(one, start + Duration::from_millis(200)),
+            "one more after 0.2 s"
+        );
+        assert!(!limit.allow(one, start + Duration::from_millis(200)));
+        assert_eq!(limit.refused(), 11);
+        assert!(RateLimit::new(None).allow(one, start));
     }
 
     #[test]

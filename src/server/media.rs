@@ -11,17 +11,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream;
 
+use super::auth::{self, Action};
 use super::pages::urlencode;
 use super::{ApiError, AppState};
 use crate::manifest::{dash, hls};
 use crate::stream::manifests::{self, HlsUris};
-use crate::stream::{Hub, Segment, Stream, unix_millis};
+use crate::stream::{Access, Hub, Segment, Stream, unix_millis};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const MPD_TYPE: &str = "application/dash+xml";
@@ -32,15 +33,31 @@ const INIT_TYPE: &str = "video/mp4";
 /// How long a growing segment or part may take to make progress before its response ends.
 const GROWTH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The stream `name`, noted as wanted: asking for its media keeps an on-demand source running.
-fn stream(app: &AppState, name: &str) -> Result<Arc<Stream>, ApiError> {
+/// The stream `name` if the request may read it, noted as wanted: asking for its media keeps
+/// an on-demand source running. With it, what manifests append to the URLs they list: the
+/// request's token (`?token=…`) on a stream that needs one, so that players which cannot set
+/// headers carry it to every segment.
+fn stream(
+    app: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(Arc<Stream>, String), ApiError> {
     let stream = app
         .streams
         .get(name)
         .cloned()
         .ok_or(ApiError::NotFound("stream"))?;
+    let token = auth::token_of(headers, query);
+    app.auth
+        .allow(stream.read, name, Action::Read, token.as_deref())
+        .map_err(ApiError::Denied)?;
     stream.hub.touch();
-    Ok(stream)
+    let carried = match (stream.read, token) {
+        (Access::Token, Some(token)) => format!("?token={}", urlencode(&token)),
+        _ => String::new(),
+    };
+    Ok((stream, carried))
 }
 
 fn respond(
@@ -192,11 +209,12 @@ pub async fn dash_manifest(
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let stream = stream(&app, &name)?;
+    let (stream, carried) = stream(&app, &name, &headers, query.as_deref())?;
     let snapshot = stream.hub.snapshot();
     let now = unix_millis(SystemTime::now());
-    let mpd = manifests::dash_mpd(
+    let mut mpd = manifests::dash_mpd(
         &snapshot,
         stream.hub.config(),
         time_url(&headers).into_iter().collect(),
@@ -204,6 +222,12 @@ pub async fn dash_manifest(
         true,
     )
     .ok_or_else(|| ApiError::NotLive(name.clone()))?;
+    if !carried.is_empty() {
+        for set in mpd.periods.iter_mut().flat_map(|p| &mut p.adaptation_sets) {
+            set.representation.initialization.push_str(&carried);
+            set.representation.media.push_str(&carried);
+        }
+    }
     Ok(respond(
         Body::from(dash::render(&mpd)),
         MPD_TYPE,
@@ -215,8 +239,10 @@ pub async fn dash_manifest(
 pub async fn dash_file(
     State(app): State<AppState>,
     Path((name, file)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let stream = stream(&app, &name)?;
+    let (stream, _) = stream(&app, &name, &headers, query.as_deref())?;
     if file == "init.mp4" {
         let init = stream.hub.snapshot().init.ok_or(ApiError::NotLive(name))?;
         let bytes = init.segment.bytes.clone();
@@ -232,8 +258,10 @@ pub async fn dash_file(
 pub async fn dash_track_file(
     State(app): State<AppState>,
     Path((name, track, file)): Path<(String, u32, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let stream = stream(&app, &name)?;
+    let (stream, _) = stream(&app, &name, &headers, query.as_deref())?;
     if file == "init.mp4" {
         let init = stream.hub.snapshot().init.ok_or(ApiError::NotLive(name))?;
         let bytes = init
@@ -251,10 +279,12 @@ pub async fn dash_track_file(
 pub async fn hls_multivariant(
     State(app): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let stream = stream(&app, &name)?;
+    let (stream, carried) = stream(&app, &name, &headers, query.as_deref())?;
     let snapshot = stream.hub.snapshot();
-    let body = manifests::hls_multivariant(&snapshot, "live.m3u8")
+    let body = manifests::hls_multivariant(&snapshot, &format!("live.m3u8{carried}"))
         .ok_or_else(|| ApiError::NotLive(name.clone()))?;
     Ok(respond(Body::from(body), M3U8_TYPE, "no-cache", None))
 }
@@ -266,9 +296,11 @@ const MAX_SEGMENTS_AHEAD: u64 = 2;
 pub async fn hls_media(
     State(app): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let stream = stream(&app, &name)?;
+    let (stream, carried) = stream(&app, &name, &headers, raw.as_deref())?;
     let hub = &stream.hub;
     let wanted_msn = match query.get("_HLS_msn") {
         Some(v) => Some(
@@ -314,6 +346,7 @@ pub async fn hls_media(
         map: &map,
         segment_prefix: &segment_prefix,
         part_prefix: "",
+        query: &carried,
     };
     let playlist = manifests::hls_media(&snapshot, hub.config(), &uris, hls::PlaylistKind::Live)
         .ok_or_else(|| ApiError::NotLive(name.clone()))?;
@@ -338,8 +371,10 @@ fn reached(snapshot: &crate::stream::Snapshot, msn: u64, part: Option<u32>) -> b
 pub async fn hls_part(
     State(app): State<AppState>,
     Path((name, file)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let stream = stream(&app, &name)?;
+    let (stream, _) = stream(&app, &name, &headers, query.as_deref())?;
     let stem = file
         .strip_suffix(".m4s")
         .ok_or(ApiError::NotFound("file"))?;

@@ -258,6 +258,21 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     for (reason, count) in app.refusals.read() {
         let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {count}");
     }
+    let name = "wsls_refused_requests_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Requests and viewers refused by access control or rate limits, by reason.\n# TYPE {name} counter"
+    );
+    for (reason, count) in app.auth.refused.read() {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wsls_auth_requests_total Questions to /api/auth (a proxy's auth_request).\n# TYPE wsls_auth_requests_total counter\nwsls_auth_requests_total {}",
+        app.auth.asked.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let limited = app.manifest_rate.refused();
+    let _ = writeln!(out, "{name}{{reason=\"manifest_rate\"}} {limited}");
     let _ = writeln!(
         out,
         "# HELP wsls_frame_file_bytes WebSocket frames held in memory files for sendfile (not in the RSS).\n# TYPE wsls_frame_file_bytes gauge\nwsls_frame_file_bytes {}",

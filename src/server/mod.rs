@@ -10,6 +10,7 @@
 //! | `/metrics` | `metrics.rs` |
 
 mod api;
+pub mod auth;
 mod error;
 mod fanout;
 mod frame;
@@ -76,6 +77,22 @@ pub struct AppState {
     pub refusals: Arc<limits::Refusals>,
     /// Each stream's WebSocket viewers, in the order of `streams`.
     pub(crate) fanouts: Arc<Vec<Arc<Fanout>>>,
+    pub auth: Arc<auth::Auth>,
+    pub admin: AdminGate,
+    pub manifest_rate: Arc<limits::RateLimit>,
+}
+
+/// What guards the admin routes (`/metrics`, and any route that changes something) on the
+/// main listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminGate {
+    /// Anyone may read them: no admin token is set and there is no admin listener (a
+    /// server on localhost).
+    Open,
+    /// The admin token (or a JWT with the `admin` action) is needed.
+    Token,
+    /// They are served on the `--admin-listen` address alone.
+    Elsewhere,
 }
 
 impl AppState {
@@ -88,14 +105,20 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let manifests = Router::new()
+        .route("/dash/{name}/manifest.mpd", get(media::dash_manifest))
+        .route("/hls/{name}/index.m3u8", get(media::hls_multivariant))
+        .route("/hls/{name}/live.m3u8", get(media::hls_media))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_manifests,
+        ));
     // Players on other sites (a dash.js or hls.js page, a CDN's test player) read the media
     // routes and the clock; they must see every answer, a "not yet" 503 included.
     let shared = Router::new()
-        .route("/dash/{name}/manifest.mpd", get(media::dash_manifest))
+        .merge(manifests)
         .route("/dash/{name}/{file}", get(media::dash_file))
         .route("/dash/{name}/{track}/{file}", get(media::dash_track_file))
-        .route("/hls/{name}/index.m3u8", get(media::hls_multivariant))
-        .route("/hls/{name}/live.m3u8", get(media::hls_media))
         .route("/hls/{name}/{file}", get(media::hls_part))
         .route("/api/streams", get(api::streams))
         .route("/api/time", get(api::time))
@@ -103,16 +126,88 @@ pub fn router(state: AppState) -> Router {
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
         ));
+    let admin = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ));
     Router::new()
         .route("/", get(pages::index))
         .route("/watch/{name}", get(pages::watch))
         .route("/assets/{*path}", get(pages::asset))
         .route("/ws/{name}", get(ws::upgrade))
         .route("/healthz", get(api::healthz))
-        .route("/metrics", get(metrics::metrics))
+        .route("/api/auth", get(api::auth))
+        .merge(admin)
         .merge(shared)
         .with_state(state)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(trace_layer())
+}
+
+/// The `--admin-listen` listener: the admin routes and the API, no token asked.
+fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/streams", get(api::streams))
+        .route("/api/time", get(api::time))
+        .route("/api/auth", get(api::auth))
+        .route("/healthz", get(api::healthz))
+        .with_state(state)
+        .layer(trace_layer())
+}
+
+/// The request tracing layer, its spans made by a plain function.
+type TraceLayer = tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&axum::http::Request<axum::body::Body>) -> tracing::Span,
+>;
+
+/// Requests logged (at debug) by path alone: a query may carry a token.
+fn trace_layer() -> TraceLayer {
+    fn span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+    }
+    tower_http::trace::TraceLayer::new_for_http().make_span_with(span as fn(&_) -> _)
+}
+
+/// Lets an admin route through as [`AdminGate`] says.
+async fn require_admin(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    match app.admin {
+        AdminGate::Open => {}
+        AdminGate::Elsewhere => {
+            return Err(ApiError::NotFound("route (served on the admin address)"));
+        }
+        AdminGate::Token => {
+            let token = auth::token_of(request.headers(), request.uri().query());
+            app.auth.admin(token.as_deref()).map_err(ApiError::Denied)?;
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// The per-address rate limit on manifests and playlists.
+async fn limit_manifests(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    let address = request
+        .extensions()
+        .get::<Arc<limits::AddressSlot>>()
+        .map(|slot| slot.address());
+    if let Some(address) = address
+        && !app.manifest_rate.allow(address, std::time::Instant::now())
+    {
+        return Err(ApiError::TooMany(
+            "too many manifest requests from your address",
+        ));
+    }
+    Ok(next.run(request).await)
 }
 
 /// Everything `serve` needs, resolved from the command line and the config file.
@@ -130,6 +225,10 @@ pub struct ServeSettings {
     /// ACME's HTTP-01 challenges from `acme_dir`).
     pub redirect_listen: Option<SocketAddr>,
     pub acme_dir: Option<std::path::PathBuf>,
+    pub auth: auth::AuthSettings,
+    /// A second listener (plain HTTP) for `/metrics` and the API without a token; the main
+    /// listener then serves `/metrics` to the admin token alone, or not at all.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Why the server could not run.
@@ -142,6 +241,8 @@ pub enum ServeError {
     },
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("tokens: {0}")]
+    Key(#[from] auth::KeyError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -159,6 +260,34 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
+    let admin_listener = match settings.admin_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let auth = Arc::new(auth::Auth::new(&settings.auth)?);
+    let admin = if auth.has_admin_token() {
+        AdminGate::Token
+    } else if admin_listener.is_some() {
+        AdminGate::Elsewhere
+    } else {
+        AdminGate::Open
+    };
+    if admin == AdminGate::Open && !local.ip().is_loopback() {
+        tracing::warn!(
+            "/metrics is open to anyone who can reach {local}: set admin_token (or --admin-listen) before exposing the server"
+        );
+    }
+    let token_streams: Vec<&str> = settings
+        .streams
+        .iter()
+        .filter(|s| s.read == stream::Access::Token)
+        .map(|s| s.name.as_str())
+        .collect();
+    if !token_streams.is_empty() && !auth.has_keys() && !auth.has_admin_token() {
+        return Err(ServeError::Key(auth::KeyError::NoKeys(
+            token_streams.join(", "),
+        )));
+    }
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let tls = match &settings.tls {
@@ -196,6 +325,11 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         }),
         refusals: Arc::new(limits::Refusals::default()),
         fanouts: Arc::new(fanouts),
+        auth,
+        admin,
+        manifest_rate: Arc::new(limits::RateLimit::new(
+            settings.limits.manifest_requests_per_sec,
+        )),
     };
     let door = Door {
         limits: settings.limits.clone(),
@@ -212,6 +346,19 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
             local.port()
         );
         let app = redirect::router(local.port(), settings.acme_dir.clone());
+        let door = Door {
+            limits: settings.limits.clone(),
+            counts: door.counts.clone(),
+            refusals: state.refusals.clone(),
+            tls: None,
+        };
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move { accept(listener, app, door, &shutdown).await });
+    }
+    if let Some(listener) = admin_listener {
+        let admin_local = listener.local_addr()?;
+        tracing::info!("admin routes on http://{admin_local}/metrics");
+        let app = admin_router(state.clone());
         let door = Door {
             limits: settings.limits.clone(),
             counts: door.counts.clone(),

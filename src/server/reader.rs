@@ -1,5 +1,5 @@
-//! The task that reads one viewer's socket: pings are answered, a close is echoed, data is
-//! ignored, a frame against the protocol closes the viewer; a broken or finished connection
+//! The task that reads one viewer's socket: pings are answered, a close is echoed, a new
+//! token is checked and answered, other data is ignored, a frame against the protocol closes the viewer; a broken or finished connection
 //! is reported to the viewer's shard, which does all the writing.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use bytes::BytesMut;
 
 use super::frame;
 use super::viewer::{Connection, Nonblocking};
-use crate::protocol;
+use crate::protocol::{self, ClientMessage, Message};
 
 /// Viewers send us nothing of size; anything larger is an abuse.
 const MAX_INCOMING_FRAME: usize = 16 * 1024;
@@ -79,6 +79,25 @@ fn read_some(connection: &Connection, incoming: &mut BytesMut) -> std::io::Resul
     }
 }
 
+/// Answers a viewer's text message; a close frame if the viewer is to be closed. The only
+/// message viewers send is a new token ([`ClientMessage::Token`]); others are ignored.
+fn answer_message(connection: &Connection, payload: &[u8]) -> Option<bytes::Bytes> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let Ok(ClientMessage::Token { token }) = ClientMessage::from_json(text) else {
+        return None;
+    };
+    // A stream that needs no token has nothing to renew.
+    let expiry = connection.expiry.as_ref()?;
+    match expiry.renew(&token) {
+        Ok(expires_ms) => {
+            let renewed = Message::Renewed { expires_ms }.to_json();
+            connection.send_control(frame::whole(frame::OPCODE_TEXT, renewed.as_bytes()));
+            None
+        }
+        Err(denied) => Some(frame::close(denied.close_code(), &denied.to_string())),
+    }
+}
+
 /// Answers the whole frames in `incoming`; true once the viewer is being closed.
 fn answer_client(connection: &Connection, incoming: &mut BytesMut) -> bool {
     loop {
@@ -91,6 +110,12 @@ fn answer_client(connection: &Connection, incoming: &mut BytesMut) -> bool {
                     // Echo the viewer's code, as RFC 6455 §5.5.1 asks.
                     connection.close_with(frame::whole(frame::OPCODE_CLOSE, &f.payload));
                     return true;
+                }
+                frame::OPCODE_TEXT if f.fin => {
+                    if let Some(close) = answer_message(connection, &f.payload) {
+                        connection.close_with(close);
+                        return true;
+                    }
                 }
                 _ => {}
             },

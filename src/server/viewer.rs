@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::Expiry;
 use super::frame;
 use super::metrics::SendTally;
 use super::wire::{Frame, WireWindow};
@@ -61,6 +62,8 @@ pub struct Connection {
     gone: AtomicBool,
     /// Cancelled when the shard lets the viewer go: the reading task stops.
     pub done: CancellationToken,
+    /// When the viewer's token runs out, if its stream needs one.
+    pub expiry: Option<Expiry>,
     /// The shard's.
     wake: Arc<Notify>,
 }
@@ -68,7 +71,7 @@ pub struct Connection {
 impl Connection {
     /// `wake` is the shard's: it is woken when there is something to send or the
     /// connection died.
-    pub fn new(transport: Transport, wake: Arc<Notify>) -> Self {
+    pub fn new(transport: Transport, expiry: Option<Expiry>, wake: Arc<Notify>) -> Self {
         let (tcp, tls) = match transport {
             Transport::Plain(tcp) => (tcp, None),
             Transport::Tls(tcp, mut session) => {
@@ -84,6 +87,7 @@ impl Connection {
             closing: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             done: CancellationToken::new(),
+            expiry,
             wake,
         }
     }
@@ -272,6 +276,9 @@ impl Viewer {
                 self.queue.insert(at + i, Out::Own(frame));
             }
         }
+        if self.closing_since.is_none() {
+            self.check_expiry();
+        }
         if self.closing_since.is_none() && self.queue.is_empty() {
             self.take_from(hub, window);
             if self.queue.is_empty() && self.last_write.elapsed() > protocol::PING_INTERVAL {
@@ -288,6 +295,30 @@ impl Viewer {
                 Turn::Leaves
             }
             _ => Turn::Stays,
+        }
+    }
+
+    /// A viewer whose token has run out is closed; one whose token runs out soon is told,
+    /// once per token.
+    fn check_expiry(&mut self) {
+        let Some(expiry) = &self.connection.expiry else {
+            return;
+        };
+        let expires_ms = expiry.expires_ms.load(Ordering::Acquire);
+        let now = unix_millis(SystemTime::now());
+        if now >= expires_ms {
+            self.span
+                .in_scope(|| tracing::debug!("token expired; viewer closed"));
+            self.close_now(protocol::CLOSE_TOKEN_EXPIRED, "token expired");
+            return;
+        }
+        let warning = protocol::EXPIRY_WARNING.as_millis() as u64;
+        if now + warning >= expires_ms && !expiry.warned.swap(true, Ordering::AcqRel) {
+            // Ahead of media already queued: it is news for now.
+            let notice = Out::text(&Message::Expiring { expires_ms });
+            let at = usize::from(self.written > 0).min(self.queue.len());
+            self.queued_bytes += notice.len();
+            self.queue.insert(at, notice);
         }
     }
 

@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use super::auth::{self, Action, Denied};
+use super::frame;
 use super::limits::AddressSlot;
 use super::viewer::Transport;
 use super::{ApiError, AppState};
@@ -91,6 +93,19 @@ pub async fn upgrade(
     let headers = request.headers();
     check_origin(headers)?;
     let key = handshake_key(headers)?;
+    let token = auth::token_of(headers, request.uri().query());
+    let grant = app
+        .auth
+        .allow(stream.read, &name, Action::Read, token.as_deref());
+    let grant = match grant {
+        Ok(grant) => grant,
+        // A browser cannot read the status of a refused handshake, only a close code: the
+        // socket is opened and closed at once with the code of the reason.
+        Err(denied) => return refuse_after_upgrade(&app, request, &key, &name, denied),
+    };
+    let expiry = grant
+        .expires_ms
+        .map(|ms| auth::Expiry::new(app.auth.clone(), name.clone(), stream.read, ms));
     let address = request.extensions().get::<Arc<AddressSlot>>().cloned();
     let slot = app.viewer_limits.admit(&stream, address).inspect_err(|_| {
         app.refusals
@@ -115,7 +130,7 @@ pub async fn upgrade(
         let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let transport = Transport::Plain(parts.io.into_inner());
-                return fanout.join(transport, parts.read_buf, slot, span);
+                return fanout.join(transport, parts.read_buf, slot, expiry, span);
             }
             Err(upgraded) => upgraded,
         };
@@ -126,6 +141,7 @@ pub async fn upgrade(
                     Transport::Tls(tcp, Box::new(session)),
                     parts.read_buf,
                     slot,
+                    expiry,
                     span,
                 )
             }
@@ -134,6 +150,11 @@ pub async fn upgrade(
             }),
         }
     });
+    switching_protocols(&key)
+}
+
+/// The answer that completes a handshake.
+fn switching_protocols(key: &str) -> Result<Response, ApiError> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let out = response.headers_mut();
@@ -146,6 +167,42 @@ pub async fn upgrade(
     );
     Ok(response)
 }
+
+/// Completes the handshake of a viewer that is not let in, then sends it a close frame with
+/// the code of `denied` and nothing else.
+fn refuse_after_upgrade(
+    app: &AppState,
+    mut request: Request,
+    key: &str,
+    name: &str,
+    denied: Denied,
+) -> Result<Response, ApiError> {
+    let span = tracing::info_span!("viewer", stream = %name);
+    span.in_scope(|| tracing::debug!(reason = %denied, "viewer refused"));
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return Err(ApiError::Denied(denied));
+    };
+    let close = frame::close(denied.close_code(), &denied.to_string());
+    app.tracker.spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+            let _ = io.write_all(&close).await;
+            let _ = io.shutdown().await;
+        })
+        .await;
+    });
+    switching_protocols(key)
+}
+
+/// How long a refused viewer's socket may take to take its close frame.
+const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The client's key, if the request is a WebSocket handshake (RFC 6455 §4.2.1).
 fn handshake_key(headers: &HeaderMap) -> Result<String, ApiError> {

@@ -134,7 +134,12 @@ async fn session(
                         fragments,
                         "this relay fell behind its upstream"
                     ),
-                    Ok(protocol::Message::Unknown) => {
+                    Ok(protocol::Message::Expiring { expires_ms }) => tracing::warn!(
+                        upstream = %url,
+                        expires_ms,
+                        "the upstream's token for this relay runs out soon; the relay will be closed then (give it a token that lasts longer)"
+                    ),
+                    Ok(protocol::Message::Renewed { .. } | protocol::Message::Unknown) => {
                         tracing::debug!(upstream = %url, "ignored message {}", text.as_str())
                     }
                     Err(err) => {

@@ -290,6 +290,8 @@ pub struct HlsUris<'a> {
     pub segment_prefix: &'a str,
     /// Prefix of parts (`{prefix}{number}.{part}.m4s`).
     pub part_prefix: &'a str,
+    /// Appended to every URI (`?token=…`), or empty.
+    pub query: &'a str,
 }
 
 pub fn hls_multivariant(snapshot: &Snapshot, media_uri: &str) -> Option<String> {
@@ -315,8 +317,8 @@ fn parts_of(segment: &Segment, uris: &HlsUris<'_>, complete_only: bool) -> Vec<h
         .filter(|p| !complete_only || p.info.duration > 0 || segment.complete)
         .map(|p| hls::Part {
             uri: format!(
-                "{}{}.{}.m4s",
-                uris.part_prefix, segment.number, p.info.index
+                "{}{}.{}.m4s{}",
+                uris.part_prefix, segment.number, p.info.index, uris.query
             ),
             duration_secs: p.info.duration as f64 / f64::from(segment.timescale.max(1)),
             independent: p.info.independent,
@@ -344,7 +346,7 @@ pub fn hls_media(
         .iter()
         .enumerate()
         .map(|(i, s)| hls::Segment {
-            uri: format!("{}{}.m4s", uris.segment_prefix, s.number),
+            uri: format!("{}{}.m4s{}", uris.segment_prefix, s.number, uris.query),
             duration_secs: s.duration_secs(),
             program_date_time_ms: Some(s.wall_start_ms),
             parts: if i + SEGMENTS_WITH_PARTS >= count {
@@ -366,7 +368,10 @@ pub fn hls_media(
             .map(|p| p.info.index + 1)
             .max()
             .unwrap_or(0);
-        format!("{}{}.{}.m4s", uris.part_prefix, s.number, next)
+        format!(
+            "{}{}.{}.m4s{}",
+            uris.part_prefix, s.number, next, uris.query
+        )
     });
     let max_duration = segments
         .iter()
@@ -379,7 +384,7 @@ pub fn hls_media(
         discontinuity_sequence: snapshot
             .discontinuities
             .saturating_sub(in_window_discontinuities),
-        map_uri: uris.map.to_string(),
+        map_uri: format!("{}{}", uris.map, uris.query),
         segments: listed,
         open_parts,
         open_program_date_time_ms: open.map(|s| s.wall_start_ms),

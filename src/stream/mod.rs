@@ -51,6 +51,20 @@ pub struct StreamDef {
     /// A CA certificate (PEM) a `wss://` relay upstream may be signed by, beside the public
     /// roots.
     pub upstream_ca: Option<std::path::PathBuf>,
+    /// Who may watch it (WebSocket, DASH, HLS).
+    pub read: Access,
+    /// Who may publish to it.
+    pub publish: Access,
+}
+
+/// Who may do something with a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Anyone who can reach the server.
+    #[default]
+    Public,
+    /// Only the bearer of a token that names the stream and the action.
+    Token,
 }
 
 /// A running stream.
@@ -59,6 +73,8 @@ pub struct Stream {
     pub source: SourceSpec,
     pub hub: Arc<Hub>,
     pub max_viewers: Option<u64>,
+    pub read: Access,
+    pub publish: Access,
     /// Viewers admitted and not yet gone, counted at the upgrade (before they reach the hub),
     /// so that `max_viewers` holds even for viewers arriving at once.
     pub admitted: std::sync::atomic::AtomicU64,
@@ -106,6 +122,8 @@ pub fn start(
                 source: def.source.clone(),
                 hub: Arc::new(Hub::new(config.clone(), first_number)),
                 max_viewers: def.max_viewers,
+                read: def.read,
+                publish: def.publish,
                 admitted: Default::default(),
             });
             let span = tracing::info_span!("stream", name = %def.name);
