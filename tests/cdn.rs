@@ -623,12 +623,39 @@ async fn metrics_count_what_happened_and_every_stream_is_listed() {
     }
 }
 
+const NGINX_SECRET: &str = "the nginx test's HS256 secret, 32 bytes+";
+
+fn read_token(stream: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
+    let claims = serde_json::json!({"streams": [stream], "action": "read", "exp": exp});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(NGINX_SECRET.as_bytes()).expect("key"),
+    )
+    .expect("signing")
+}
+
+/// The shipped nginx.conf in front of a stream that needs tokens: segments come from the
+/// cache to any authorised player (the cache key leaves the token out), nginx refuses a
+/// player without one itself, and it asks the server about each token once, not per segment.
 #[tokio::test]
 async fn nginx_serves_segments_from_its_cache_on_the_second_request() {
     if !have_tool_with("nginx", "-v") {
         return;
     }
-    let server = TestServer::start(&["--stream", "clip=sample"]);
+    let server_config = temp_file(
+        "nginx-server.toml",
+        &format!(
+            "jwt_secret = \"{NGINX_SECRET}\"\n[[stream]]\nname = \"clip\"\nsource = \"sample\"\nread = \"token\"\n"
+        ),
+    );
+    let server = TestServer::start(&["--config", server_config.to_str().expect("utf-8")]);
+    let token = read_token("clip");
+    let other_token = read_token("c*");
     let dir = temp_dir("nginx");
     let cache = dir.join("cache");
     std::fs::create_dir_all(&cache).expect("cache dir");
@@ -692,7 +719,7 @@ async fn nginx_serves_segments_from_its_cache_on_the_second_request() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mpd = loop {
         if let Ok(response) = client
-            .get(format!("{front}/dash/clip/manifest.mpd"))
+            .get(format!("{front}/dash/clip/manifest.mpd?token={token}"))
             .send()
             .await
             && response.status() == 200
@@ -711,19 +738,41 @@ async fn nginx_serves_segments_from_its_cache_on_the_second_request() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let set = &parse_mpd(&mpd)[0];
+    // The MPD's templates carry the token.
     let path = format!(
         "/dash/clip/{}",
         fill_template(&set.media, &set.representation, set.start_number)
     );
+    assert!(path.ends_with(&format!("?token={token}")), "{path}");
+    let bare = path.split('?').next().expect("path").to_string();
+    let asked = |server: &TestServer| {
+        let url = server.url("/metrics");
+        async move {
+            let text = reqwest::get(url)
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            text.lines()
+                .find_map(|l| l.strip_prefix("wsls_auth_requests_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no wsls_auth_requests_total in:\n{text}"))
+        }
+    };
+    let asked_before = asked(&server).await;
     let first = client
         .get(format!("{front}{path}"))
         .send()
         .await
         .expect("first");
+    assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["x-cache-status"], "MISS");
     let first = first.bytes().await.expect("body");
+    // Another authorised player, with another token (as a Bearer header): from the cache.
     let second = client
-        .get(format!("{front}{path}"))
+        .get(format!("{front}{bare}"))
+        .bearer_auth(&other_token)
         .send()
         .await
         .expect("second");
@@ -733,6 +782,40 @@ async fn nginx_serves_segments_from_its_cache_on_the_second_request() {
         "the second request comes from the cache"
     );
     assert_eq!(second.bytes().await.expect("body"), first);
+    // The same token again, for the next segment and the first one: no new question.
+    let asked_after_two = asked(&server).await;
+    for number in [set.start_number, set.start_number + 1] {
+        let next = fill_template(&set.media, &set.representation, number);
+        let response = client
+            .get(format!("{front}/dash/clip/{next}"))
+            .send()
+            .await
+            .expect("next");
+        assert_eq!(response.status(), 200, "{next}");
+    }
+    // The first token was asked about with the MPD already: only the second one is new.
+    assert_eq!(
+        asked_after_two - asked_before,
+        1.0,
+        "one question per token"
+    );
+    assert_eq!(asked(&server).await, asked_after_two, "none per segment");
+    // No token, a forged one: nginx refuses, nothing from the cache.
+    let refused = client
+        .get(format!("{front}{bare}"))
+        .send()
+        .await
+        .expect("refused");
+    assert_eq!(refused.status(), 401);
+    let forged = client
+        .get(format!(
+            "{front}{bare}?token={}x",
+            &token[..token.len() - 1]
+        ))
+        .send()
+        .await
+        .expect("forged");
+    assert_eq!(forged.status(), 401);
     let direct = client
         .get(server.url(&path))
         .send()
@@ -743,7 +826,7 @@ async fn nginx_serves_segments_from_its_cache_on_the_second_request() {
         .expect("body");
     assert_eq!(direct, first, "the cache serves the server's bytes");
     eprintln!("nginx: {path} MISS then HIT, {} bytes", first.len());
-    // The WebSocket works through it too.
-    let mut viewer = ws::connect(&format!("ws://127.0.0.1:{port}/ws/clip")).await;
+    // The WebSocket works through it too, with its token.
+    let mut viewer = ws::connect(&format!("ws://127.0.0.1:{port}/ws/clip?token={token}")).await;
     ws::expect_init(&mut viewer).await;
 }
