@@ -108,9 +108,17 @@ fn testsrc_server() -> TestServer {
 
 /// The test pattern at 640x360, with `extra` server arguments (`--ingest fmp4`).
 fn testsrc_server_with(extra: &[&str]) -> TestServer {
+    testsrc_server_configured("", extra, None)
+}
+
+/// The test pattern at 640x360; `settings` go at the top of its config file, and `token`
+/// is what the wait for its first segment needs, if the stream needs one.
+fn testsrc_server_configured(settings: &str, extra: &[&str], token: Option<&str>) -> TestServer {
     let config = temp_file(
         "browser.toml",
-        "[[stream]]\nname = \"live\"\nsource = \"testsrc\"\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n",
+        &format!(
+            "{settings}[[stream]]\nname = \"live\"\nsource = \"testsrc\"\nwidth = 640\nheight = 360\nvideo_bitrate_kbps = 800\n"
+        ),
     );
     let mut args = vec!["--config", config.to_str().expect("utf-8")];
     args.extend_from_slice(extra);
@@ -118,7 +126,11 @@ fn testsrc_server_with(extra: &[&str]) -> TestServer {
     // Wait for a complete segment, so a browser's first seconds are not spent on ffmpeg's
     // start-up, and a player's first manifest request is not answered "not yet".
     let deadline = Instant::now() + Duration::from_secs(30);
-    while http_status(&server.addr, "/dash/live/manifest.mpd") != Some(200) {
+    let manifest = match token {
+        Some(token) => format!("/dash/live/manifest.mpd?token={token}"),
+        None => "/dash/live/manifest.mpd".to_string(),
+    };
+    while http_status(&server.addr, &manifest) != Some(200) {
         assert!(Instant::now() < deadline, "no MPD; log:\n{}", server.log());
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -361,14 +373,21 @@ fn chromium_demuxes_our_fragments_as_ffprobe_reads_them() {
     }
 }
 
-/// dash.js or hls.js (from npm) plays the server's DASH or HLS in its low-latency mode.
+/// dash.js or hls.js (from npm) plays the server's DASH or HLS in its low-latency mode, from
+/// a stream that needs a token: given once on the manifest's URL, the server carries it on
+/// to every segment and part.
 fn third_party_player_plays(player: &str) -> serde_json::Value {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = testsrc_server();
+    let token = read_token(&["live"], unix_now() + 3600);
+    let server = testsrc_server_configured(
+        &format!("jwt_secret = \"{TOKEN_SECRET}\"\nread = \"token\"\n"),
+        &[],
+        Some(&token),
+    );
     let result = scenario(
         &server,
         "dash.mjs",
-        &["--stream", "live", "--player", player],
+        &["--stream", "live", "--player", player, "--token", &token],
     );
     assert!(
         result["advanced"].as_f64().unwrap_or(0.0) >= 3.5,
@@ -441,6 +460,72 @@ fn chromium_auto_picks_mse_over_http_and_webcodecs_over_https() {
     assert_eq!(result["http"]["secure"], false, "{result}");
     assert_eq!(result["https"]["secure"], true, "{result}");
     assert_eq!(result["https"]["mode"], "webcodecs", "{result}");
+}
+
+const TOKEN_SECRET: &str = "the browser tests' HS256 secret, 32 bytes";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A read token for `streams` until `exp`, signed with [`TOKEN_SECRET`].
+fn read_token(streams: &[&str], exp: u64) -> String {
+    let claims = serde_json::json!({"streams": streams, "action": "read", "exp": exp});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TOKEN_SECRET.as_bytes()).expect("key"),
+    )
+    .expect("signing")
+}
+
+/// The watch page with tokens: good plays, missing and expired are shown and not retried, a
+/// token running out is renewed through the page (or ends with the expiry message).
+#[test]
+fn chromium_watch_page_takes_a_token_shows_refusals_and_renews() {
+    if !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = temp_file(
+        "browser-token.toml",
+        &format!(
+            "jwt_secret = \"{TOKEN_SECRET}\"\n[[stream]]\nname = \"cam\"\nsource = \"sample\"\nread = \"token\"\n"
+        ),
+    );
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let now = unix_now();
+    let short_exp = now + 8;
+    let result = scenario(
+        &server,
+        "token.mjs",
+        &[
+            "--stream",
+            "cam",
+            "--good",
+            &read_token(&["cam"], now + 3600),
+            "--expired",
+            &read_token(&["cam"], now - 60),
+            "--short",
+            &read_token(&["cam"], short_exp),
+            "--renewal",
+            &read_token(&["cam"], now + 3600),
+            "--shortExp",
+            &short_exp.to_string(),
+        ],
+    );
+    assert!(
+        result["renewed"]["advanced"].as_f64() >= Some(1.0),
+        "{result}"
+    );
+    assert!(
+        result["lapsed"]
+            .as_str()
+            .is_some_and(|s| s.contains("expired")),
+        "{result}"
+    );
 }
 
 /// geckodriver on a free port, killed when dropped.

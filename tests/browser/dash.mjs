@@ -1,12 +1,12 @@
 // The server's live MPD in dash.js and its LL-HLS playlists in hls.js, in the same Chromium:
 // playback advances, no errors, and the player runs in its low-latency mode.
-//   node dash.mjs --url http://127.0.0.1:PORT --stream live --player dash|hls
+//   node dash.mjs --url http://127.0.0.1:PORT --stream live --player dash|hls [--token JWT]
 
 import { args, fail, launch, quantile, result, until, watchErrors } from './lib.mjs';
 import { playerPage } from './players.mjs';
 
-const { url, stream = 'live', player = 'dash' } = args();
-const site = await playerPage(url, stream, player);
+const { url, stream = 'live', player = 'dash', token } = args();
+const site = await playerPage(url, stream, player, token);
 const browser = await launch();
 try {
   const tab = await browser.newPage();

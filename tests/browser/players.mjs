@@ -64,10 +64,16 @@ const page = (player, source) => `<!doctype html><meta charset="utf-8">
   video.requestVideoFrameCallback(onFrame);
 </script>`;
 
-/** A page server for `player` ('dash' or 'hls') playing `stream` of the server at `url`. */
-export async function playerPage(url, stream, player) {
+/**
+ * A page server for `player` ('dash' or 'hls') playing `stream` of the server at `url`, with
+ * `?token=` on the manifest's URL if a token is given (the server carries it on to the rest).
+ */
+export async function playerPage(url, stream, player, token) {
+  const query = token ? `?token=${encodeURIComponent(token)}` : '';
   const manifest =
-    player === 'dash' ? `${url}/dash/${stream}/manifest.mpd` : `${url}/hls/${stream}/index.m3u8`;
+    player === 'dash'
+      ? `${url}/dash/${stream}/manifest.mpd${query}`
+      : `${url}/hls/${stream}/index.m3u8${query}`;
   const server = createServer(async (req, res) => {
     if (req.url === '/player.js') {
       res.writeHead(200, { 'content-type': 'text/javascript' });
