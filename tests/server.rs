@@ -1272,9 +1272,46 @@ async fn connections_over_an_address_limit_are_refused_while_other_addresses_are
     let mut second = ws::connect(&server.ws_url("/ws/clip")).await;
     ws::expect_init(&mut second).await;
 
+    // A viewer from another address.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("address"))
+        .expect("bind 127.0.0.2");
+    let tcp = socket
+        .connect(addr.parse().expect("server address"))
+        .await
+        .expect("connect");
+    let (mut elsewhere, _) = tokio_tungstenite::client_async(server.ws_url("/ws/clip"), tcp)
+        .await
+        .expect("handshake from 127.0.0.2");
+    ws::expect_init(&mut elsewhere).await;
+
     let (answer, closed) = exchange("127.0.0.1", &addr, get_request("/healthz"), wait).await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer:?}");
     assert!(closed, "the refused connection is closed");
+
+    // 2,000 more from the full address, at once: each refused and closed, while the viewer
+    // from the other address reads on.
+    let flood: Vec<_> = (0..2000)
+        .map(|_| exchange("127.0.0.1", &addr, get_request("/healthz"), wait))
+        .collect();
+    let reading = async {
+        let mut media = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(Msg::Binary(_)) = ws::next(&mut elsewhere, Duration::from_secs(5)).await {
+                media += 1;
+            }
+        }
+        media
+    };
+    let (answers, media) = tokio::join!(futures_util::future::join_all(flood), reading);
+    let refused_now = answers
+        .iter()
+        .filter(|(answer, closed)| answer.starts_with("HTTP/1.1 429") && *closed)
+        .count();
+    assert_eq!(refused_now, 2000, "every one of the flood is refused and closed");
+    assert!(media >= 30, "the other address's viewer got {media} fragments in 5 s");
 
     // Another address is served, and sees the refusal counted.
     let (answer, _) = exchange("127.0.0.2", &addr, get_request("/healthz"), wait).await;
@@ -1291,7 +1328,7 @@ async fn connections_over_an_address_limit_are_refused_while_other_addresses_are
         .await
         .expect("metrics")
     };
-    assert_eq!(refused, Some(1.0), "{}", server.log());
+    assert_eq!(refused, Some(2001.0), "{}", server.log());
 
     // The viewers play on; when one leaves, its address has a place again.
     match ws::next(&mut second, Duration::from_secs(5)).await {
