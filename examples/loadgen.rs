@@ -19,6 +19,10 @@
 //! media timeline, relative to the viewer's earliest fragment (`--lag relative` does the same
 //! for ours).
 //!
+//! `wss://` URLs speak TLS (rustls), trusting the CA in `--ca FILE` (the server's self-signed
+//! certificate will do); the arrival stamps are still the kernel's, taken before decryption.
+//! With TLS, the server's `/metrics` is read from `--metrics HOST:PORT` (its admin listener).
+//!
 //! Slow viewers (`--slow N --slow-rate 0.1`) read at a tenth of the stream's rate through a
 //! small receive buffer; their lag and skips are reported apart from the others'.
 
@@ -29,11 +33,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::rustls;
 use websocketlivestream::fmp4::{Fragment, InitSegment, unix_millis_from_ntp};
 
 const USAGE: &str = "usage: loadgen --url ws://HOST:PORT/PATH [--viewers N] [--seconds S] \
 [--warmup S] [--ramp N_PER_S] [--slow N] [--slow-rate F] [--server-pid PID] \
-[--protocol wsls|flv] [--lag prft|relative] [--threads N] [--max-lag-ms MS] [--max-rss-mb MB]";
+[--protocol wsls|flv] [--lag prft|relative] [--threads N] [--max-lag-ms MS] [--max-rss-mb MB] \
+[--ca FILE] [--metrics HOST:PORT]";
 
 #[derive(Clone)]
 struct Options {
@@ -53,6 +59,30 @@ struct Options {
     /// The bounds a run must hold: the normal viewers' p99 lag and the server's RSS.
     max_lag_ms: u64,
     max_rss_mb: f64,
+    /// TLS (a `wss://` URL), trusting this CA.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where `/metrics` is read, when not at the viewers' address.
+    metrics: Option<(String, u16)>,
+}
+
+/// A client that trusts the CA certificates in `path`.
+fn tls_client(path: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("--ca {path}: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("--ca {path}: {e}"))?;
+        roots.add(cert).map_err(|e| format!("--ca {path}: {e}"))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -69,9 +99,24 @@ fn parse_options() -> Result<Options, String> {
         })
     };
     let url = value("--url").ok_or("--url is required")?;
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or("only ws:// URLs are supported")?;
+    let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (None, rest),
+        (_, Some(rest)) => {
+            let ca = value("--ca").ok_or("a wss:// URL needs --ca FILE")?;
+            (Some(tls_client(&ca)?), rest)
+        }
+        _ => return Err("only ws:// and wss:// URLs are supported".into()),
+    };
+    let metrics = match value("--metrics") {
+        Some(text) => {
+            let (host, port) = text.rsplit_once(':').ok_or("--metrics HOST:PORT")?;
+            Some((
+                host.to_string(),
+                port.parse().map_err(|_| "bad --metrics port")?,
+            ))
+        }
+        None => None,
+    };
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (host, port) = authority.rsplit_once(':').ok_or("the URL needs a port")?;
     let protocol = value("--protocol").unwrap_or_else(|| "wsls".into());
@@ -96,6 +141,8 @@ fn parse_options() -> Result<Options, String> {
         threads: number("--threads", 2.0)? as usize,
         max_lag_ms: number("--max-lag-ms", 100.0)? as u64,
         max_rss_mb: number("--max-rss-mb", 500.0)?,
+        tls,
+        metrics,
     })
 }
 
@@ -277,7 +324,14 @@ struct Viewer {
     flv_video_config_seen: bool,
 }
 
-async fn connect(options: &Options, slow: bool) -> std::io::Result<TcpStream> {
+/// A viewer's connection: the socket, and its TLS session if it speaks TLS.
+struct Connection {
+    tcp: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
+}
+
+/// Connects and sends the upgrade request.
+async fn connect(options: &Options, slow: bool) -> std::io::Result<(Connection, BytesMut)> {
     let address = tokio::net::lookup_host((options.host.as_str(), options.port))
         .await?
         .next()
@@ -298,30 +352,92 @@ async fn connect(options: &Options, slow: bool) -> std::io::Result<TcpStream> {
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         options.path, options.host, options.port
     );
-    tcp.write_all(request.as_bytes()).await?;
-    Ok(tcp)
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let Some(client) = &options.tls else {
+        tcp.write_all(request.as_bytes()).await?;
+        read_head(&mut tcp, &mut buf).await?;
+        return Ok((Connection { tcp, tls: None }, buf));
+    };
+    let name = rustls::pki_types::ServerName::try_from(options.host.clone())
+        .map_err(std::io::Error::other)?;
+    let mut stream = tokio_rustls::TlsConnector::from(client.clone())
+        .connect(name, tcp)
+        .await?;
+    stream.write_all(request.as_bytes()).await?;
+    read_head(&mut stream, &mut buf).await?;
+    let (tcp, session) = stream.into_inner();
+    Ok((
+        Connection {
+            tcp,
+            tls: Some(Box::new(session)),
+        },
+        buf,
+    ))
+}
+
+/// Reads until the end of the HTTP answer's head (what follows stays in `buf`).
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> std::io::Result<()> {
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+/// One read of the socket into `buf` (decrypted first, for TLS): bytes off the wire and the
+/// kernel's stamp of them. `raw` is a scratch buffer for the encrypted bytes.
+fn read_some(
+    connection: &mut Connection,
+    buf: &mut BytesMut,
+    raw: &mut BytesMut,
+) -> std::io::Result<(usize, Option<f64>)> {
+    use std::io::Read;
+    let Connection { tcp, tls } = connection;
+    // Through `try_io`, so that tokio forgets the readiness when the socket has nothing.
+    let Some(session) = tls.as_mut() else {
+        return tcp.try_io(tokio::io::Interest::READABLE, || read_stamped(tcp, buf));
+    };
+    raw.clear();
+    if raw.capacity() < 16 * 1024 {
+        raw.reserve(16 * 1024);
+    }
+    let (n, stamp) = tcp.try_io(tokio::io::Interest::READABLE, || read_stamped(tcp, raw))?;
+    let mut input = &raw[..n];
+    while !input.is_empty() {
+        session.read_tls(&mut input)?;
+        session
+            .process_new_packets()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let mut plain = [0u8; 16 * 1024];
+        loop {
+            match session.reader().read(&mut plain) {
+                Ok(0) => return Ok((0, stamp)),
+                Ok(m) => buf.extend_from_slice(&plain[..m]),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok((n, stamp))
 }
 
 impl Viewer {
     async fn run(mut self, stop: Arc<AtomicBool>) {
-        let mut tcp = match connect(&self.options, self.slow).await {
-            Ok(tcp) => tcp,
+        let (mut connection, mut buf) = match connect(&self.options, self.slow).await {
+            Ok(connected) => connected,
             Err(err) => {
                 self.group.failed.fetch_add(1, Ordering::Relaxed);
                 self.group.error(format!("connect: {err}"));
                 return;
             }
         };
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        // The HTTP answer first.
-        loop {
-            match tcp.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    self.group.failed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Ok(_) => {}
-            }
+        let mut raw = BytesMut::new();
+        // The HTTP answer first (read whole by `connect`).
+        {
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&buf[..end]).to_string();
                 if !head.starts_with("HTTP/1.1 101") {
@@ -333,11 +449,10 @@ impl Viewer {
                     return;
                 }
                 buf.advance(end + 4);
-                break;
             }
         }
         self.group.connected.fetch_add(1, Ordering::Relaxed);
-        arrival_stamps(&tcp);
+        arrival_stamps(&connection.tcp);
         let started = Instant::now();
         let mut read_total = 0u64;
         // What was read with the upgrade answer came now.
@@ -357,10 +472,8 @@ impl Viewer {
                 buf.reserve(16 * 1024);
             }
             // No timer per read: the window's end is seen at the next read.
-            let read = match tcp.readable().await {
-                Ok(()) => tcp.try_io(tokio::io::Interest::READABLE, || {
-                    read_stamped(&tcp, &mut buf)
-                }),
+            let read = match connection.tcp.readable().await {
+                Ok(()) => read_some(&mut connection, &mut buf, &mut raw),
                 Err(err) => Err(err),
             };
             match read {
@@ -709,12 +822,15 @@ fn video_media_ms(data: &[u8], init: &InitSegment) -> Option<f64> {
 /// A gauge from the server's `/metrics` (a process-wide one, without labels).
 fn server_gauge(options: &Options, name: &str) -> Option<f64> {
     use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect((options.host.as_str(), options.port)).ok()?;
+    let (host, port) = options
+        .metrics
+        .clone()
+        .unwrap_or_else(|| (options.host.clone(), options.port));
+    let mut tcp = std::net::TcpStream::connect((host.as_str(), port)).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         tcp,
-        "GET /metrics HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\r\n",
-        options.host, options.port
+        "GET /metrics HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut text = String::new();

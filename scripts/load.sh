@@ -6,6 +6,9 @@
 #                                       default 1000 3000 5000 6000 7000
 #   scripts/load.sh slow [N] [SLOW]     N viewers alone, then N viewers plus SLOW viewers
 #                                       reading at a tenth of the rate; default 1000 100
+#   scripts/load.sh tls [N...]          the sweep in plain text, then the same server over TLS
+#                                       (self-signed, wss://), one after the other in one run;
+#                                       default 1000 3000 5000
 #   scripts/load.sh compare [N...]      node-media-server's WebSocket-FLV (from npm) and our
 #                                       server fed by the same ffmpeg, the same loads in one
 #                                       run (lag relative to each viewer's first frame, as FLV
@@ -73,18 +76,28 @@ fi
 
 # One ffmpeg, in real time, looping the clip: fMP4 with a prft per frame to our server's
 # stdin and, when comparing, the same packets as FLV over RTMP to node-media-server.
+# start_server ARGS...: (re)starts that pair, the server with ARGS besides its stream.
 extra_output=()
 [ "$mode" = compare ] && extra_output=(-map 0 -c copy -f flv rtmp://127.0.0.1:11935/live/stream)
 server_log=$work/server.log
-ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$clip" \
-  -map 0 -c copy -f mp4 -movflags empty_moov+default_base_moof+frag_every_frame \
-  -write_prft wallclock -flush_packets 1 pipe:1 "${extra_output[@]}" 2> "$work/ffmpeg.log" |
-  target/release/websocketlivestream --listen 127.0.0.1:19200 --stream live=stdin \
-    2> "$server_log" &
-server=$!
-pids+=("$server")
-sleep 5
-kill -0 "$server" || { cat "$server_log" "$work/ffmpeg.log"; echo "the server did not start" >&2; exit 1; }
+server=
+start_server() {
+  if [ -n "$server" ]; then
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    sleep 2
+  fi
+  ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$clip" \
+    -map 0 -c copy -f mp4 -movflags empty_moov+default_base_moof+frag_every_frame \
+    -write_prft wallclock -flush_packets 1 pipe:1 "${extra_output[@]}" 2> "$work/ffmpeg.log" |
+    target/release/websocketlivestream --listen 127.0.0.1:19200 --stream live=stdin "$@" \
+      2> "$server_log" &
+  server=$!
+  pids+=("$server")
+  sleep 5
+  kill -0 "$server" || { cat "$server_log" "$work/ffmpeg.log"; echo "the server did not start" >&2; exit 1; }
+}
+start_server
 
 # run LABEL PID ARGS...: one load generator run, its report and summary kept.
 results=()
@@ -114,6 +127,17 @@ case $mode in
     run "ours $n + $slow slow" "$server" --url ws://127.0.0.1:19200/ws/live --viewers "$n" \
       --slow "$slow" --slow-rate 0.1
     ;;
+  tls)
+    [ $# -gt 0 ] || set -- 1000 3000 5000
+    for n in "$@"; do
+      run "plain $n" "$server" --url ws://127.0.0.1:19200/ws/live --viewers "$n"
+    done
+    start_server --tls-self-signed --state-dir "$work/state" --admin-listen 127.0.0.1:19201
+    for n in "$@"; do
+      run "tls $n" "$server" --url wss://localhost:19200/ws/live --viewers "$n" \
+        --ca "$work/state/self-signed-cert.pem" --metrics 127.0.0.1:19201
+    done
+    ;;
   compare)
     [ $# -gt 0 ] || set -- 500 1000 2000 3000 5000
     for n in "$@"; do
@@ -125,7 +149,7 @@ case $mode in
     echo "node-media-server 4.4.3 on Node.js $node_version"
     ;;
   *)
-    echo "unknown mode $mode (sweep, slow or compare)" >&2
+    echo "unknown mode $mode (sweep, slow, tls or compare)" >&2
     exit 2
     ;;
 esac

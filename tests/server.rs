@@ -1310,8 +1310,14 @@ async fn connections_over_an_address_limit_are_refused_while_other_addresses_are
         .iter()
         .filter(|(answer, closed)| answer.starts_with("HTTP/1.1 429") && *closed)
         .count();
-    assert_eq!(refused_now, 2000, "every one of the flood is refused and closed");
-    assert!(media >= 30, "the other address's viewer got {media} fragments in 5 s");
+    assert_eq!(
+        refused_now, 2000,
+        "every one of the flood is refused and closed"
+    );
+    assert!(
+        media >= 30,
+        "the other address's viewer got {media} fragments in 5 s"
+    );
 
     // Another address is served, and sees the refusal counted.
     let (answer, _) = exchange("127.0.0.2", &addr, get_request("/healthz"), wait).await;
