@@ -38,7 +38,7 @@ pub async fn run(url: String, ctx: SourceContext) {
     let retry = Retry {
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
         cause: Restart::Upstream,
-        lost: format!("upstream {url} lost"),
+        lost: format!("upstream {} lost", super::spec::redact(&url)),
         again: "dialling again",
     };
     let relay = Relay {
@@ -77,6 +77,9 @@ async fn session(
     };
     let connect =
         tokio_tungstenite::connect_async_tls_with_config(url, Some(config), false, Some(connector));
+    // Logs and errors (which the API shows) name the upstream without its token.
+    let shown = super::spec::redact(url);
+    let url = shown.as_str();
     let mut socket = tokio::select! {
         connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match connected {
             Ok(Ok((socket, _))) => socket,

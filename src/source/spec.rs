@@ -93,6 +93,34 @@ impl FromStr for SourceSpec {
     }
 }
 
+/// A URL as it may be shown (the API, logs): a password in it and the value of a `token=`
+/// parameter are replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            let start = scheme_end + 3 + colon + 1;
+            out.replace_range(start..scheme_end + 3 + at, "***");
+        }
+    }
+    if let Some(query_start) = out.find('?') {
+        let (head, query) = out.split_at(query_start + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("token", _)) => "token=***".to_string(),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
+}
+
 impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -100,7 +128,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Webcam(None) => f.write_str("webcam"),
             SourceSpec::Webcam(Some(device)) => write!(f, "webcam:{device}"),
             SourceSpec::File(path) => write!(f, "file:{}", path.display()),
-            SourceSpec::Url(url) | SourceSpec::Relay(url) => f.write_str(url),
+            SourceSpec::Url(url) | SourceSpec::Relay(url) => f.write_str(&redact(url)),
             SourceSpec::Stdin => f.write_str("stdin"),
             SourceSpec::Sample => f.write_str("sample"),
             SourceSpec::Dir(path) => write!(f, "dir:{}", path.display()),
@@ -111,6 +139,26 @@ impl fmt::Display for SourceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_hide_passwords_and_tokens() {
+        assert_eq!(
+            redact("wss://origin:8443/ws/live?token=abc.def&x=1"),
+            "wss://origin:8443/ws/live?token=***&x=1"
+        );
+        assert_eq!(
+            redact("rtsp://admin:hunter2@cam.local/stream"),
+            "rtsp://admin:***@cam.local/stream"
+        );
+        assert_eq!(
+            redact("ws://origin:8080/ws/live"),
+            "ws://origin:8080/ws/live"
+        );
+        assert_eq!(
+            SourceSpec::Relay("ws://o/ws/a?token=t".into()).to_string(),
+            "ws://o/ws/a?token=***"
+        );
+    }
 
     #[test]
     fn parses_every_form() {
