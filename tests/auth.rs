@@ -480,3 +480,36 @@ async fn a_token_that_runs_out_closes_the_viewer_unless_it_is_renewed() {
     };
     assert_eq!(code, Some(4403));
 }
+
+/// RS256 and PS256 tokens checked against an RSA public key (`--jwt-public-key`); an HS256
+/// token "signed" with that public key as its secret (the old algorithm-confusion attack) is
+/// refused, as no shared secret is configured.
+#[tokio::test]
+async fn rsa_tokens_are_checked_against_the_public_key_and_confusion_is_refused() {
+    let private = common::fixture("rsa-test-key.pem");
+    let public = common::fixture_path("rsa-test-public.pem");
+    let server = TestServer::start(&[
+        "--stream",
+        "cam=sample",
+        "--read",
+        "token",
+        "--jwt-public-key",
+        public.to_str().expect("utf-8"),
+    ]);
+    let key = EncodingKey::from_rsa_pem(&private).expect("RSA key");
+    let claims = read_claims(&["cam"], now() + 600);
+    for alg in [Algorithm::RS256, Algorithm::PS256] {
+        let token = jsonwebtoken::encode(&Header::new(alg), &claims, &key).expect("signing");
+        assert_eq!(
+            refused_with(&server.ws_url(&format!("/ws/cam?token={token}"))).await,
+            None,
+            "{alg:?}"
+        );
+    }
+    let public_pem = std::fs::read_to_string(&public).expect("public key");
+    let confused = hs256(claims, &public_pem);
+    assert_eq!(
+        refused_with(&server.ws_url(&format!("/ws/cam?token={confused}"))).await,
+        Some(4401)
+    );
+}

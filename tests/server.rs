@@ -1357,3 +1357,42 @@ async fn connections_over_an_address_limit_are_refused_while_other_addresses_are
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn manifest_requests_over_the_rate_are_answered_429_and_counted() {
+    let server = sample_server_with("manifest_requests_per_sec = 1\n");
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        let response = client
+            .get(server.url("/hls/clip/index.m3u8"))
+            .send()
+            .await
+            .expect("playlist");
+        statuses.push(response.status().as_u16());
+    }
+    // A burst of 10 (at least), then 429 until the bucket refills at 1 a second.
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!((3..=5).contains(&refused), "{statuses:?}");
+    assert!(statuses[..10].iter().all(|s| *s != 429), "{statuses:?}");
+    // Segments are not limited.
+    let segment = client
+        .get(server.url("/dash/clip/init.mp4"))
+        .send()
+        .await
+        .expect("init");
+    assert_ne!(segment.status().as_u16(), 429);
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wsls_refused_requests_total{reason=\"manifest_rate\"} "))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    assert_eq!(counted, Some(refused), "{metrics}");
+}
