@@ -249,6 +249,10 @@ pub struct StreamConfig {
     pub read: Option<AccessArg>,
     /// Who may publish to it (default: the server's `publish`).
     pub publish: Option<AccessArg>,
+    /// With `source = "publish"`: a second publisher takes over from the first instead of
+    /// being refused.
+    #[serde(default)]
+    pub takeover: bool,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub fps: Option<u32>,
@@ -438,6 +442,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             upstream_ca: upstream_ca.clone(),
             read: default_read,
             publish: default_publish,
+            takeover: false,
         });
     }
     for table in &file.streams {
@@ -446,6 +451,18 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         if !(0.0..=86_400.0).contains(&idle) {
             return Err(format!(
                 "stream {}: idle_timeout_secs {idle} is out of range (0 to 86400)",
+                table.name
+            ));
+        }
+        if table.on_demand && table.source.trim() == "publish" {
+            return Err(format!(
+                "stream {}: on_demand does not apply to source = \"publish\" (it runs while its publisher does)",
+                table.name
+            ));
+        }
+        if table.takeover && table.source.trim() != "publish" {
+            return Err(format!(
+                "stream {}: takeover only applies to source = \"publish\"",
                 table.name
             ));
         }
@@ -470,6 +487,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             upstream_ca: upstream_ca.clone(),
             read: table.read.map_or(default_read, Access::from),
             publish: table.publish.map_or(default_publish, Access::from),
+            takeover: table.takeover,
         });
     }
     if streams.is_empty() {
@@ -492,6 +510,7 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             upstream_ca: None,
             read: default_read,
             publish: default_publish,
+            takeover: false,
         });
     }
     for (i, stream) in streams.iter().enumerate() {
@@ -550,6 +569,17 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
     {
         return Err(format!(
             "stream {} needs tokens (read = \"token\"), but no key checks them: set jwt_secret, jwt_public_key or jwks",
+            stream.name
+        ));
+    }
+    if let Some(stream) = streams
+        .iter()
+        .find(|s| s.source == SourceSpec::Publish && s.publish == Access::Token)
+        && auth.keys.is_empty()
+        && auth.admin_token.is_none()
+    {
+        return Err(format!(
+            "stream {} takes publishers with a token (publish = \"token\", the default), but no key checks them: set jwt_secret (or admin_token), or publish = \"public\" on a private network",
             stream.name
         ));
     }

@@ -26,6 +26,16 @@ pub struct StreamInfo {
     pub viewers: u64,
     pub bitrate_bps: u64,
     pub segments: usize,
+    /// Who publishes to a `publish` stream now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<PublisherJson>,
+}
+
+#[derive(Serialize)]
+pub struct PublisherJson {
+    pub address: Option<String>,
+    pub protocol: &'static str,
+    pub since_ms: u64,
 }
 
 pub async fn streams(State(app): State<AppState>) -> Response {
@@ -51,6 +61,15 @@ pub async fn streams(State(app): State<AppState>) -> Response {
                 viewers: stream.hub.viewers(),
                 bitrate_bps: snapshot.bitrate_bps(),
                 segments: snapshot.segments.len(),
+                publisher: stream
+                    .publish_point
+                    .as_ref()
+                    .and_then(|p| p.publisher())
+                    .map(|p| PublisherJson {
+                        address: p.address.map(|a| a.to_string()),
+                        protocol: p.protocol,
+                        since_ms: p.since_ms,
+                    }),
             }
         })
         .collect();

@@ -22,6 +22,9 @@ pub enum ApiError {
     /// Refused by access control (401 or 403).
     #[error("{0}")]
     Denied(super::auth::Denied),
+    /// The request clashes with the state of things (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Too many requests from one address (429).
     #[error("{0}")]
     TooMany(&'static str),
@@ -42,6 +45,7 @@ impl IntoResponse for ApiError {
                 StatusCode::from_u16(denied.status()).unwrap_or(StatusCode::FORBIDDEN)
             }
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = match &self {

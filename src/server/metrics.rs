@@ -223,6 +223,39 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             );
         }
     }
+    let publishing: Vec<_> = streams
+        .iter()
+        .filter_map(|s| Some((label(&s.name), s.publish_point.as_ref()?)))
+        .collect();
+    for (name, help, kind, read) in [
+        (
+            "wsls_publishes_total",
+            "Publishers taken by a publish stream.",
+            "counter",
+            (|p| p.publishes.load(Ordering::Relaxed) as f64)
+                as fn(&crate::source::publish::PublishPoint) -> f64,
+        ),
+        (
+            "wsls_publishes_refused_total",
+            "Publishers refused because the stream had one.",
+            "counter",
+            |p| p.refused.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "wsls_publisher_connected",
+            "1 while a publisher publishes.",
+            "gauge",
+            |p| f64::from(u8::from(p.publisher().is_some())),
+        ),
+    ] {
+        if publishing.is_empty() {
+            break;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (stream, point) in &publishing {
+            let _ = writeln!(out, "{name}{{stream=\"{stream}\"}} {}", read(point));
+        }
+    }
     let name = "wsls_ingest_to_send_seconds";
     let _ = writeln!(
         out,

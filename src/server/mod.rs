@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `/`, `/watch/{name}`, `/assets/{*path}` | `pages.rs` |
 //! | `/ws/{name}` | `ws.rs` |
+//! | `/publish/{name}` (PUT, POST) | `publish.rs` |
 //! | `/dash/{name}/…`, `/hls/{name}/…` | `media.rs` |
 //! | `/api/streams`, `/api/time`, `/healthz` | `api.rs` |
 //! | `/metrics` | `metrics.rs` |
@@ -18,6 +19,7 @@ mod limits;
 mod media;
 mod metrics;
 mod pages;
+mod publish;
 mod reader;
 mod redirect;
 pub mod tls;
@@ -137,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .route("/watch/{name}", get(pages::watch))
         .route("/assets/{*path}", get(pages::asset))
         .route("/ws/{name}", get(ws::upgrade))
+        .route(
+            "/publish/{name}",
+            axum::routing::put(publish::push).post(publish::push),
+        )
         .route("/healthz", get(api::healthz))
         .route("/api/auth", get(api::auth))
         .merge(admin)

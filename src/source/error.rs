@@ -66,6 +66,9 @@ pub enum SourceError {
     /// A relay's upstream broke the protocol and was cut off.
     #[error("cut off: {0}")]
     CutOff(String),
+    /// A publisher that went, was cut off, or sent nothing usable.
+    #[error("{0}")]
+    Publisher(String),
     /// A source whose media cannot be used at all (the bundled sample).
     #[error("{0}")]
     Unusable(&'static str),

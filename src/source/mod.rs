@@ -13,6 +13,7 @@ mod error;
 pub mod ffmpeg;
 pub mod flv_ingest;
 mod folder;
+pub mod publish;
 mod relay;
 mod sample;
 mod spec;
@@ -46,6 +47,8 @@ pub enum SourceEvent {
         retry_in: Duration,
         cause: Restart,
     },
+    /// Waiting for a publisher (a `publish` source between publishers).
+    Waiting,
     /// The source will produce nothing more: its input is over (`None`), or a fault retrying
     /// cannot fix.
     Finished {
@@ -81,6 +84,8 @@ pub struct SourceContext {
     pub cancel: CancellationToken,
     /// A private CA (PEM file) that `wss://` upstreams may be signed by.
     pub upstream_ca: Option<std::path::PathBuf>,
+    /// Where publishers come in, for a `publish` source.
+    pub publish: Option<Arc<publish::PublishPoint>>,
 }
 
 impl SourceContext {
@@ -100,6 +105,13 @@ pub async fn run(spec: SourceSpec, encoder: EncoderOptions, ctx: SourceContext) 
         SourceSpec::Stdin => stdin::run(ctx).await,
         SourceSpec::Relay(url) => relay::run(url, ctx).await,
         SourceSpec::Dir(path) => folder::run(path, ctx).await,
+        SourceSpec::Publish => match ctx.publish.clone() {
+            Some(point) => publish::run(point, ctx).await,
+            None => {
+                let error = SourceError::Publisher("no place for publishers was made".into());
+                ctx.send(SourceEvent::Finished { error: Some(error) }).await;
+            }
+        },
         other => ffmpeg::run(other, encoder, ctx).await,
     }
 }

@@ -23,6 +23,8 @@ pub enum SourceSpec {
     Relay(String),
     /// A folder an external encoder writes fragments or segments to.
     Dir(PathBuf),
+    /// Whoever publishes to the stream (`PUT`/`POST /publish/NAME`).
+    Publish,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +60,7 @@ impl FromStr for SourceSpec {
             "webcam" => return Ok(SourceSpec::Webcam(None)),
             "stdin" | "-" => return Ok(SourceSpec::Stdin),
             "sample" => return Ok(SourceSpec::Sample),
+            "publish" => return Ok(SourceSpec::Publish),
             _ => {}
         }
         if let Some(device) = s.strip_prefix("webcam:") {
@@ -132,6 +135,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Stdin => f.write_str("stdin"),
             SourceSpec::Sample => f.write_str("sample"),
             SourceSpec::Dir(path) => write!(f, "dir:{}", path.display()),
+            SourceSpec::Publish => f.write_str("publish"),
         }
     }
 }

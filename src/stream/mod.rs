@@ -55,6 +55,9 @@ pub struct StreamDef {
     pub read: Access,
     /// Who may publish to it.
     pub publish: Access,
+    /// For a `publish` source: a second publisher takes over from the first (instead of
+    /// being refused).
+    pub takeover: bool,
 }
 
 /// Who may do something with a stream.
@@ -75,6 +78,8 @@ pub struct Stream {
     pub max_viewers: Option<u64>,
     pub read: Access,
     pub publish: Access,
+    /// Where publishers come in, for a `publish` source.
+    pub publish_point: Option<Arc<source::publish::PublishPoint>>,
     /// Viewers admitted and not yet gone, counted at the upgrade (before they reach the hub),
     /// so that `max_viewers` holds even for viewers arriving at once.
     pub admitted: std::sync::atomic::AtomicU64,
@@ -124,6 +129,8 @@ pub fn start(
                 max_viewers: def.max_viewers,
                 read: def.read,
                 publish: def.publish,
+                publish_point: (def.source == SourceSpec::Publish)
+                    .then(|| Arc::new(source::publish::PublishPoint::new(def.takeover))),
                 admitted: Default::default(),
             });
             let span = tracing::info_span!("stream", name = %def.name);
@@ -207,6 +214,7 @@ async fn run_source(
         events,
         cancel: cancel.clone(),
         upstream_ca: def.upstream_ca.clone(),
+        publish: stream.publish_point.clone(),
     };
     tracker.spawn(source::run(def.source.clone(), def.encoder.clone(), ctx).in_current_span());
     let hub = &stream.hub;
@@ -229,6 +237,7 @@ async fn run_source(
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 hub.set_status(Status::Restarting(error.to_string()));
             }
+            SourceEvent::Waiting => hub.set_status(Status::Waiting),
             SourceEvent::Finished { error } => {
                 let status = match error {
                     Some(error) => Status::Failed(error.to_string()),

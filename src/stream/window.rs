@@ -139,6 +139,8 @@ pub enum Status {
     Restarting(String),
     /// An on-demand stream with no viewers.
     Idle,
+    /// A `publish` stream with no publisher.
+    Waiting,
     /// The source ended for good.
     Ended,
     /// The source cannot work (bad input, missing program).
@@ -152,6 +154,7 @@ impl Status {
             Status::Live => "live",
             Status::Restarting(_) => "restarting",
             Status::Idle => "idle",
+            Status::Waiting => "waiting",
             Status::Ended => "ended",
             Status::Failed(_) => "failed",
         }

@@ -116,7 +116,11 @@ pub fn arguments(spec: &SourceSpec, opts: &EncoderOptions, ingest: Ingest) -> Ve
             "0:a:0?"
         }
         // Not ffmpeg sources; `run` never gets them.
-        SourceSpec::Stdin | SourceSpec::Sample | SourceSpec::Relay(_) | SourceSpec::Dir(_) => {
+        SourceSpec::Stdin
+        | SourceSpec::Sample
+        | SourceSpec::Relay(_)
+        | SourceSpec::Dir(_)
+        | SourceSpec::Publish => {
             return args;
         }
     };
