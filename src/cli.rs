@@ -109,6 +109,13 @@ pub struct ServeArgs {
     /// Serve /metrics and the API without a token on this second address (keep it private).
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
+    /// Take RTMP publishers here (rtmp://HOST:PORT/live/NAME, stream key NAME or
+    /// NAME?token=...), e.g. 0.0.0.0:1935.
+    #[arg(long, value_name = "ADDR")]
+    pub rtmp_listen: Option<String>,
+    /// Take RTMP publishers over TLS here (needs TLS), e.g. 0.0.0.0:1936.
+    #[arg(long, value_name = "ADDR")]
+    pub rtmps_listen: Option<String>,
 }
 
 /// `--read`, `read =` and `publish =`: who may do it ([`Access`]).
@@ -222,6 +229,8 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub admin_listen: Option<String>,
+    pub rtmp_listen: Option<String>,
+    pub rtmps_listen: Option<String>,
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
 }
@@ -551,6 +560,25 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             )
         })?),
     };
+    let address = |flag: &str, text: Option<String>| -> Result<Option<SocketAddr>, String> {
+        text.map(|text| {
+            text.parse::<SocketAddr>().map_err(|_| {
+                format!("invalid --{flag} address {text:?} (expected IP:PORT, e.g. 0.0.0.0:1935)")
+            })
+        })
+        .transpose()
+    };
+    let rtmp_listen = address(
+        "rtmp-listen",
+        args.rtmp_listen.clone().or(file.rtmp_listen.clone()),
+    )?;
+    let rtmps_listen = address(
+        "rtmps-listen",
+        args.rtmps_listen.clone().or(file.rtmps_listen.clone()),
+    )?;
+    if rtmps_listen.is_some() && tls.is_none() {
+        return Err("--rtmps-listen needs --tls-cert and --tls-key or --tls-self-signed".into());
+    }
     let acme_dir = args.acme_dir.clone().or(file.acme_dir.clone());
     if let Some(dir) = &acme_dir {
         if redirect_listen.is_none() {
@@ -589,6 +617,8 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         tls,
         auth,
         admin_listen,
+        rtmp_listen,
+        rtmps_listen,
         redirect_listen,
         acme_dir,
         max_viewers: Some(file.max_viewers.unwrap_or(DEFAULT_MAX_VIEWERS)),

@@ -417,3 +417,295 @@ fn garbage_oversized_boxes_and_stalls_are_cut_off_with_their_reason() {
     let log = server.log();
     assert!(log.contains("publisher cut off"), "{log}");
 }
+
+/// A publish stream with an RTMP listener: the server, and `rtmp://ADDR/live`.
+fn rtmp_server(extra: &str) -> (TestServer, String) {
+    let config = temp_file(
+        "rtmp.toml",
+        &format!("[[stream]]\nname = \"cam\"\nsource = \"publish\"\n{extra}"),
+    );
+    let server = TestServer::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--rtmp-listen",
+        "127.0.0.1:0",
+    ]);
+    let log = strip_ansi(&server.log());
+    let addr = log
+        .split("RTMP publishers on rtmp://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the RTMP address in the log")
+        .to_string();
+    (server, format!("rtmp://{addr}/live"))
+}
+
+/// ffmpeg publishing `clip` in real time over RTMP to `url`.
+fn ffmpeg_rtmp(clip: &std::path::Path, url: &str, looped: bool) -> std::process::Child {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-hide_banner", "-loglevel", "error", "-re"]);
+    if looped {
+        command.args(["-stream_loop", "-1"]);
+    }
+    command
+        .arg("-i")
+        .arg(clip)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg")
+}
+
+/// A viewer connected before the publisher: the init and every fragment until the stream
+/// goes quiet for 3 s.
+fn viewer_until_quiet(server: &TestServer) -> tokio::task::JoinHandle<(Bytes, Vec<Bytes>)> {
+    let url = server.ws_url("/ws/cam");
+    tokio::spawn(async move {
+        let mut socket = ws::connect(&url).await;
+        let (_, init) = ws::expect_init(&mut socket).await;
+        let mut media = Vec::new();
+        while let Some(Msg::Binary(bytes)) = ws::next(&mut socket, Duration::from_secs(3)).await {
+            media.push(bytes);
+        }
+        (init, media)
+    })
+}
+
+#[tokio::test]
+async fn ffmpeg_publishes_over_rtmp_and_a_viewer_gets_every_frame() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let clip = testsrc_clip("rtmp.flv", 3, true, &["-f", "flv"]);
+    let (server, rtmp) = rtmp_server("publish = \"public\"\n");
+    let viewer = viewer_until_quiet(&server);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut publisher = ffmpeg_rtmp(&clip, &format!("{rtmp}/cam"), false);
+    let ok = tokio::task::spawn_blocking(move || publisher.wait().expect("ffmpeg").success())
+        .await
+        .expect("ffmpeg");
+    assert!(ok, "ffmpeg's RTMP publish failed\n{}", server.log());
+    let (init, media) = viewer.await.expect("viewer");
+    let path = temp_media("rtmp-published.mp4", &[&init, &media.concat()]);
+    let frames = ffprobe_frames(&path);
+    assert_eq!(frames[0], ("video".to_string(), 90), "{frames:?}");
+    assert!(frames[1].1 > 100, "{frames:?}");
+    assert!(
+        strip_ansi(&server.log()).contains("protocol=\"rtmp\""),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test]
+async fn an_rtmp_publisher_killed_mid_stream_comes_back_under_the_same_viewer() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let clip = testsrc_clip("rtmp-loop.flv", 2, true, &["-f", "flv"]);
+    let (server, rtmp) = rtmp_server("publish = \"public\"\n");
+    let url = format!("{rtmp}/cam");
+    let mut first = ffmpeg_rtmp(&clip, &url, true);
+    wait_for_state(&server, "live");
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let second_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let again = {
+        let second_done = second_done.clone();
+        std::thread::spawn(move || {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+            // SIGKILL, mid-stream: no end of stream is sent.
+            let _ = first.kill();
+            let _ = first.wait();
+            std::thread::sleep(Duration::from_millis(500));
+            let ok = ffmpeg_rtmp(&clip, &url, false)
+                .wait()
+                .expect("ffmpeg")
+                .success();
+            second_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            ok
+        })
+    };
+    let mut at_kill = None;
+    let mut done_at = None;
+    let (fragments, _) = watch(
+        &server,
+        |n| {
+            if n >= 20 && at_kill.is_none() {
+                at_kill = Some(n);
+                let _ = tx.send(());
+            }
+            if second_done.load(std::sync::atomic::Ordering::SeqCst) {
+                let since = *done_at.get_or_insert_with(Instant::now);
+                return since.elapsed() > Duration::from_secs(1);
+            }
+            false
+        },
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        again.join().expect("second"),
+        "the second RTMP publish failed"
+    );
+    let before = at_kill.expect("the first publisher was seen");
+    // The second publisher's two seconds: 60 video frames and their audio.
+    assert!(
+        fragments.len() >= before + 100,
+        "{} fragments, {before} before the kill\n{}",
+        fragments.len(),
+        server.log()
+    );
+    assert!(
+        server.log().contains("publisher cut off"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn rtmp_publishing_takes_a_token_in_the_stream_key_and_refuses_garbage() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    const SECRET: &str = "the RTMP test's HS256 secret, 32 bytes ok";
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 600;
+    let token = |action: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"streams": ["cam"], "action": action, "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("key"),
+        )
+        .expect("signing")
+    };
+    let config = temp_file(
+        "rtmp-token.toml",
+        &format!("jwt_secret = \"{SECRET}\"\n[[stream]]\nname = \"cam\"\nsource = \"publish\"\n"),
+    );
+    let server = TestServer::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--rtmp-listen",
+        "127.0.0.1:0",
+    ]);
+    let rtmp = strip_ansi(&server.log())
+        .split("RTMP publishers on rtmp://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(|addr| format!("rtmp://{addr}/live"))
+        .expect("RTMP address");
+    let clip = testsrc_clip("rtmp-token.flv", 1, false, &["-f", "flv"]);
+    let publish = |key: &str| {
+        ffmpeg_rtmp(&clip, &format!("{rtmp}/{key}"), false)
+            .wait()
+            .expect("ffmpeg")
+            .success()
+    };
+    assert!(!publish("cam"), "no token");
+    assert!(
+        !publish(&format!("cam?token={}", token("read"))),
+        "a read token"
+    );
+    assert!(!publish("nosuch"), "an unknown stream");
+    assert!(
+        publish(&format!("cam?token={}", token("publish"))),
+        "{}",
+        server.log()
+    );
+    // Garbage on the RTMP port: the connection is dropped, the server carries on.
+    let addr = rtmp.trim_start_matches("rtmp://").trim_end_matches("/live");
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let _ = tcp.write_all(&[0x42; 4096]);
+    let mut buf = [0u8; 8192];
+    let mut closed = false;
+    for _ in 0..10 {
+        match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(closed, "the garbage connection was not closed");
+    assert!(
+        publish(&format!("cam?token={}", token("publish"))),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    assert!(log.contains("RTMP publisher refused"), "{log}");
+}
+
+/// GStreamer's `rtmp2sink`, an RTMP client independent of ffmpeg, publishes 90 frames (H.264
+/// from x264enc, AAC from voaacenc, muxed by flvmux); a viewer decodes all of them.
+#[tokio::test]
+async fn gstreamer_publishes_over_rtmp_and_a_viewer_gets_every_frame() {
+    if !have_tool("ffprobe") || !have_tool_with("gst-launch-1.0", "--version") {
+        return;
+    }
+    let (server, rtmp) = rtmp_server("publish = \"public\"\n");
+    let viewer = viewer_until_quiet(&server);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let location = format!("location={rtmp}/cam");
+    let pipeline = [
+        "-q",
+        "videotestsrc",
+        "num-buffers=90",
+        "is-live=true",
+        "!",
+        "video/x-raw,width=320,height=240,framerate=30/1",
+        "!",
+        "x264enc",
+        "tune=zerolatency",
+        "key-int-max=30",
+        "!",
+        "h264parse",
+        "!",
+        "flvmux",
+        "name=mux",
+        "streamable=true",
+        "!",
+        "rtmp2sink",
+        &location,
+        "audiotestsrc",
+        "is-live=true",
+        "num-buffers=140",
+        "!",
+        "audioconvert",
+        "!",
+        "voaacenc",
+        "!",
+        "aacparse",
+        "!",
+        "mux.",
+    ]
+    .map(str::to_string);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("gst-launch-1.0")
+            .args(&pipeline)
+            .output()
+            .expect("gst-launch-1.0")
+    })
+    .await
+    .expect("gstreamer");
+    assert!(
+        out.status.success(),
+        "GStreamer failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let (init, media) = viewer.await.expect("viewer");
+    let path = temp_media("gst-published.mp4", &[&init, &media.concat()]);
+    let frames = ffprobe_frames(&path);
+    assert_eq!(frames[0], ("video".to_string(), 90), "{frames:?}");
+    assert!(
+        frames.iter().any(|(kind, n)| kind == "audio" && *n > 50),
+        "{frames:?}"
+    );
+}

@@ -22,6 +22,7 @@ mod pages;
 mod publish;
 mod reader;
 mod redirect;
+mod rtmp;
 pub mod tls;
 mod viewer;
 mod wire;
@@ -235,6 +236,10 @@ pub struct ServeSettings {
     /// A second listener (plain HTTP) for `/metrics` and the API without a token; the main
     /// listener then serves `/metrics` to the admin token alone, or not at all.
     pub admin_listen: Option<SocketAddr>,
+    /// RTMP publishers (`rtmp://ADDR/APP/NAME`), and RTMP over TLS with the server's
+    /// certificate.
+    pub rtmp_listen: Option<SocketAddr>,
+    pub rtmps_listen: Option<SocketAddr>,
 }
 
 /// Why the server could not run.
@@ -267,6 +272,14 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         None => None,
     };
     let admin_listener = match settings.admin_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let rtmp_listener = match settings.rtmp_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let rtmps_listener = match settings.rtmps_listen {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
@@ -310,10 +323,6 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
     ));
     let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(
-        "listening on {scheme}://{local}/ (streams: {})",
-        names.join(", ")
-    );
     // One shard per worker thread: every core can write to viewers.
     let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
     let fanouts = streams
@@ -361,6 +370,21 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         let shutdown = shutdown.clone();
         tracker.spawn(async move { accept(listener, app, door, &shutdown).await });
     }
+    for (listener, tls) in [(rtmp_listener, None), (rtmps_listener, door.tls.clone())] {
+        let Some(listener) = listener else { continue };
+        let scheme = if tls.is_some() { "rtmps" } else { "rtmp" };
+        tracing::info!(
+            "RTMP publishers on {scheme}://{}/live/NAME",
+            listener.local_addr()?
+        );
+        tracker.spawn(rtmp::serve(
+            listener,
+            state.clone(),
+            tls,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
     if let Some(listener) = admin_listener {
         let admin_local = listener.local_addr()?;
         tracing::info!("admin routes on http://{admin_local}/metrics");
@@ -374,6 +398,11 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         let shutdown = shutdown.clone();
         tracker.spawn(async move { accept(listener, app, door, &shutdown).await });
     }
+    // Last: what reads the log for this line finds the other listeners' lines before it.
+    tracing::info!(
+        "listening on {scheme}://{local}/ (streams: {})",
+        names.join(", ")
+    );
     accept(listener, router(state), door, &shutdown).await;
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_DRAIN, tracker.wait())
