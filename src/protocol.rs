@@ -39,6 +39,13 @@ pub const CLOSE_FORBIDDEN: u16 = 4403;
 /// The token has expired (at the door, or while watching without a renewal).
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4410;
 
+/// The publisher's socket (`/ws/publish/NAME`): the stream takes no publishers.
+pub const CLOSE_NOT_PUBLISHABLE: u16 = 4404;
+/// The publisher's socket: the stream has a publisher, or another one took over.
+pub const CLOSE_BUSY: u16 = 4409;
+/// The publisher's socket: what it sent is not the framing or not usable media.
+pub const CLOSE_BAD_MEDIA: u16 = 4400;
+
 /// How long before its token runs out a viewer is sent [`Message::Expiring`] (or at once,
 /// when less is left).
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(30);

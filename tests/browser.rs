@@ -528,6 +528,74 @@ fn chromium_watch_page_takes_a_token_shows_refusals_and_renews() {
     );
 }
 
+/// Chromium's fake camera published from `/publish/cam` (WebCodecs, H.264 and AAC or Opus over
+/// `/ws/publish/cam`) while another window watches with each player; meanwhile a viewer of our
+/// own records the stream, which ffprobe decodes.
+#[test]
+fn chromium_publishes_its_camera_while_another_window_watches() {
+    if !have_tool("ffprobe") || !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = temp_file(
+        "browser-publish.toml",
+        "[[stream]]\nname = \"cam\"\nsource = \"publish\"\npublish = \"public\"\n",
+    );
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let url = server.ws_url("/ws/cam");
+    let recorder = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let mut socket = common::ws::connect(&url).await;
+                let (_, init) = common::ws::expect_init(&mut socket).await;
+                let mut media = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(4);
+                while Instant::now() < deadline {
+                    match common::ws::next(&mut socket, Duration::from_secs(5)).await {
+                        Some(common::ws::Msg::Binary(bytes)) => media.push(bytes),
+                        Some(common::ws::Msg::Text(_)) => {}
+                        _ => break,
+                    }
+                }
+                (init, media)
+            })
+    });
+    let result = scenario(&server, "publish.mjs", &["--stream", "cam"]);
+    assert!(
+        result["webcodecs"]["advanced"].as_f64() >= Some(1.5),
+        "{result}"
+    );
+    assert!(result["mse"]["advanced"].as_f64() >= Some(1.5), "{result}");
+    let (init, media) = recorder.join().expect("recorder");
+    let path = temp_media("browser-published.mp4", &[&init, &media.concat()]);
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    let probed = String::from_utf8_lossy(&out.stdout).to_string();
+    let video_frames = probed
+        .lines()
+        .find_map(|l| l.strip_prefix("h264,"))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(video_frames >= Some(60), "ffprobe: {probed}");
+    assert!(
+        probed
+            .lines()
+            .any(|l| l.starts_with("opus,") || l.starts_with("aac,")),
+        "ffprobe: {probed}"
+    );
+}
+
 /// geckodriver on a free port, killed when dropped.
 struct Gecko {
     child: Child,

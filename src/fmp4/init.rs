@@ -138,6 +138,21 @@ impl InitSegment {
     }
 }
 
+/// Opus's sample entry (Opus in ISOBMFF §4.3.1), which this code keeps as raw bytes.
+const OPUS: FourCC = FourCC::new(b"Opus");
+
+/// An `Opus` entry's sample rate (its `dOps` input rate) and channel count, read from the raw
+/// box: the AudioSampleEntry's channel count at byte 24, `dOps` at 36.
+fn opus_format(entry: &[u8]) -> Option<(u32, u16)> {
+    let channels = u16::from_be_bytes(entry.get(24..26)?.try_into().ok()?);
+    let dops = entry.get(36..)?;
+    if dops.get(4..8)? != b"dOps" {
+        return Some((48_000, channels));
+    }
+    let rate = u32::from_be_bytes(dops.get(12..16)?.try_into().ok()?);
+    Some((rate, channels))
+}
+
 fn summarize(moov: &Moov, trak: &super::Trak) -> Track {
     let mdia = &trak.mdia;
     let kind = match mdia.hdlr.handler_type {
@@ -152,6 +167,7 @@ fn summarize(moov: &Moov, trak: &super::Trak) -> Track {
         SampleEntry::Hvc1(e) => Some(codec::hevc(entry.kind(), &e.hvcc)),
         SampleEntry::Hev1(e) => Some(codec::hevc(entry.kind(), &e.hvcc)),
         SampleEntry::Mp4a(e) => Some(codec::mp4a(&e.esds)),
+        SampleEntry::Unknown(raw) if raw.kind == OPUS => Some("opus".to_string()),
         SampleEntry::Unknown(_) => None,
     });
     let (width, height) = entry
@@ -164,6 +180,10 @@ fn summarize(moov: &Moov, trak: &super::Trak) -> Track {
     let (sample_rate, channels) = entry
         .and_then(SampleEntry::audio)
         .map(|a| (a.sample_rate_hz(), a.channel_count))
+        .or_else(|| match entry {
+            Some(SampleEntry::Unknown(raw)) if raw.kind == OPUS => opus_format(&raw.bytes),
+            _ => None,
+        })
         .unwrap_or((0, 0));
     let id = trak.tkhd.track_id;
     Track {

@@ -57,10 +57,20 @@ pub struct VideoTrack {
     pub timescale: u32,
 }
 
-/// An AAC track: its AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1).
+/// An audio track's decoder configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioConfig {
+    /// AAC: its AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1).
+    Aac(Bytes),
+    /// Opus (Encapsulation of Opus in ISO Base Media File Format, §4.3): the samples to drop
+    /// at the start (from the encoder's OpusHead; 312 for libopus at 48 kHz, as Chromium's).
+    Opus { pre_skip: u16 },
+}
+
+/// An audio track: AAC or Opus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioTrack {
-    pub config: Bytes,
+    pub config: AudioConfig,
     pub sample_rate: u32,
     pub channels: u16,
     pub timescale: u32,
@@ -207,7 +217,41 @@ fn video_trak(video: &VideoTrack) -> Result<Trak> {
     ))
 }
 
+/// An `Opus` sample entry with its `dOps` (Opus in ISOBMFF §4.3.1, §4.3.2), channel mapping
+/// family 0 (mono or stereo).
+fn opus_entry(audio: &AudioTrack, pre_skip: u16) -> SampleEntry {
+    let channels = audio.channels.clamp(1, 2);
+    let mut dops = BytesMut::with_capacity(11);
+    dops.put_u8(0); // Version
+    dops.put_u8(channels as u8);
+    dops.put_u16(pre_skip);
+    dops.put_u32(audio.sample_rate);
+    dops.put_i16(0); // OutputGain
+    dops.put_u8(0); // ChannelMappingFamily
+    let dops = boxed(b"dOps", &dops);
+    let mut body = BytesMut::with_capacity(28 + dops.len());
+    body.put_slice(&[0; 6]);
+    body.put_u16(1); // data_reference_index
+    body.put_slice(&[0; 8]);
+    body.put_u16(channels);
+    body.put_u16(16);
+    body.put_u32(0);
+    // Opus in ISOBMFF asks for 48000 here whatever the input rate.
+    body.put_u32(48_000 << 16);
+    body.put_slice(&dops);
+    SampleEntry::Unknown(RawBox {
+        kind: FourCC::new(b"Opus"),
+        bytes: boxed(b"Opus", &body),
+    })
+}
+
 fn audio_trak(audio: &AudioTrack) -> Trak {
+    let config = match &audio.config {
+        AudioConfig::Aac(config) => config.clone(),
+        AudioConfig::Opus { pre_skip } => {
+            return audio_track_with(audio, opus_entry(audio, *pre_skip));
+        }
+    };
     let entry = SampleEntry::Mp4a(Mp4a {
         audio: AudioSampleEntry {
             data_reference_index: 1,
@@ -227,13 +271,17 @@ fn audio_trak(audio: &AudioTrack) -> Trak {
             buffer_size_db: 0,
             max_bitrate: 0,
             avg_bitrate: 0,
-            decoder_specific_info: Some(audio.config.clone()),
+            decoder_specific_info: Some(config),
             // SLConfigDescriptor, predefined 2 (MP4 files, §7.3.2.3).
             trailing_descriptors: Bytes::from_static(&[0x06, 0x01, 0x02]),
             size_width: 1,
         },
         unknown: Vec::new(),
     });
+    audio_track_with(audio, entry)
+}
+
+fn audio_track_with(audio: &AudioTrack, entry: SampleEntry) -> Trak {
     let minf = Minf {
         vmhd: None,
         // Version 0, balance 0 (§12.2.2).
@@ -428,7 +476,7 @@ mod tests {
                 timescale: 90_000,
             },
             AudioTrack {
-                config: Bytes::from_static(&[0x11, 0x90]),
+                config: AudioConfig::Aac(Bytes::from_static(&[0x11, 0x90])),
                 sample_rate: 48_000,
                 channels: 2,
                 timescale: 48_000,

@@ -142,8 +142,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/{name}", get(ws::upgrade))
         .route(
             "/publish/{name}",
-            axum::routing::put(publish::push).post(publish::push),
+            get(pages::publish).put(publish::push).post(publish::push),
         )
+        .route("/ws/publish/{name}", get(publish::socket))
         .route("/healthz", get(api::healthz))
         .route("/api/auth", get(api::auth))
         .merge(admin)

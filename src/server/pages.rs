@@ -76,6 +76,19 @@ pub async fn watch(
     ))
 }
 
+/// `/publish/{name}`: the page that publishes the browser's camera and microphone.
+pub async fn publish(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    if app.streams.get(&name).is_none() {
+        return Err(ApiError::NotFound("stream"));
+    }
+    Ok(Html(
+        template("publish.html")?.replace("{{name}}", &escape(&name)),
+    ))
+}
+
 pub async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
     // Templates are served rendered, not raw.
     if path.ends_with(".html") {

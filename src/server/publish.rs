@@ -12,11 +12,18 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use tokio::sync::oneshot;
 
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
 use super::auth::{self, Action};
 use super::limits::AddressSlot;
 use super::{ApiError, AppState};
+use crate::protocol;
 use crate::source::SourceError;
 use crate::source::publish::{Publisher, PublisherInfo, now_ms};
+use crate::source::webcodecs;
 
 pub async fn push(
     State(app): State<AppState>,
@@ -83,4 +90,178 @@ pub async fn push(
         axum::http::HeaderValue::from_static("no-store"),
     );
     Ok(response)
+}
+
+/// `/ws/publish/{name}`: the browser publisher's socket. Each binary message is one of
+/// [`crate::source::webcodecs`]'s; the server answers with a text message a second,
+/// `{"type":"stats","viewers":N,"bytes":B}`. A publisher that is refused, or cut off, is
+/// closed with a code: 4401/4403/4410 (its token), 4404 (no such publish stream), 4409 (the
+/// stream has a publisher, or another took over), 4400 (not the framing, or media the stream
+/// cannot use), the reason in the close frame.
+pub async fn socket(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let stream = app
+        .streams
+        .get(&name)
+        .cloned()
+        .ok_or(ApiError::NotFound("stream"))?;
+    let headers = request.headers();
+    super::ws::check_origin(headers)?;
+    let key = super::ws::handshake_key(headers)?;
+    let token = auth::token_of(headers, query.as_deref());
+    let refuse = |request, code, reason: &str| {
+        tracing::info!(stream = %name, %reason, "browser publisher refused");
+        super::ws::close_after_upgrade(&app, request, &key, code, reason)
+            .unwrap_or_else(|| Err(ApiError::BadRequest(reason.to_string())))
+    };
+    if let Err(denied) = app
+        .auth
+        .allow(stream.publish, &name, Action::Publish, token.as_deref())
+    {
+        return refuse(request, denied.close_code(), &denied.to_string());
+    }
+    let Some(point) = stream.publish_point.clone() else {
+        let reason = format!("stream {name} is not fed by publishers");
+        return refuse(request, protocol::CLOSE_NOT_PUBLISHABLE, &reason);
+    };
+    let address = request
+        .extensions()
+        .get::<Arc<AddressSlot>>()
+        .map(|slot| slot.address());
+    let (tags, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(256);
+    let (done, answer) = oneshot::channel();
+    let input = tokio_util::io::StreamReader::new(Box::pin(futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    )));
+    let offered = point.offer(Publisher {
+        input: Box::new(input),
+        info: PublisherInfo {
+            address,
+            protocol: "websocket",
+            since_ms: now_ms(),
+        },
+        done,
+    });
+    if let Err(refused) = offered {
+        return refuse(request, protocol::CLOSE_BUSY, &refused.to_string());
+    }
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return Err(ApiError::BadRequest(
+            "this connection cannot be upgraded".into(),
+        ));
+    };
+    let span = tracing::info_span!("publisher", stream = %name);
+    app.tracker.spawn(tracing::Instrument::instrument(
+        async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(webcodecs::MAX_MESSAGE))
+                .max_frame_size(Some(webcodecs::MAX_MESSAGE));
+            let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(config),
+            )
+            .await;
+            publish_socket(socket, tags, answer, stream).await;
+        },
+        span,
+    ));
+    super::ws::switching_protocols(&key)
+}
+
+/// Reads the publisher's messages into the stream until either ends.
+async fn publish_socket<S>(
+    mut socket: tokio_tungstenite::WebSocketStream<S>,
+    tags: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    mut answer: oneshot::Receiver<crate::source::publish::Published>,
+    stream: Arc<crate::stream::Stream>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    let mut muxer = webcodecs::BrowserMuxer::default();
+    let mut bytes = 0u64;
+    let mut stats = tokio::time::interval(std::time::Duration::from_secs(1));
+    let close = |code: u16, reason: String| {
+        Message::Close(Some(CloseFrame {
+            code: code.into(),
+            reason: reason.chars().take(100).collect::<String>().into(),
+        }))
+    };
+    loop {
+        tokio::select! {
+            message = socket.next() => match message {
+                Some(Ok(Message::Binary(data))) => {
+                    bytes += data.len() as u64;
+                    match muxer.push(&data, std::time::SystemTime::now()) {
+                        Ok(out) if out.is_empty() => {}
+                        Ok(out) => {
+                            if tags.send(Ok(out)).await.is_err() {
+                                // The stream let go: its answer says why.
+                                continue;
+                            }
+                        }
+                        Err(err) => {
+                            let reason = format!("not the publisher's framing: {err}");
+                            let _ = tags
+                                .send(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, reason.clone())))
+                                .await;
+                            let _ = socket.send(close(protocol::CLOSE_BAD_MEDIA, reason)).await;
+                            return;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    // The publisher is done: the stream sees its input end.
+                    drop(tags);
+                    let _ = answer.await;
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    let broke = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the publisher's socket broke ({err})"),
+                    );
+                    let _ = tags.send(Err(broke)).await;
+                    return;
+                }
+            },
+            published = &mut answer => {
+                let error = published.ok().and_then(|p| p.error);
+                let (code, reason) = match &error {
+                    Some(SourceError::Publisher(why)) if why.contains("took over") => {
+                        (protocol::CLOSE_BUSY, why.clone())
+                    }
+                    Some(SourceError::Publisher(why)) => (protocol::CLOSE_GOING_AWAY, why.clone()),
+                    Some(other) => (protocol::CLOSE_BAD_MEDIA, other.to_string()),
+                    None => (protocol::CLOSE_NORMAL, "done".to_string()),
+                };
+                let _ = socket.send(close(code, reason)).await;
+                return;
+            }
+            _ = stats.tick() => {
+                let text = serde_json::json!({
+                    "type": "stats",
+                    "viewers": stream.hub.viewers(),
+                    "bytes": bytes,
+                })
+                .to_string();
+                if socket.send(Message::text(text)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }

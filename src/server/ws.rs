@@ -154,7 +154,7 @@ pub async fn upgrade(
 }
 
 /// The answer that completes a handshake.
-fn switching_protocols(key: &str) -> Result<Response, ApiError> {
+pub(super) fn switching_protocols(key: &str) -> Result<Response, ApiError> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let out = response.headers_mut();
@@ -172,20 +172,31 @@ fn switching_protocols(key: &str) -> Result<Response, ApiError> {
 /// the code of `denied` and nothing else.
 fn refuse_after_upgrade(
     app: &AppState,
-    mut request: Request,
+    request: Request,
     key: &str,
     name: &str,
     denied: Denied,
 ) -> Result<Response, ApiError> {
     let span = tracing::info_span!("viewer", stream = %name);
     span.in_scope(|| tracing::debug!(reason = %denied, "viewer refused"));
-    let Some(on_upgrade) = request
+    let code = denied.close_code();
+    close_after_upgrade(app, request, key, code, &denied.to_string())
+        .ok_or(ApiError::Denied(denied))?
+}
+
+/// Completes a handshake only to close the socket at once with `code` and `reason` (a browser
+/// sees no HTTP status, only a close code). `None` if the request cannot be upgraded.
+pub(super) fn close_after_upgrade(
+    app: &AppState,
+    mut request: Request,
+    key: &str,
+    code: u16,
+    reason: &str,
+) -> Option<Result<Response, ApiError>> {
+    let on_upgrade = request
         .extensions_mut()
-        .remove::<hyper::upgrade::OnUpgrade>()
-    else {
-        return Err(ApiError::Denied(denied));
-    };
-    let close = frame::close(denied.close_code(), &denied.to_string());
+        .remove::<hyper::upgrade::OnUpgrade>()?;
+    let close = frame::close(code, reason);
     app.tracker.spawn(async move {
         use tokio::io::AsyncWriteExt;
         let Ok(upgraded) = on_upgrade.await else {
@@ -198,14 +209,14 @@ fn refuse_after_upgrade(
         })
         .await;
     });
-    switching_protocols(key)
+    Some(switching_protocols(key))
 }
 
 /// How long a refused viewer's socket may take to take its close frame.
 const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The client's key, if the request is a WebSocket handshake (RFC 6455 §4.2.1).
-fn handshake_key(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(super) fn handshake_key(headers: &HeaderMap) -> Result<String, ApiError> {
     let has = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -234,7 +245,7 @@ fn handshake_key(headers: &HeaderMap) -> Result<String, ApiError> {
 
 /// Browsers send `Origin`; a page from another site may not open our sockets. Clients that
 /// are not browsers (relays, tools) send none and are let in.
-fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use super::SourceError;
 use crate::flv::{self, Audio, FlvReader, Header, TagKind, Video};
 use crate::fmp4::writer::{
-    self, AUDIO_TRACK_ID, AudioTrack, MonotonicTime, Sample, VIDEO_TRACK_ID, VideoConfig,
-    VideoTrack,
+    self, AUDIO_TRACK_ID, AudioConfig, AudioTrack, MonotonicTime, Sample, VIDEO_TRACK_ID,
+    VideoConfig, VideoTrack,
 };
 use crate::fmp4::{Atom, Avcc, Fragment, InitSegment, Prft, Unit, avc};
 
@@ -227,7 +227,7 @@ impl FlvIngest {
                 why: "not an AudioSpecificConfig".into(),
             })?;
         let track = AudioTrack {
-            config,
+            config: AudioConfig::Aac(config),
             sample_rate,
             channels,
             timescale: sample_rate,

@@ -19,6 +19,7 @@ mod sample;
 mod spec;
 mod stdin;
 mod supervisor;
+pub mod webcodecs;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
