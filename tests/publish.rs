@@ -709,3 +709,73 @@ async fn gstreamer_publishes_over_rtmp_and_a_viewer_gets_every_frame() {
         "{frames:?}"
     );
 }
+
+/// The browser publisher's socket, spoken by a test client: refusals and bad framing close
+/// it with their codes, a second publisher is refused while the first holds the stream.
+#[tokio::test]
+async fn the_publisher_socket_closes_with_the_code_of_each_refusal() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    const SECRET: &str = "the socket test's HS256 secret, 32 bytes!";
+    let config = temp_file(
+        "publish-socket.toml",
+        &format!(
+            "jwt_secret = \"{SECRET}\"\n[[stream]]\nname = \"cam\"\nsource = \"publish\"\npublish = \"public\"\n\
+             [[stream]]\nname = \"guarded\"\nsource = \"publish\"\n\
+             [[stream]]\nname = \"clip\"\nsource = \"sample\"\n"
+        ),
+    );
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let closed_with = |path: &str| {
+        let url = server.ws_url(path);
+        async move {
+            let mut socket = ws::connect(&url).await;
+            loop {
+                match ws::next(&mut socket, Duration::from_secs(10)).await {
+                    Some(Msg::Close(code)) => return code,
+                    Some(_) => {}
+                    None => return None,
+                }
+            }
+        }
+    };
+    assert_eq!(
+        closed_with("/ws/publish/guarded").await,
+        Some(4401),
+        "no token"
+    );
+    assert_eq!(
+        closed_with("/ws/publish/clip").await,
+        Some(4404),
+        "not a publish stream"
+    );
+    // The first publisher holds the stream; a second is refused.
+    let mut first = ws::connect(&server.ws_url("/ws/publish/cam")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state(&server)["publisher"].is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "the first publisher never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(closed_with("/ws/publish/cam").await, Some(4409), "busy");
+    // It gets stats, then bad framing closes it with 4400.
+    match ws::next(&mut first, Duration::from_secs(5)).await {
+        Some(Msg::Text(value)) => assert_eq!(value["type"], "stats", "{value}"),
+        other => panic!("no stats: {other:?}"),
+    }
+    first
+        .send(Message::Binary(vec![9, 1, 2, 3].into()))
+        .await
+        .expect("send");
+    let code = loop {
+        match ws::next(&mut first, Duration::from_secs(10)).await {
+            Some(Msg::Close(code)) => break code,
+            Some(_) => {}
+            None => panic!("no close frame"),
+        }
+    };
+    assert_eq!(code, Some(4400));
+    wait_for_state(&server, "waiting");
+}

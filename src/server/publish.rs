@@ -36,16 +36,16 @@ pub async fn push(
         .get(&name)
         .cloned()
         .ok_or(ApiError::NotFound("stream"))?;
-    let token = auth::token_of(request.headers(), query.as_deref());
-    app.auth
-        .allow(stream.publish, &name, Action::Publish, token.as_deref())
-        .map_err(ApiError::Denied)?;
     let Some(point) = stream.publish_point.clone() else {
         return Err(ApiError::Conflict(format!(
             "stream {name} is not fed by publishers (its source is {})",
             stream.source
         )));
     };
+    let token = auth::token_of(request.headers(), query.as_deref());
+    app.auth
+        .allow(stream.publish, &name, Action::Publish, token.as_deref())
+        .map_err(ApiError::Denied)?;
     let address = request
         .extensions()
         .get::<Arc<AddressSlot>>()
@@ -118,16 +118,16 @@ pub async fn socket(
         super::ws::close_after_upgrade(&app, request, &key, code, reason)
             .unwrap_or_else(|| Err(ApiError::BadRequest(reason.to_string())))
     };
+    let Some(point) = stream.publish_point.clone() else {
+        let reason = format!("stream {name} is not fed by publishers");
+        return refuse(request, protocol::CLOSE_NOT_PUBLISHABLE, &reason);
+    };
     if let Err(denied) = app
         .auth
         .allow(stream.publish, &name, Action::Publish, token.as_deref())
     {
         return refuse(request, denied.close_code(), &denied.to_string());
     }
-    let Some(point) = stream.publish_point.clone() else {
-        let reason = format!("stream {name} is not fed by publishers");
-        return refuse(request, protocol::CLOSE_NOT_PUBLISHABLE, &reason);
-    };
     let address = request
         .extensions()
         .get::<Arc<AddressSlot>>()
