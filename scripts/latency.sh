@@ -8,12 +8,18 @@
 #   scripts/latency.sh 60                                   # every row below
 #   scripts/latency.sh 60 webcodecs,mse,ll-hls,ll-dash auto,fmp4
 #   scripts/latency.sh 30 auto auto -- --config my.toml
+#   scripts/latency.sh 60 webcodecs,mse auto,rtmp           # our ffmpeg beside an RTMP publisher
 #
 # Players: webcodecs, mse, auto (our page, muted as a page starts), the same with +sound (after
 # a click on the sound button), ll-hls (hls.js), ll-dash (dash.js). The latency is
 # measured from each frame's prft wall clock: with --ingest fmp4 ffmpeg's encoder-input time,
 # with --ingest auto our ingest's clock (the quickest arrivals, which leaves out the shortest
 # encoding time, a few ms: see examples/ingest_lag.rs for capture-to-arrival of both).
+# The `rtmp` ingest is a `publish` stream fed by an ffmpeg of its own with our own ffmpeg's
+# very arguments, publishing over RTMP (`--rtmp-listen`) instead of writing to our pipe: its
+# frames take the same FLV reader and clock, so its rows differ from `auto`'s by what RTMP
+# and its connection add beyond their quickest frame (the fixed part is not seen by a prft
+# taken on arrival).
 # Needs ffmpeg, Node.js and Chromium (Debian's chromium; or set CHROMIUM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,17 +40,36 @@ log=$(mktemp)
 out=$(mktemp)
 server=
 cleanup() {
+  [ -n "${publisher:-}" ] && kill "$publisher" 2>/dev/null
   [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-  rm -f "$log" "$out"
+  rm -f "$log" "$out" "${rtmp_config:-}"
 }
 trap cleanup EXIT
 
 summary=()
 IFS=, read -ra ingest_list <<< "$ingests"
+publisher=
+rtmp_config=$(mktemp --suffix=.toml)
+printf '[[stream]]\nname = "live"\nsource = "publish"\npublish = "public"\n' > "$rtmp_config"
 for ingest in "${ingest_list[@]}"; do
   : > "$log"
-  target/release/websocketlivestream --listen 127.0.0.1:0 --ingest "$ingest" "${server_args[@]}" 2> "$log" &
-  server=$!
+  if [ "$ingest" = rtmp ]; then
+    target/release/websocketlivestream --listen 127.0.0.1:0 --config "$rtmp_config" \
+      --rtmp-listen 127.0.0.1:19360 2> "$log" &
+    server=$!
+    sleep 1
+    # Our own ffmpeg's arguments for the test pattern (the server logs them), to RTMP.
+    ffmpeg -hide_banner -nostats -loglevel error -re -f lavfi \
+      -i 'testsrc=size=1280x720:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]' \
+      -map 0:v:0 -map 0:a:0 -c:v libx264 -preset veryfast -tune zerolatency -profile:v high \
+      -pix_fmt yuv420p -g 30 -keyint_min 30 -sc_threshold 0 -bf 0 -b:v 1500k -maxrate 1500k \
+      -bufsize 750k -c:a aac -b:a 96k -ar 48000 -ac 2 -f flv -flush_packets 1 \
+      rtmp://127.0.0.1:19360/live/live 2> /dev/null &
+    publisher=$!
+  else
+    target/release/websocketlivestream --listen 127.0.0.1:0 --ingest "$ingest" "${server_args[@]}" 2> "$log" &
+    server=$!
+  fi
   url=
   for _ in $(seq 100); do
     url=$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's/listening on //') || true
@@ -59,6 +84,7 @@ for ingest in "${ingest_list[@]}"; do
   # The table at the end of latency.mjs's report, each row marked with the ingest.
   while IFS= read -r row; do summary+=("$(printf '%-6s %s' "$ingest" "$row")"); done \
     < <(sed -n '/^player /,$p' "$out" | tail -n +2)
+  if [ -n "$publisher" ]; then kill "$publisher" 2>/dev/null; wait "$publisher" 2>/dev/null || true; publisher=; fi
   kill "$server"
   wait "$server" 2>/dev/null || true
   server=
