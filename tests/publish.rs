@@ -779,3 +779,69 @@ async fn the_publisher_socket_closes_with_the_code_of_each_refusal() {
     assert_eq!(code, Some(4400));
     wait_for_state(&server, "waiting");
 }
+
+/// RTMPS: ffmpeg publishes over RTMP in TLS (`--rtmps-listen`, the server's self-signed
+/// certificate); a viewer gets the frames.
+#[tokio::test]
+async fn ffmpeg_publishes_over_rtmps() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let state_dir = temp_dir("rtmps-state");
+    let config = temp_file(
+        "rtmps.toml",
+        "[[stream]]\nname = \"cam\"\nsource = \"publish\"\npublish = \"public\"\n",
+    );
+    let server = TestServer::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--tls-self-signed",
+        "--state-dir",
+        state_dir.to_str().expect("utf-8"),
+        "--rtmps-listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = strip_ansi(&server.log())
+        .split("RTMP publishers on rtmps://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the RTMPS address in the log")
+        .to_string();
+    let clip = testsrc_clip("rtmps.flv", 2, true, &["-f", "flv"]);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+            .arg(&clip)
+            .args([
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                &format!("rtmps://{addr}/live/cam"),
+            ])
+            .output()
+            .expect("ffmpeg")
+    })
+    .await
+    .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg over RTMPS: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let log = strip_ansi(&server.log());
+    assert!(log.contains("protocol=\"rtmp\""), "{log}");
+    assert!(log.contains("RTMP publisher finished"), "{log}");
+    // The self-signed certificate is the server's own: curl is told to take it.
+    let metrics = Command::new("curl")
+        .args(["-sSk", &server.url("/metrics")])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let fragments = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wsls_fragments_in_total{stream=\"cam\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(fragments > Some(60.0), "{metrics}");
+}
