@@ -128,6 +128,16 @@ pub enum AccessArg {
     Token,
 }
 
+/// The top level's `publish =`: who may publish, and whether to new names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishArg {
+    Public,
+    Token,
+    /// A publish token's bearer may publish to any name it names; a new name makes a stream.
+    Any,
+}
+
 impl From<AccessArg> for Access {
     fn from(arg: AccessArg) -> Self {
         match arg {
@@ -212,8 +222,11 @@ pub struct FileConfig {
     pub manifest_requests_per_sec: Option<f64>,
     /// Who may watch streams whose table does not say (default public).
     pub read: Option<AccessArg>,
-    /// Who may publish to streams whose table does not say (default token).
-    pub publish: Option<AccessArg>,
+    /// Who may publish to streams whose table does not say (default token); "any": also,
+    /// with a publish token, to a new name, which makes a `publish` stream of it.
+    pub publish: Option<PublishArg>,
+    /// Streams publishers may make with `publish = "any"` (default 64).
+    pub max_published_streams: Option<usize>,
     /// The HS256 shared secret, or a file holding it.
     pub jwt_secret: Option<String>,
     pub jwt_secret_file: Option<PathBuf>,
@@ -364,13 +377,7 @@ pub const DEFAULT_MAX_VIEWERS: u64 = 10_000;
 
 /// Stream names appear in URLs and file names: keep them plain.
 fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && !name.starts_with('.');
-    if ok {
+    if crate::stream::valid_name(name) {
         Ok(())
     } else {
         Err(format!(
@@ -434,7 +441,10 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             .map_err(|e| format!("cannot read --upstream-ca {}: {e}", path.display()))?;
     }
     let default_read = args.read.or(file.read).map_or(Access::Public, Access::from);
-    let default_publish = file.publish.map_or(Access::Token, Access::from);
+    let default_publish = match file.publish {
+        Some(PublishArg::Public) => Access::Public,
+        Some(PublishArg::Token | PublishArg::Any) | None => Access::Token,
+    };
     let mut streams = Vec::new();
     for entry in &args.streams {
         let (name, source) = entry
@@ -611,11 +621,24 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
             stream.name
         ));
     }
+    let on_the_fly = match file.publish {
+        Some(PublishArg::Any) => {
+            if auth.keys.is_empty() {
+                return Err("publish = \"any\" lets the bearer of a publish token make streams: set jwt_secret, jwt_public_key or jwks".into());
+            }
+            Some(crate::stream::OnTheFly {
+                read: default_read,
+                max: file.max_published_streams.unwrap_or(64),
+            })
+        }
+        _ => None,
+    };
     Ok(ServeSettings {
         listen,
         streams,
         tls,
         auth,
+        on_the_fly,
         admin_listen,
         rtmp_listen,
         rtmps_listen,

@@ -845,3 +845,104 @@ async fn ffmpeg_publishes_over_rtmps() {
         .and_then(|v| v.trim().parse::<f64>().ok());
     assert!(fragments > Some(60.0), "{metrics}");
 }
+
+/// `publish = "any"`: the bearer of a publish token may publish to a new name it names, which
+/// makes a stream that viewers can then watch; nobody else makes streams.
+#[tokio::test]
+async fn with_publish_any_a_publish_token_makes_a_new_stream() {
+    if !have_tool("ffmpeg") || !have_tool_with("curl", "--version") {
+        return;
+    }
+    const SECRET: &str = "the on-the-fly test's HS256 secret, 32 b!";
+    let token = |streams: &[&str]| {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + 600;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"streams": streams, "action": "publish", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("key"),
+        )
+        .expect("signing")
+    };
+    let config = temp_file(
+        "publish-any.toml",
+        &format!(
+            "jwt_secret = \"{SECRET}\"\npublish = \"any\"\n[[stream]]\nname = \"clip\"\nsource = \"sample\"\n"
+        ),
+    );
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let clip = testsrc_clip("any.flv", 2, true, &["-f", "flv"]);
+    let url = |name: &str| server.url(&format!("/publish/{name}"));
+    let (status, _) = curl_put(&url("newcam"), &clip, &[]);
+    assert_eq!(status, 401, "no token makes no stream");
+    let (status, _) = curl_put(
+        &format!("{}?token={}", url("other"), token(&["new*"])),
+        &clip,
+        &[],
+    );
+    assert_eq!(status, 403, "a token for other names");
+    let names = |server: &TestServer| {
+        let out = Command::new("curl")
+            .args(["-sS", &server.url("/api/streams")])
+            .output()
+            .expect("curl");
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        list.as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|s| s["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_else(Vec::<String>::new)
+    };
+    assert_eq!(
+        names(&server),
+        vec!["clip".to_string()],
+        "refusals made nothing"
+    );
+    // A publisher with a token for new* makes newcam; a viewer watches it meanwhile.
+    let mut publisher = ffmpeg_publish(
+        &clip,
+        &format!("{}?token={}", url("newcam"), token(&["new*"])),
+        false,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !names(&server).contains(&"newcam".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "no stream newcam:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut viewer = ws::connect(&server.ws_url("/ws/newcam")).await;
+    let (init, _) = ws::expect_init(&mut viewer).await;
+    assert!(
+        init["codecs"].as_str().is_some_and(|c| c.contains("avc1")),
+        "{init}"
+    );
+    match ws::next(&mut viewer, Duration::from_secs(5)).await {
+        Some(Msg::Binary(_)) => {}
+        other => panic!("no media on the new stream: {other:?}"),
+    }
+    let ok = tokio::task::spawn_blocking(move || publisher.wait().expect("ffmpeg").success())
+        .await
+        .expect("ffmpeg");
+    assert!(ok, "{}", server.log());
+    // It stays, waiting for its next publisher.
+    assert_eq!(
+        names(&server),
+        vec!["clip".to_string(), "newcam".to_string()]
+    );
+    let out = Command::new("curl")
+        .args(["-sS", &server.url("/metrics")])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics.contains("wsls_viewers{stream=\"newcam\"}"),
+        "{metrics}"
+    );
+}

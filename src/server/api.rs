@@ -41,6 +41,7 @@ pub struct PublisherJson {
 pub async fn streams(State(app): State<AppState>) -> Response {
     let list: Vec<StreamInfo> = app
         .streams
+        .all()
         .iter()
         .map(|stream| {
             let snapshot = stream.hub.snapshot();

@@ -43,11 +43,7 @@ fn stream(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<(Arc<Stream>, String), ApiError> {
-    let stream = app
-        .streams
-        .get(name)
-        .cloned()
-        .ok_or(ApiError::NotFound("stream"))?;
+    let stream = app.streams.get(name).ok_or(ApiError::NotFound("stream"))?;
     let token = auth::token_of(headers, query);
     app.auth
         .allow(stream.read, name, Action::Read, token.as_deref())

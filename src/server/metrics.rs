@@ -117,8 +117,9 @@ fn label(value: &str) -> String {
 
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
-    let streams: Vec<_> = app.streams.iter().collect();
-    let sent: Vec<&SendCounters> = app.fanouts.iter().map(|f| f.counters()).collect();
+    let streams = app.streams.all();
+    let fanouts: Vec<_> = streams.iter().filter_map(|s| app.fanout(&s.name)).collect();
+    let sent: Vec<&SendCounters> = fanouts.iter().map(|f| f.counters()).collect();
     let families: [(&str, &str, &str); 14] = [
         (
             "wsls_stream_up",

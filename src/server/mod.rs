@@ -78,8 +78,11 @@ pub struct AppState {
     pub viewer_limits: Arc<ws::ViewerLimits>,
     /// Connections refused or cut at the door, for `/metrics`.
     pub refusals: Arc<limits::Refusals>,
-    /// Each stream's WebSocket viewers, in the order of `streams`.
-    pub(crate) fanouts: Arc<Vec<Arc<Fanout>>>,
+    /// Each stream's WebSocket viewers; a stream made on the fly gets its own when first
+    /// asked for.
+    pub(crate) fanouts: Arc<std::sync::Mutex<Vec<Arc<Fanout>>>>,
+    /// Shards per fan-out: one per worker thread.
+    pub shards: usize,
     pub auth: Arc<auth::Auth>,
     pub admin: AdminGate,
     pub manifest_rate: Arc<limits::RateLimit>,
@@ -99,11 +102,16 @@ pub enum AdminGate {
 }
 
 impl AppState {
+    /// The viewers of stream `name`, started now for a stream that has none yet.
     fn fanout(&self, name: &str) -> Option<Arc<Fanout>> {
-        self.fanouts
-            .iter()
-            .find(|f| f.stream().name == name)
-            .cloned()
+        let mut fanouts = self.fanouts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(fanout) = fanouts.iter().find(|f| f.stream().name == name) {
+            return Some(fanout.clone());
+        }
+        let stream = self.streams.get(name)?;
+        let fanout = Fanout::start(stream, self.shards, &self.shutdown, &self.tracker);
+        fanouts.push(fanout.clone());
+        Some(fanout)
     }
 }
 
@@ -241,6 +249,8 @@ pub struct ServeSettings {
     /// certificate.
     pub rtmp_listen: Option<SocketAddr>,
     pub rtmps_listen: Option<SocketAddr>,
+    /// Publishers may make streams by publishing to new names (`publish = "any"`).
+    pub on_the_fly: Option<stream::OnTheFly>,
 }
 
 /// Why the server could not run.
@@ -319,16 +329,18 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
     let streams = Arc::new(stream::start(
         settings.streams,
         &settings.hub,
+        settings.on_the_fly,
         &shutdown,
         &tracker,
     ));
-    let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<String> = streams.all().iter().map(|s| s.name.clone()).collect();
     let scheme = if tls.is_some() { "https" } else { "http" };
     // One shard per worker thread: every core can write to viewers.
     let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
     let fanouts = streams
-        .iter()
-        .map(|stream| Fanout::start(stream.clone(), shards, &shutdown, &tracker))
+        .all()
+        .into_iter()
+        .map(|stream| Fanout::start(stream, shards, &shutdown, &tracker))
         .collect();
     let state = AppState {
         streams: streams.clone(),
@@ -340,7 +352,8 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
             max_total: settings.max_viewers,
         }),
         refusals: Arc::new(limits::Refusals::default()),
-        fanouts: Arc::new(fanouts),
+        fanouts: Arc::new(std::sync::Mutex::new(fanouts)),
+        shards,
         auth,
         admin,
         manifest_rate: Arc::new(limits::RateLimit::new(

@@ -37,7 +37,7 @@ fn template(name: &str) -> Result<String, ApiError> {
 
 pub async fn index(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
     let mut items = String::new();
-    for stream in app.streams.iter() {
+    for stream in app.streams.all() {
         let snapshot = stream.hub.snapshot();
         let name = escape(&stream.name);
         let detail = snapshot

@@ -25,24 +25,40 @@ use crate::source::SourceError;
 use crate::source::publish::{Publisher, PublisherInfo, now_ms};
 use crate::source::webcodecs;
 
+/// A name no stream has yet is made a stream (with `publish = "any"`) only for the bearer of
+/// a publish token naming it: nobody else makes streams.
+pub(super) fn may_make(
+    app: &AppState,
+    name: &str,
+    token: Option<&str>,
+) -> Result<(), auth::Denied> {
+    if app.streams.makes_new() && app.streams.get(name).is_none() {
+        app.auth
+            .allow(crate::stream::Access::Token, name, Action::Publish, token)
+            .map(|_| ())
+    } else {
+        Ok(())
+    }
+}
+
 pub async fn push(
     State(app): State<AppState>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let stream = app
-        .streams
-        .get(&name)
-        .cloned()
-        .ok_or(ApiError::NotFound("stream"))?;
+    let token = auth::token_of(request.headers(), query.as_deref());
+    may_make(&app, &name, token.as_deref()).map_err(ApiError::Denied)?;
+    let stream = app.streams.for_publisher(&name).map_err(|e| match e {
+        crate::stream::NewStream::Unknown(_) => ApiError::NotFound("stream"),
+        other => ApiError::Conflict(other.to_string()),
+    })?;
     let Some(point) = stream.publish_point.clone() else {
         return Err(ApiError::Conflict(format!(
             "stream {name} is not fed by publishers (its source is {})",
             stream.source
         )));
     };
-    let token = auth::token_of(request.headers(), query.as_deref());
     app.auth
         .allow(stream.publish, &name, Action::Publish, token.as_deref())
         .map_err(ApiError::Denied)?;
@@ -104,15 +120,20 @@ pub async fn socket(
     RawQuery(query): RawQuery,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let stream = app
-        .streams
-        .get(&name)
-        .cloned()
-        .ok_or(ApiError::NotFound("stream"))?;
+    let token = auth::token_of(request.headers(), query.as_deref());
+    if let Err(denied) = may_make(&app, &name, token.as_deref()) {
+        let key = super::ws::handshake_key(request.headers())?;
+        let (code, reason) = (denied.close_code(), denied.to_string());
+        return super::ws::close_after_upgrade(&app, request, &key, code, &reason)
+            .unwrap_or_else(|| Err(ApiError::Denied(denied)));
+    }
+    let stream = app.streams.for_publisher(&name).map_err(|e| match e {
+        crate::stream::NewStream::Unknown(_) => ApiError::NotFound("stream"),
+        other => ApiError::Conflict(other.to_string()),
+    })?;
     let headers = request.headers();
     super::ws::check_origin(headers)?;
     let key = super::ws::handshake_key(headers)?;
-    let token = auth::token_of(headers, query.as_deref());
     let refuse = |request, code, reason: &str| {
         tracing::info!(stream = %name, %reason, "browser publisher refused");
         super::ws::close_after_upgrade(&app, request, &key, code, reason)

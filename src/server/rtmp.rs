@@ -303,10 +303,13 @@ fn offer(
 ) -> Result<Publishing, (&'static str, String)> {
     let (name, query) = stream_key.split_once('?').unwrap_or((stream_key, ""));
     let bad_name = "NetStream.Publish.BadName";
-    let Some(stream) = app.streams.get(name).cloned() else {
-        return Err((bad_name, format!("no stream {name}")));
-    };
     let token = auth::query_token(query);
+    super::publish::may_make(app, name, token.as_deref())
+        .map_err(|denied| ("NetStream.Publish.Unauthorized", denied.to_string()))?;
+    let stream = app
+        .streams
+        .for_publisher(name)
+        .map_err(|e| (bad_name, e.to_string()))?;
     if let Err(denied) = app
         .auth
         .allow(stream.publish, name, Action::Publish, token.as_deref())

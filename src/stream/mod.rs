@@ -12,7 +12,7 @@ pub mod record;
 pub mod ring;
 pub mod window;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
@@ -85,34 +85,131 @@ pub struct Stream {
     pub admitted: std::sync::atomic::AtomicU64,
 }
 
-/// Every stream of the server, in the order they were given.
-#[derive(Default)]
+/// Every stream of the server, in the order they were given, then those publishers made by
+/// publishing to a new name (`publish = "any"`).
 pub struct Streams {
-    list: Vec<Arc<Stream>>,
+    list: RwLock<Vec<Arc<Stream>>>,
+    on_the_fly: Option<Spawner>,
+}
+
+/// Streams made by publishers, on the fly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnTheFly {
+    /// Who may watch them.
+    pub read: Access,
+    /// At most this many, besides the configured streams.
+    pub max: usize,
+}
+
+/// What a stream made on the fly starts with.
+struct Spawner {
+    settings: OnTheFly,
+    config: HubConfig,
+    first_number: u64,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    made: std::sync::atomic::AtomicUsize,
+}
+
+/// Why no stream could be made for a publisher's new name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NewStream {
+    #[error("no stream {0} (and new names are not taken: publish = \"any\" is off)")]
+    Unknown(String),
+    #[error("{0:?} cannot name a stream: use 1 to 64 letters, digits, '-', '_' or '.'")]
+    BadName(String),
+    #[error("the server has made its maximum of {0} streams for publishers")]
+    Full(usize),
+}
+
+/// Stream names appear in URLs and file names: keep them plain.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.')
 }
 
 impl Streams {
-    pub fn get(&self, name: &str) -> Option<&Arc<Stream>> {
-        self.list.iter().find(|s| s.name == name)
+    pub fn get(&self, name: &str) -> Option<Arc<Stream>> {
+        let list = self.list.read().unwrap_or_else(|e| e.into_inner());
+        list.iter().find(|s| s.name == name).cloned()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Stream>> {
-        self.list.iter()
+    /// Every stream now.
+    pub fn all(&self) -> Vec<Arc<Stream>> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.list.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.len() == 0
+    }
+
+    /// Whether publishers may make streams by publishing to new names.
+    pub fn makes_new(&self) -> bool {
+        self.on_the_fly.is_some()
+    }
+
+    /// The stream a publisher names: one that exists, or, with `publish = "any"`, a new
+    /// `publish` stream made for it now. It stays (waiting) after its publisher goes.
+    pub fn for_publisher(&self, name: &str) -> Result<Arc<Stream>, NewStream> {
+        if let Some(stream) = self.get(name) {
+            return Ok(stream);
+        }
+        let Some(spawner) = &self.on_the_fly else {
+            return Err(NewStream::Unknown(name.to_string()));
+        };
+        if !valid_name(name) {
+            return Err(NewStream::BadName(name.to_string()));
+        }
+        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(stream) = list.iter().find(|s| s.name == name) {
+            return Ok(stream.clone());
+        }
+        let made = spawner.made.load(std::sync::atomic::Ordering::Relaxed);
+        if made >= spawner.settings.max {
+            return Err(NewStream::Full(spawner.settings.max));
+        }
+        spawner
+            .made
+            .store(made + 1, std::sync::atomic::Ordering::Relaxed);
+        let def = StreamDef {
+            name: name.to_string(),
+            source: SourceSpec::Publish,
+            encoder: source::EncoderOptions::default(),
+            on_demand: None,
+            max_viewers: None,
+            record: None,
+            upstream_ca: None,
+            read: spawner.settings.read,
+            publish: Access::Token,
+            takeover: false,
+        };
+        tracing::info!(stream = %name, "a publisher made a new stream");
+        let stream = spawn(
+            def,
+            &spawner.config,
+            spawner.first_number,
+            &spawner.cancel,
+            &spawner.tracker,
+        );
+        list.push(stream.clone());
+        Ok(stream)
     }
 }
 
-/// Starts every stream's source; they run until `cancel`.
+/// Starts every stream's source; they run until `cancel`. With `on_the_fly`, publishers may
+/// make streams by publishing to new names.
 pub fn start(
     defs: Vec<StreamDef>,
     config: &HubConfig,
+    on_the_fly: Option<OnTheFly>,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Streams {
@@ -121,32 +218,49 @@ pub fn start(
     let first_number = unix_millis(SystemTime::now()) / 1000;
     let list = defs
         .into_iter()
-        .map(|def| {
-            let stream = Arc::new(Stream {
-                name: def.name.clone(),
-                source: def.source.clone(),
-                hub: Arc::new(Hub::new(config.clone(), first_number)),
-                max_viewers: def.max_viewers,
-                read: def.read,
-                publish: def.publish,
-                publish_point: (def.source == SourceSpec::Publish)
-                    .then(|| Arc::new(source::publish::PublishPoint::new(def.takeover))),
-                admitted: Default::default(),
-            });
-            let span = tracing::info_span!("stream", name = %def.name);
-            if let Some(config) = def.record.clone() {
-                tracker.spawn(
-                    record::run(stream.hub.clone(), config, cancel.child_token())
-                        .instrument(span.clone()),
-                );
-            }
-            tracker.spawn(
-                drive(stream.clone(), def, cancel.child_token(), tracker.clone()).instrument(span),
-            );
-            stream
-        })
+        .map(|def| spawn(def, config, first_number, cancel, tracker))
         .collect();
-    Streams { list }
+    Streams {
+        list: RwLock::new(list),
+        on_the_fly: on_the_fly.map(|settings| Spawner {
+            settings,
+            config: config.clone(),
+            first_number,
+            cancel: cancel.clone(),
+            tracker: tracker.clone(),
+            made: Default::default(),
+        }),
+    }
+}
+
+/// Starts one stream.
+fn spawn(
+    def: StreamDef,
+    config: &HubConfig,
+    first_number: u64,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Arc<Stream> {
+    let stream = Arc::new(Stream {
+        name: def.name.clone(),
+        source: def.source.clone(),
+        hub: Arc::new(Hub::new(config.clone(), first_number)),
+        max_viewers: def.max_viewers,
+        read: def.read,
+        publish: def.publish,
+        publish_point: (def.source == SourceSpec::Publish)
+            .then(|| Arc::new(source::publish::PublishPoint::new(def.takeover))),
+        admitted: Default::default(),
+    });
+    let span = tracing::info_span!("stream", name = %def.name);
+    if let Some(config) = def.record.clone() {
+        tracker.spawn(
+            record::run(stream.hub.clone(), config, cancel.child_token()).instrument(span.clone()),
+        );
+    }
+    tracker
+        .spawn(drive(stream.clone(), def, cancel.child_token(), tracker.clone()).instrument(span));
+    stream
 }
 
 /// Runs a stream: its source all the time, or, on demand, while anyone watches.
