@@ -889,13 +889,15 @@ async fn with_publish_any_a_publish_token_makes_a_new_stream() {
             .output()
             .expect("curl");
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        list.as_array()
+        let names: Vec<String> = list
+            .as_array()
             .map(|l| {
                 l.iter()
                     .map(|s| s["name"].as_str().unwrap_or("").to_string())
                     .collect()
             })
-            .unwrap_or_else(Vec::<String>::new)
+            .unwrap_or_default();
+        names
     };
     assert_eq!(
         names(&server),
