@@ -1,7 +1,7 @@
 // The browser publisher: the camera and microphone (getUserMedia), encoded with WebCodecs
 // (H.264 `latencyMode: "realtime"`, a key frame every second; AAC where the browser encodes
 // it, Opus otherwise), each chunk sent the moment it is encoded over a WebSocket to
-// /ws/publish/{name}, in the framing of src/source/webcodecs.rs:
+// /ws/publish/{name}, in the framing of src/fmp4/webcodecs.rs:
 //
 //   [u8 kind] then, all numbers big-endian:
 //   1 video config  u16 width, u16 height, avcC

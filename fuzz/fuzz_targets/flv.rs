@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use websocketlivestream::flv::{self, Audio, FlvReader, TagKind, Video};
-use websocketlivestream::fmp4::writer::{self, AudioTrack, Sample, VideoConfig, VideoTrack};
+use websocketlivestream::fmp4::writer::{
+    self, AudioConfig, AudioTrack, Sample, VideoConfig, VideoTrack,
+};
 use websocketlivestream::fmp4::{Atom, Avcc, Fragment, InitSegment, avc};
 
 /// An init with both tracks, for the fragments to be read against.
@@ -24,7 +26,7 @@ fn init() -> InitSegment {
         timescale: 90_000,
     };
     let audio = AudioTrack {
-        config: Bytes::from_static(&[0x11, 0x90]),
+        config: AudioConfig::Aac(Bytes::from_static(&[0x11, 0x90])),
         sample_rate: 48_000,
         channels: 2,
         timescale: 48_000,

@@ -45,6 +45,7 @@ mod reader;
 pub mod rewriter;
 mod segmenter;
 mod splitter;
+pub mod webcodecs;
 pub mod writer;
 
 pub use atom::{Atom, Dump, Opaque, RawBox};

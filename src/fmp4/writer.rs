@@ -448,7 +448,7 @@ impl MonotonicTime {
 
     pub fn next(&mut self, time: u64) -> u64 {
         let time = match self.last {
-            Some(last) if time <= last => last + self.step,
+            Some(last) if time <= last => last.saturating_add(self.step),
             _ => time,
         };
         self.last = Some(time);

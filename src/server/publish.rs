@@ -20,10 +20,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use super::auth::{self, Action};
 use super::limits::AddressSlot;
 use super::{ApiError, AppState};
+use crate::fmp4::webcodecs;
 use crate::protocol;
 use crate::source::SourceError;
 use crate::source::publish::{Publisher, PublisherInfo, now_ms};
-use crate::source::webcodecs;
 
 /// A name no stream has yet is made a stream (with `publish = "any"`) only for the bearer of
 /// a publish token naming it: nobody else makes streams.
@@ -109,7 +109,7 @@ pub async fn push(
 }
 
 /// `/ws/publish/{name}`: the browser publisher's socket. Each binary message is one of
-/// [`crate::source::webcodecs`]'s; the server answers with a text message a second,
+/// [`crate::fmp4::webcodecs`]'s; the server answers with a text message a second,
 /// `{"type":"stats","viewers":N,"bytes":B}`. A publisher that is refused, or cut off, is
 /// closed with a code: 4401/4403/4410 (its token), 4404 (no such publish stream), 4409 (the
 /// stream has a publisher, or another took over), 4400 (not the framing, or media the stream

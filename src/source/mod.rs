@@ -19,7 +19,6 @@ mod sample;
 mod spec;
 mod stdin;
 mod supervisor;
-pub mod webcodecs;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -21,11 +21,11 @@ use std::time::SystemTime;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::fmp4::writer::{
+use super::writer::{
     self, AUDIO_TRACK_ID, AudioConfig, AudioTrack, MonotonicTime, Sample, VIDEO_TRACK_ID,
     VideoConfig, VideoTrack,
 };
-use crate::fmp4::{Atom, Avcc, Prft};
+use super::{Atom, Avcc, Prft};
 
 /// Video is timed in 90 kHz ticks, as the FLV ingest does.
 const VIDEO_TIMESCALE: u32 = 90_000;
@@ -71,6 +71,12 @@ pub struct BrowserMuxer {
     video_time: Option<MonotonicTime>,
     audio_time: Option<MonotonicTime>,
     last_video_us: Option<u64>,
+}
+
+/// `us` microseconds in ticks of `timescale`, without overflow on any input.
+fn scale(us: u64, timescale: u64) -> u64 {
+    let ticks = u128::from(us) * u128::from(timescale) / 1_000_000;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
 }
 
 fn read_chunk_header(body: &mut &[u8]) -> Result<(bool, u64, u32), FramingError> {
@@ -207,7 +213,7 @@ impl BrowserMuxer {
         arrived: SystemTime,
     ) -> Bytes {
         let relative = self.relative_us(timestamp);
-        let ticks = relative * u64::from(VIDEO_TIMESCALE) / 1_000_000;
+        let ticks = scale(relative, u64::from(VIDEO_TIMESCALE));
         let decode_time = self
             .video_time
             .get_or_insert_with(|| MonotonicTime::new(1))
@@ -218,7 +224,8 @@ impl BrowserMuxer {
             _ => 1_000_000 / 30,
         };
         self.last_video_us = Some(timestamp);
-        let duration = (interval_us * u64::from(VIDEO_TIMESCALE) / 1_000_000).max(1) as u32;
+        let duration =
+            scale(interval_us, u64::from(VIDEO_TIMESCALE)).clamp(1, u64::from(u32::MAX)) as u32;
         let prft = Prft::at(VIDEO_TRACK_ID, decode_time, arrived);
         let sample = Sample {
             decode_time,
@@ -239,12 +246,12 @@ impl BrowserMuxer {
         let decode_time = self
             .audio_time
             .get_or_insert_with(|| MonotonicTime::new(1))
-            .next(relative * rate / 1_000_000);
+            .next(scale(relative, rate));
         let duration = match duration_us {
             0 => rate / 50,
-            d => u64::from(d) * rate / 1_000_000,
+            d => scale(u64::from(d), rate),
         }
-        .max(1) as u32;
+        .clamp(1, u64::from(u32::MAX)) as u32;
         let sample = Sample {
             decode_time,
             duration,
