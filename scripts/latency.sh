@@ -9,6 +9,7 @@
 #   scripts/latency.sh 60 webcodecs,mse,ll-hls,ll-dash auto,fmp4
 #   scripts/latency.sh 30 auto auto -- --config my.toml
 #   scripts/latency.sh 60 webcodecs,mse auto,rtmp           # our ffmpeg beside an RTMP publisher
+#   scripts/latency.sh 60 webcodecs,mse auto,rtmp,browser   # ...and the browser publisher
 #
 # Players: webcodecs, mse, auto (our page, muted as a page starts), the same with +sound (after
 # a click on the sound button), ll-hls (hls.js), ll-dash (dash.js). The latency is
@@ -19,7 +20,9 @@
 # very arguments, publishing over RTMP (`--rtmp-listen`) instead of writing to our pipe: its
 # frames take the same FLV reader and clock, so its rows differ from `auto`'s by what RTMP
 # and its connection add beyond their quickest frame (the fixed part is not seen by a prft
-# taken on arrival).
+# taken on arrival). The `browser` ingest is a `publish` stream fed by the browser publisher
+# page (/publish/live, Chromium's fake camera at its own 20 fps and 640x480, H.264 + Opus) in
+# the same Chromium: its prft is the server's arrival too.
 # Needs ffmpeg, Node.js and Chromium (Debian's chromium; or set CHROMIUM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +56,12 @@ rtmp_config=$(mktemp --suffix=.toml)
 printf '[[stream]]\nname = "live"\nsource = "publish"\npublish = "public"\n' > "$rtmp_config"
 for ingest in "${ingest_list[@]}"; do
   : > "$log"
-  if [ "$ingest" = rtmp ]; then
+  publish_args=()
+  if [ "$ingest" = browser ]; then
+    target/release/websocketlivestream --listen 127.0.0.1:0 --config "$rtmp_config" 2> "$log" &
+    server=$!
+    publish_args=(--publish 1)
+  elif [ "$ingest" = rtmp ]; then
     target/release/websocketlivestream --listen 127.0.0.1:0 --config "$rtmp_config" \
       --rtmp-listen 127.0.0.1:19360 2> "$log" &
     server=$!
@@ -80,7 +88,8 @@ for ingest in "${ingest_list[@]}"; do
   # Let the encoder settle and the first segments exist.
   sleep 4
   echo "=== --ingest $ingest"
-  node tests/browser/latency.mjs --url "$url" --seconds "$seconds" --players "$players" | tee "$out"
+  node tests/browser/latency.mjs --url "$url" --seconds "$seconds" --players "$players" \
+    "${publish_args[@]}" | tee "$out"
   # The table at the end of latency.mjs's report, each row marked with the ingest.
   while IFS= read -r row; do summary+=("$(printf '%-6s %s' "$ingest" "$row")"); done \
     < <(sed -n '/^player /,$p' "$out" | tail -n +2)

@@ -10,11 +10,13 @@
 //                    with +sound, e.g. mse+sound: after a click on the sound button, with no
 //                    joins timed, as a fresh page starts muted; ll-hls: hls.js; ll-dash:
 //                    dash.js)
+//                    [--publish 1]  (first publish Chromium's fake camera from
+//                    /publish/{stream}, in a window of its own, and keep it publishing)
 
 import { args, launch, quantile, until } from './lib.mjs';
 import { playerPage } from './players.mjs';
 
-const { url, stream = 'live', seconds = '60', joins = '5', players = 'webcodecs,mse' } = args();
+const { url, stream = 'live', seconds = '60', joins = '5', players = 'webcodecs,mse', publish } = args();
 const WARM_UP_MS = 3000;
 /** Third-party players, and ours with sound, need longer to settle at their target latency. */
 const THIRD_PARTY_WARM_UP_MS = 15000;
@@ -100,8 +102,17 @@ async function measure(browser, player) {
   return { player, mode: withSound ? `${stats.mode}, sound on` : stats.mode, latencies, joinTimes, liveTimes, stats };
 }
 
-const browser = await launch();
+const browser = await launch(
+  publish ? ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'] : [],
+);
 try {
+  if (publish) {
+    // The publisher in a window of its own (a background tab would count as hidden).
+    const publisher = await (await browser.newContext()).newPage();
+    await publisher.goto(`${url}/publish/${stream}?autostart=1`);
+    await until(publisher, () => window.wspublish?.stats().framesSent >= 30, 15000, 'the publisher');
+    await publisher.waitForTimeout(2000);
+  }
   const rows = [];
   for (const player of players.split(',')) rows.push(await measure(browser, player));
   for (const { player, mode, latencies, joinTimes, liveTimes, stats } of rows) {
