@@ -16,6 +16,20 @@ use common::ws::{self, Msg};
 use common::*;
 use websocketlivestream::fmp4::{Fragment, InitSegment};
 
+/// An HS256 token signed with `secret` for `streams` and `action`, valid for ten minutes.
+fn token_for(secret: &str, streams: &[&str], action: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"streams": streams, "action": action, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("key"),
+    )
+    .expect("signing")
+}
+
 fn publish_server(extra: &str) -> TestServer {
     let config = temp_file(
         "publish.toml",
@@ -330,18 +344,7 @@ fn publishing_needs_a_publish_token_where_one_is_required() {
         return;
     }
     const SECRET: &str = "the publish test's HS256 secret, 32 bytes";
-    let token = |action: &str| {
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            + 600;
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &serde_json::json!({"streams": ["cam"], "action": action, "exp": exp}),
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("key"),
-        )
-        .expect("signing")
-    };
+    let token = |action: &str| token_for(SECRET, &["cam"], action);
     let config = temp_file(
         "publish-token.toml",
         &format!("jwt_secret = \"{SECRET}\"\n[[stream]]\nname = \"cam\"\nsource = \"publish\"\n"),
@@ -569,18 +572,7 @@ fn rtmp_publishing_takes_a_token_in_the_stream_key_and_refuses_garbage() {
         return;
     }
     const SECRET: &str = "the RTMP test's HS256 secret, 32 bytes ok";
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 600;
-    let token = |action: &str| {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &serde_json::json!({"streams": ["cam"], "action": action, "exp": exp}),
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("key"),
-        )
-        .expect("signing")
-    };
+    let token = |action: &str| token_for(SECRET, &["cam"], action);
     let config = temp_file(
         "rtmp-token.toml",
         &format!("jwt_secret = \"{SECRET}\"\n[[stream]]\nname = \"cam\"\nsource = \"publish\"\n"),
@@ -854,18 +846,7 @@ async fn with_publish_any_a_publish_token_makes_a_new_stream() {
         return;
     }
     const SECRET: &str = "the on-the-fly test's HS256 secret, 32 b!";
-    let token = |streams: &[&str]| {
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            + 600;
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &serde_json::json!({"streams": streams, "action": "publish", "exp": exp}),
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("key"),
-        )
-        .expect("signing")
-    };
+    let token = |streams: &[&str]| token_for(SECRET, streams, "publish");
     let config = temp_file(
         "publish-any.toml",
         &format!(

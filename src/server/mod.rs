@@ -368,13 +368,8 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
     };
     // Not tracked: it outlives the shutdown it starts, waiting for a second Ctrl-C.
     tokio::spawn(watch_signals(shutdown.clone()));
-    if let Some(listener) = redirect_listener {
-        let redirect_local = listener.local_addr()?;
-        tracing::info!(
-            "redirecting http://{redirect_local}/ to https (port {})",
-            local.port()
-        );
-        let app = redirect::router(local.port(), settings.acme_dir.clone());
+    // The plain-HTTP listeners beside the main one share its limits and address counts.
+    let serve_plain = |listener: TcpListener, app: Router| {
         let door = Door {
             limits: settings.limits.clone(),
             counts: door.counts.clone(),
@@ -383,6 +378,17 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
         };
         let shutdown = shutdown.clone();
         tracker.spawn(async move { accept(listener, app, door, &shutdown).await });
+    };
+    if let Some(listener) = redirect_listener {
+        let redirect_local = listener.local_addr()?;
+        tracing::info!(
+            "redirecting http://{redirect_local}/ to https (port {})",
+            local.port()
+        );
+        serve_plain(
+            listener,
+            redirect::router(local.port(), settings.acme_dir.clone()),
+        );
     }
     for (listener, tls) in [(rtmp_listener, None), (rtmps_listener, door.tls.clone())] {
         let Some(listener) = listener else { continue };
@@ -402,15 +408,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), ServeError> {
     if let Some(listener) = admin_listener {
         let admin_local = listener.local_addr()?;
         tracing::info!("admin routes on http://{admin_local}/metrics");
-        let app = admin_router(state.clone());
-        let door = Door {
-            limits: settings.limits.clone(),
-            counts: door.counts.clone(),
-            refusals: state.refusals.clone(),
-            tls: None,
-        };
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move { accept(listener, app, door, &shutdown).await });
+        serve_plain(listener, admin_router(state.clone()));
     }
     // Last: what reads the log for this line finds the other listeners' lines before it.
     tracing::info!(

@@ -71,22 +71,25 @@ pub async fn watch(
     if app.streams.get(&name).is_none() {
         return Err(ApiError::NotFound("stream"));
     }
-    Ok(Html(
-        template("watch.html")?.replace("{{name}}", &escape(&name)),
-    ))
+    stream_page("watch.html", &name)
 }
 
-/// `/publish/{name}`: the page that publishes the browser's camera and microphone.
+/// `/publish/{name}`: the page that publishes the browser's camera and microphone; with
+/// `publish = "any"`, for a name no stream has yet too (publishing makes it).
 pub async fn publish(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    if app.streams.get(&name).is_none() {
+    let may_make = app.streams.makes_new() && crate::stream::valid_name(&name);
+    if app.streams.get(&name).is_none() && !may_make {
         return Err(ApiError::NotFound("stream"));
     }
-    Ok(Html(
-        template("publish.html")?.replace("{{name}}", &escape(&name)),
-    ))
+    stream_page("publish.html", &name)
+}
+
+/// A page template for stream `name`.
+fn stream_page(file: &str, name: &str) -> Result<Html<String>, ApiError> {
+    Ok(Html(template(file)?.replace("{{name}}", &escape(name))))
 }
 
 pub async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
