@@ -249,12 +249,9 @@ async fn every_bad_token_is_refused_with_its_reason_and_nothing_is_served() {
         "token_expired",
         "token_forbidden",
     ] {
-        let line = format!("wsls_refused_requests_total{{reason=\"{reason}\"}}");
-        let count = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        assert!(count > Some(0), "{reason}: {metrics}");
+        let series = format!("wsls_refused_requests_total{{reason=\"{reason}\"}}");
+        let count = common::metric_value(&metrics, &series);
+        assert!(count > Some(0.0), "{reason}: {metrics}");
     }
 }
 

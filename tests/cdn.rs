@@ -754,9 +754,7 @@ async fn nginx_serves_segments_from_its_cache_on_the_second_request() {
                 .text()
                 .await
                 .expect("text");
-            text.lines()
-                .find_map(|l| l.strip_prefix("wsls_auth_requests_total "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
+            metric_value(&text, "wsls_auth_requests_total")
                 .unwrap_or_else(|| panic!("no wsls_auth_requests_total in:\n{text}"))
         }
     };

@@ -123,6 +123,67 @@ async fn watch(
     (fragments, inits)
 }
 
+/// What a viewer saw across a handover from one publisher to the next.
+struct Handover<T> {
+    /// Each fragment with the init it follows.
+    fragments: Vec<(Bytes, Bytes)>,
+    inits: usize,
+    /// Fragments the viewer had when the first publisher was killed.
+    before: usize,
+    /// What `second` returned.
+    second: T,
+}
+
+/// Watches stream `cam` while `first` publishes; once the viewer has 20 fragments, `first`
+/// is killed (SIGKILL, mid-stream) and, half a second later, `second` publishes. The watch
+/// ends `settle` after `second` has returned.
+async fn watch_across_handover<T: Send + 'static>(
+    server: &TestServer,
+    mut first: std::process::Child,
+    second: impl FnOnce() -> T + Send + 'static,
+    settle: Duration,
+) -> Handover<T> {
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<()>();
+    let second_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handover = {
+        let second_done = second_done.clone();
+        std::thread::spawn(move || {
+            let _ = seen_rx.recv_timeout(Duration::from_secs(10));
+            let _ = first.kill();
+            let _ = first.wait();
+            std::thread::sleep(Duration::from_millis(500));
+            let answer = second();
+            second_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            answer
+        })
+    };
+    let mut at_kill = None;
+    let mut done_at = None;
+    let (fragments, inits) = watch(
+        server,
+        |n| {
+            if n >= 20 && at_kill.is_none() {
+                at_kill = Some(n);
+                let _ = seen_tx.send(());
+            }
+            if second_done.load(std::sync::atomic::Ordering::SeqCst) {
+                // What the second publisher sent reaches the viewer within a moment.
+                let since = *done_at.get_or_insert_with(Instant::now);
+                return since.elapsed() > settle;
+            }
+            false
+        },
+        Duration::from_secs(20),
+    )
+    .await;
+    Handover {
+        fragments,
+        inits,
+        before: at_kill.expect("the first publisher was seen"),
+        second: handover.join().expect("the handover thread"),
+    }
+}
+
 #[tokio::test]
 async fn ffmpeg_publishes_over_http_put_and_a_viewer_gets_every_frame() {
     if !have_tool("ffmpeg") || !have_tool("ffprobe") || !have_tool_with("curl", "--version") {
@@ -223,48 +284,24 @@ async fn a_publisher_killed_and_another_coming_back_play_on_under_one_viewer() {
         ],
     );
     let server = publish_server("publish = \"public\"\n");
-    let mut first = ffmpeg_publish(&clip, &server.url("/publish/cam"), true);
+    let first = ffmpeg_publish(&clip, &server.url("/publish/cam"), true);
     wait_for_state(&server, "live");
     let url = server.url("/publish/cam");
-    let (fragments_tx, fragments_rx) = std::sync::mpsc::channel::<()>();
-    let second_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let killer = {
-        let second_done = second_done.clone();
-        std::thread::spawn(move || {
-            // After the viewer has seen some of the first publisher, it dies.
-            let _ = fragments_rx.recv_timeout(Duration::from_secs(10));
-            let _ = first.kill();
-            let _ = first.wait();
-            std::thread::sleep(Duration::from_millis(500));
-            // The second publisher: curl, an fMP4 file, all at once.
-            let answer = curl_put(&url, &fmp4, &[]);
-            second_done.store(true, std::sync::atomic::Ordering::SeqCst);
-            answer
-        })
-    };
-    let mut at_kill = None;
-    let mut done_at = None;
-    let (fragments, inits) = watch(
+    // The second publisher: curl, an fMP4 file, all at once.
+    let Handover {
+        fragments,
+        inits,
+        before,
+        second: (status, body),
+    } = watch_across_handover(
         &server,
-        |n| {
-            if n >= 20 && at_kill.is_none() {
-                at_kill = Some(n);
-                let _ = fragments_tx.send(());
-            }
-            if second_done.load(std::sync::atomic::Ordering::SeqCst) {
-                // What the second publisher sent has reached the viewer within a moment.
-                let since = *done_at.get_or_insert_with(Instant::now);
-                return since.elapsed() > Duration::from_secs(2);
-            }
-            false
-        },
-        Duration::from_secs(20),
+        first,
+        move || curl_put(&url, &fmp4, &[]),
+        Duration::from_secs(2),
     )
     .await;
-    let (status, body) = killer.join().expect("killer");
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("published "), "{body}");
-    let before = at_kill.expect("the first publisher was seen");
     assert!(
         fragments.len() >= before + 20,
         "{} fragments, {before} before the kill\n{}",
@@ -509,49 +546,26 @@ async fn an_rtmp_publisher_killed_mid_stream_comes_back_under_the_same_viewer() 
     let clip = testsrc_clip("rtmp-loop.flv", 2, true, &["-f", "flv"]);
     let (server, rtmp) = rtmp_server("publish = \"public\"\n");
     let url = format!("{rtmp}/cam");
-    let mut first = ffmpeg_rtmp(&clip, &url, true);
+    let first = ffmpeg_rtmp(&clip, &url, true);
     wait_for_state(&server, "live");
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let second_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let again = {
-        let second_done = second_done.clone();
-        std::thread::spawn(move || {
-            let _ = rx.recv_timeout(Duration::from_secs(10));
-            // SIGKILL, mid-stream: no end of stream is sent.
-            let _ = first.kill();
-            let _ = first.wait();
-            std::thread::sleep(Duration::from_millis(500));
-            let ok = ffmpeg_rtmp(&clip, &url, false)
+    let Handover {
+        fragments,
+        before,
+        second,
+        ..
+    } = watch_across_handover(
+        &server,
+        first,
+        move || {
+            ffmpeg_rtmp(&clip, &url, false)
                 .wait()
                 .expect("ffmpeg")
-                .success();
-            second_done.store(true, std::sync::atomic::Ordering::SeqCst);
-            ok
-        })
-    };
-    let mut at_kill = None;
-    let mut done_at = None;
-    let (fragments, _) = watch(
-        &server,
-        |n| {
-            if n >= 20 && at_kill.is_none() {
-                at_kill = Some(n);
-                let _ = tx.send(());
-            }
-            if second_done.load(std::sync::atomic::Ordering::SeqCst) {
-                let since = *done_at.get_or_insert_with(Instant::now);
-                return since.elapsed() > Duration::from_secs(1);
-            }
-            false
+                .success()
         },
-        Duration::from_secs(20),
+        Duration::from_secs(1),
     )
     .await;
-    assert!(
-        again.join().expect("second"),
-        "the second RTMP publish failed"
-    );
-    let before = at_kill.expect("the first publisher was seen");
+    assert!(second, "the second RTMP publish failed");
     // The second publisher's two seconds: 60 video frames and their audio.
     assert!(
         fragments.len() >= before + 100,
@@ -831,10 +845,7 @@ async fn ffmpeg_publishes_over_rtmps() {
         .output()
         .expect("curl");
     let metrics = String::from_utf8_lossy(&metrics.stdout);
-    let fragments = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("wsls_fragments_in_total{stream=\"cam\"} "))
-        .and_then(|v| v.trim().parse::<f64>().ok());
+    let fragments = metric_value(&metrics, "wsls_fragments_in_total{stream=\"cam\"}");
     assert!(fragments > Some(60.0), "{metrics}");
 }
 

@@ -1197,9 +1197,7 @@ fn metric_from(local: &str, addr: &str, series: &str) -> Option<f64> {
         &get_request("/metrics"),
         Duration::from_secs(10),
     );
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
+    metric_value(&text, series)
 }
 
 #[tokio::test]
@@ -1390,9 +1388,9 @@ async fn manifest_requests_over_the_rate_are_answered_429_and_counted() {
         .text()
         .await
         .expect("text");
-    let counted = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("wsls_refused_requests_total{reason=\"manifest_rate\"} "))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    assert_eq!(counted, Some(refused), "{metrics}");
+    let counted = metric_value(
+        &metrics,
+        "wsls_refused_requests_total{reason=\"manifest_rate\"}",
+    );
+    assert_eq!(counted, Some(refused as f64), "{metrics}");
 }

@@ -173,11 +173,11 @@ fn https_and_wss_with_a_self_signed_certificate_kept_across_restarts() {
     // Plain HTTP on the TLS port is a failed handshake, counted.
     let _ = http_status(&server.addr, "/");
     let (metrics, _) = curl(&["--cacert", ca_arg, &server.url("/metrics")]);
-    let refused = metrics
-        .lines()
-        .find(|l| l.starts_with("wsls_refused_connections_total{reason=\"tls_handshake\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
-    assert!(refused >= Some(1), "{metrics}");
+    let refused = metric_value(
+        &metrics,
+        "wsls_refused_connections_total{reason=\"tls_handshake\"}",
+    );
+    assert!(refused >= Some(1.0), "{metrics}");
     drop(server);
 
     // Restarted over the same state folder: the same certificate.

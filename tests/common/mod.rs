@@ -52,6 +52,14 @@ pub fn have_tool_with(tool: &str, version_flag: &str) -> bool {
     found
 }
 
+/// The value of the Prometheus series `series` (name and labels, as written) in `text`.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(name, _)| *name == series)
+        .and_then(|(_, value)| value.trim().parse().ok())
+}
+
 /// ffprobe's CSV for `path` with these options; panics with its errors if it fails.
 fn ffprobe_csv(path: &Path, options: &[&str]) -> String {
     let out = Command::new("ffprobe")
