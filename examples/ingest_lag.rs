@@ -81,7 +81,7 @@ fn read_flv(mut input: impl Read, out: Arc<Mutex<Vec<(i64, f64)>>>) {
         let arrived = now_ms();
         reader.feed(Bytes::copy_from_slice(&buf[..n]));
         while let Ok(Some(tag)) = reader.poll() {
-            if tag.kind == TagKind::Video && matches!(tag.video(), Ok(Video::AvcFrame { .. })) {
+            if tag.kind == TagKind::Video && matches!(tag.video(), Ok(Video::Frame { .. })) {
                 let mut frames = out.lock().unwrap_or_else(|e| e.into_inner());
                 frames.push((i64::from(tag.timestamp_ms), arrived));
             }

@@ -1,15 +1,15 @@
 //! The FLV reader fed arbitrary bytes in arbitrary chunks: no panic, no hang; every tag body
-//! it hands out is read, and every AVC or AAC frame becomes a fragment through our writer
+//! it hands out is read, and every video or audio frame (legacy or Enhanced RTMP) becomes a fragment through our writer
 //! that our own fragment parser reads back with the same sample.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use websocketlivestream::flv::{self, Audio, FlvReader, TagKind, Video};
+use websocketlivestream::flv::{self, Audio, FlvReader, TagKind, Video, VideoCodec};
 use websocketlivestream::fmp4::writer::{
     self, AudioConfig, AudioTrack, Sample, VideoConfig, VideoTrack,
 };
-use websocketlivestream::fmp4::{Atom, Avcc, Fragment, InitSegment, avc};
+use websocketlivestream::fmp4::{Atom, Avcc, Fragment, Hvcc, InitSegment, avc, hevc};
 
 /// An init with both tracks, for the fragments to be read against.
 fn init() -> InitSegment {
@@ -72,23 +72,33 @@ fuzz_target!(|input: &[u8]| {
                     let _ = flv::parse_metadata(&tag.data);
                 }
                 TagKind::Video => match tag.video() {
-                    Ok(Video::AvcConfig(record)) => {
+                    Ok(Video::Config { codec, record }) => {
+                        let kind = match codec {
+                            VideoCodec::Avc => b"avcC",
+                            VideoCodec::Hevc => b"hvcC",
+                        };
                         let mut boxed = ((record.len() + 8) as u32).to_be_bytes().to_vec();
-                        boxed.extend_from_slice(b"avcC");
+                        boxed.extend_from_slice(kind);
                         boxed.extend_from_slice(&record);
-                        if let Ok(avcc) = Avcc::decode(&Bytes::from(boxed)) {
+                        let boxed = Bytes::from(boxed);
+                        if let Ok(avcc) = Avcc::decode(&boxed) {
                             for sps in &avcc.sequence_parameter_sets {
                                 let _ = avc::sps_dimensions(sps);
                             }
                         }
+                        if let Ok(hvcc) = Hvcc::decode(&boxed) {
+                            for nal in hvcc.arrays.iter().flat_map(|a| &a.nalus) {
+                                let _ = hevc::sps_dimensions(nal);
+                            }
+                        }
                     }
-                    Ok(Video::AvcFrame { key, data, .. }) => {
+                    Ok(Video::Frame { key, data, .. }) => {
                         check(&init, writer::VIDEO_TRACK_ID, tag.timestamp_ms, key, &data)
                     }
                     _ => {}
                 },
                 TagKind::Audio => {
-                    if let Ok(Audio::AacFrame(data)) = tag.audio() {
+                    if let Ok(Audio::Frame { data, .. }) = tag.audio() {
                         check(&init, writer::AUDIO_TRACK_ID, tag.timestamp_ms, true, &data);
                     }
                 }

@@ -9,6 +9,11 @@
 //!            stream_id:u24 data[size]
 //! video   := frame_type:4 codec_id:4 (7 = AVC) avc_packet_type:u8 composition_time:s24 body
 //! audio   := format:4 (10 = AAC) rate:2 size:1 type:1 aac_packet_type:u8 body
+//!
+//! Enhanced RTMP (veovera, v2), what OBS 30+ sends for HEVC and Opus:
+//! video   := 1:1 frame_type:3 packet_type:4 [mod_ex]* fourcc:4 (hvc1 avc1 …)
+//!            [composition_time:s24 if packet_type = 1 and fourcc is avc1/hvc1] body
+//! audio   := format:4 (9) packet_type:4 [mod_ex]* fourcc:4 (Opus mp4a …) body
 //! ```
 //!
 //! [`FlvReader::feed`] takes chunks as they come; [`FlvReader::poll`] hands out whole tags, or
@@ -307,92 +312,291 @@ impl FlvReader {
     }
 }
 
+/// The video codecs this reader hands out frames of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// H.264: legacy codec id 7, or Enhanced RTMP's `avc1`.
+    Avc,
+    /// H.265: Enhanced RTMP's `hvc1`, or the codec id 12 that Chinese CDNs' FLV extension uses.
+    Hevc,
+}
+
 /// A video tag's body, for the codecs this reader knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Video {
-    /// The AVCDecoderConfigurationRecord (the body of an MP4 `avcC`).
-    AvcConfig(Bytes),
+    /// The decoder configuration record: the body of an MP4 `avcC` or `hvcC`.
+    Config { codec: VideoCodec, record: Bytes },
     /// One access unit, NAL units with length prefixes as the config says.
-    AvcFrame {
+    Frame {
+        codec: VideoCodec,
         key: bool,
         /// Presentation minus decode time, in milliseconds.
         composition_ms: i32,
         data: Bytes,
     },
-    AvcEnd,
-    /// A codec this ingest does not carry, by its FLV codec id.
-    Other(u8),
+    /// The end of the sequence.
+    End,
+    /// Nothing for a decoder: a command frame, Enhanced RTMP metadata (HDR colour info).
+    Ignored,
+    /// A codec this ingest does not carry: its FLV codec id or Enhanced RTMP FourCC, named.
+    Other(String),
+}
+
+/// The audio codecs this reader hands out frames of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioCodec {
+    /// AAC: legacy sound format 10, or Enhanced RTMP's `mp4a`.
+    Aac,
+    /// Opus: Enhanced RTMP's `Opus`.
+    Opus,
 }
 
 /// An audio tag's body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audio {
-    /// The AudioSpecificConfig (ISO/IEC 14496-3), as in an MP4 `esds`.
-    AacConfig(Bytes),
-    AacFrame(Bytes),
-    /// A format this ingest does not carry, by its FLV sound format.
-    Other(u8),
+    /// AAC's AudioSpecificConfig (ISO/IEC 14496-3, as in an MP4 `esds`), or Opus's ID header
+    /// (`OpusHead`, RFC 7845 §5.1).
+    Config {
+        codec: AudioCodec,
+        data: Bytes,
+    },
+    Frame {
+        codec: AudioCodec,
+        data: Bytes,
+    },
+    End,
+    /// Nothing for a decoder (Enhanced RTMP's multichannel configuration).
+    Ignored,
+    /// A format this ingest does not carry, named.
+    Other(String),
 }
 
 const CODEC_AVC: u8 = 7;
+const CODEC_HEVC_CN: u8 = 12;
 const SOUND_AAC: u8 = 10;
+/// Enhanced RTMP's marker in the sound-format field: a FourCC follows.
+const SOUND_EX_HEADER: u8 = 9;
+/// FLV's "video info / command frame" frame type: no picture.
+const FRAME_COMMAND: u8 = 5;
+
+/// Enhanced RTMP packet types (veovera "Enhanced RTMP" v2), video and audio alike where they
+/// share a number.
+const PACKET_SEQUENCE_START: u8 = 0;
+const PACKET_CODED_FRAMES: u8 = 1;
+const PACKET_SEQUENCE_END: u8 = 2;
+const PACKET_CODED_FRAMES_X: u8 = 3;
+const VIDEO_PACKET_METADATA: u8 = 4;
+const PACKET_MULTITRACK_VIDEO: u8 = 6;
+const PACKET_MULTITRACK_AUDIO: u8 = 5;
+const PACKET_MOD_EX: u8 = 7;
+
+fn legacy_codec_name(codec: u8) -> String {
+    let name = match codec {
+        2 => "Sorenson H.263",
+        3 => "Screen video",
+        4 => "On2 VP6",
+        5 => "On2 VP6 with alpha",
+        6 => "Screen video 2",
+        _ => "unknown",
+    };
+    format!("codec id {codec} ({name})")
+}
+
+fn legacy_sound_name(format: u8) -> String {
+    let name = match format {
+        0 | 3 => "linear PCM",
+        1 => "ADPCM",
+        2 => "MP3",
+        4..=6 => "Nellymoser",
+        7 => "G.711 A-law",
+        8 => "G.711 mu-law",
+        11 => "Speex",
+        14 => "MP3 8 kHz",
+        15 => "device-specific",
+        _ => "unknown",
+    };
+    format!("sound format {format} ({name})")
+}
+
+fn fourcc_name(fourcc: &[u8]) -> String {
+    let text: String = fourcc
+        .iter()
+        .map(|b| {
+            if b.is_ascii_graphic() || *b == b' ' {
+                char::from(*b)
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    format!("Enhanced RTMP FourCC '{text}'")
+}
 
 impl Tag {
-    /// Reads a video tag's body (E.4.3.1).
-    pub fn video(&self) -> Result<Video> {
-        let short = || Error::ShortBody {
+    fn short(&self, what: &'static str) -> Error {
+        Error::ShortBody {
             offset: self.offset,
-            what: "video",
-        };
-        let first = *self.data.first().ok_or_else(short)?;
-        if first & 0x80 != 0 {
-            // Enhanced RTMP's extended header (HEVC, AV1, VP9): Debian's ffmpeg 5.1 does not
-            // write it.
-            return Ok(Video::Other(first & 0x0f | 0x80));
+            what,
         }
-        let codec = first & 0x0f;
-        if codec != CODEC_AVC {
-            return Ok(Video::Other(codec));
+    }
+
+    /// Skips Enhanced RTMP's ModEx prefixes (v2 §"ModEx"): each a size (`u8` + 1, or `u16` + 1
+    /// when the byte says 256), that many bytes, then a byte whose low half is the real packet
+    /// type. Returns the packet type and where the rest starts.
+    fn skip_mod_ex(
+        &self,
+        mut packet_type: u8,
+        mut at: usize,
+        what: &'static str,
+    ) -> Result<(u8, usize)> {
+        while packet_type == PACKET_MOD_EX {
+            let size_byte = *self.data.get(at).ok_or_else(|| self.short(what))?;
+            at += 1;
+            let mut size = usize::from(size_byte) + 1;
+            if size == 256 {
+                let wide = self.data.get(at..at + 2).ok_or_else(|| self.short(what))?;
+                size = usize::from(u16::from_be_bytes([wide[0], wide[1]])) + 1;
+                at += 2;
+            }
+            at += size;
+            let next = *self.data.get(at).ok_or_else(|| self.short(what))?;
+            packet_type = next & 0x0f;
+            at += 1;
+        }
+        Ok((packet_type, at))
+    }
+
+    /// Reads a video tag's body (E.4.3.1, and Enhanced RTMP's extended header).
+    pub fn video(&self) -> Result<Video> {
+        let first = *self.data.first().ok_or_else(|| self.short("video"))?;
+        if first & 0x80 != 0 {
+            return self.enhanced_video(first);
+        }
+        let frame_type = first >> 4;
+        let codec = match first & 0x0f {
+            CODEC_AVC => VideoCodec::Avc,
+            CODEC_HEVC_CN => VideoCodec::Hevc,
+            other => return Ok(Video::Other(legacy_codec_name(other))),
+        };
+        if frame_type == FRAME_COMMAND {
+            return Ok(Video::Ignored);
         }
         if self.data.len() < 5 {
-            return Err(short());
+            return Err(self.short("video"));
         }
-        let packet_type = self.data[1];
-        // A signed 24-bit number.
-        let raw =
-            i32::from(self.data[2]) << 16 | i32::from(self.data[3]) << 8 | i32::from(self.data[4]);
-        let composition_ms = (raw << 8) >> 8;
         let body = self.data.slice(5..);
-        Ok(match packet_type {
-            0 => Video::AvcConfig(body),
-            1 => Video::AvcFrame {
-                key: first >> 4 == 1,
-                composition_ms,
+        Ok(match self.data[1] {
+            0 => Video::Config {
+                codec,
+                record: body,
+            },
+            1 => Video::Frame {
+                codec,
+                key: frame_type == 1,
+                composition_ms: self.composition_at(2),
                 data: body,
             },
-            _ => Video::AvcEnd,
+            _ => Video::End,
         })
     }
 
-    /// Reads an audio tag's body (E.4.2.1).
-    pub fn audio(&self) -> Result<Audio> {
-        let first = *self.data.first().ok_or(Error::ShortBody {
-            offset: self.offset,
-            what: "audio",
-        })?;
-        let format = first >> 4;
-        if format != SOUND_AAC {
-            return Ok(Audio::Other(format));
+    /// A signed 24-bit composition time at `at` (checked present by the caller).
+    fn composition_at(&self, at: usize) -> i32 {
+        let raw = i32::from(self.data[at]) << 16
+            | i32::from(self.data[at + 1]) << 8
+            | i32::from(self.data[at + 2]);
+        (raw << 8) >> 8
+    }
+
+    fn enhanced_video(&self, first: u8) -> Result<Video> {
+        let frame_type = (first >> 4) & 0x07;
+        let (packet_type, at) = self.skip_mod_ex(first & 0x0f, 1, "video")?;
+        if frame_type == FRAME_COMMAND && packet_type != VIDEO_PACKET_METADATA {
+            return Ok(Video::Ignored);
         }
-        let packet_type = *self.data.get(1).ok_or(Error::ShortBody {
-            offset: self.offset,
-            what: "audio",
-        })?;
-        let body = self.data.slice(2..);
+        if packet_type == PACKET_MULTITRACK_VIDEO {
+            return Ok(Video::Other("Enhanced RTMP multitrack video".into()));
+        }
+        let fourcc = self
+            .data
+            .get(at..at + 4)
+            .ok_or_else(|| self.short("video"))?;
+        let codec = match fourcc {
+            b"avc1" => VideoCodec::Avc,
+            b"hvc1" => VideoCodec::Hevc,
+            other => return Ok(Video::Other(fourcc_name(other))),
+        };
+        let at = at + 4;
+        Ok(match packet_type {
+            PACKET_SEQUENCE_START => Video::Config {
+                codec,
+                record: self.data.slice(at..),
+            },
+            PACKET_CODED_FRAMES => {
+                // AVC and HEVC carry a composition time here; CodedFramesX leaves it out.
+                if self.data.len() < at + 3 {
+                    return Err(self.short("video"));
+                }
+                Video::Frame {
+                    codec,
+                    key: frame_type == 1,
+                    composition_ms: self.composition_at(at),
+                    data: self.data.slice(at + 3..),
+                }
+            }
+            PACKET_CODED_FRAMES_X => Video::Frame {
+                codec,
+                key: frame_type == 1,
+                composition_ms: 0,
+                data: self.data.slice(at..),
+            },
+            PACKET_SEQUENCE_END => Video::End,
+            _ => Video::Ignored,
+        })
+    }
+
+    /// Reads an audio tag's body (E.4.2.1, and Enhanced RTMP's extended audio header).
+    pub fn audio(&self) -> Result<Audio> {
+        let first = *self.data.first().ok_or_else(|| self.short("audio"))?;
+        let format = first >> 4;
+        if format == SOUND_EX_HEADER {
+            return self.enhanced_audio(first);
+        }
+        if format != SOUND_AAC {
+            return Ok(Audio::Other(legacy_sound_name(format)));
+        }
+        let packet_type = *self.data.get(1).ok_or_else(|| self.short("audio"))?;
+        let data = self.data.slice(2..);
+        let codec = AudioCodec::Aac;
         Ok(if packet_type == 0 {
-            Audio::AacConfig(body)
+            Audio::Config { codec, data }
         } else {
-            Audio::AacFrame(body)
+            Audio::Frame { codec, data }
+        })
+    }
+
+    fn enhanced_audio(&self, first: u8) -> Result<Audio> {
+        let (packet_type, at) = self.skip_mod_ex(first & 0x0f, 1, "audio")?;
+        if packet_type == PACKET_MULTITRACK_AUDIO {
+            return Ok(Audio::Other("Enhanced RTMP multitrack audio".into()));
+        }
+        let fourcc = self
+            .data
+            .get(at..at + 4)
+            .ok_or_else(|| self.short("audio"))?;
+        let codec = match fourcc {
+            b"mp4a" => AudioCodec::Aac,
+            b"Opus" => AudioCodec::Opus,
+            other => return Ok(Audio::Other(fourcc_name(other))),
+        };
+        let data = self.data.slice(at + 4..);
+        Ok(match packet_type {
+            PACKET_SEQUENCE_START => Audio::Config { codec, data },
+            PACKET_CODED_FRAMES => Audio::Frame { codec, data },
+            PACKET_SEQUENCE_END => Audio::End,
+            // The multichannel configuration: the channel layout is in the codec's own
+            // header too.
+            _ => Audio::Ignored,
         })
     }
 }
@@ -458,11 +662,15 @@ mod tests {
             assert_eq!(tags, whole, "chunks of {chunk}");
         }
         match whole[0].video().expect("video") {
-            Video::AvcConfig(body) => assert_eq!(&body[..], &[1, 2, 3]),
+            Video::Config {
+                codec: VideoCodec::Avc,
+                record,
+            } => assert_eq!(&record[..], &[1, 2, 3]),
             other => panic!("{other:?}"),
         }
         match whole[2].video().expect("video") {
-            Video::AvcFrame {
+            Video::Frame {
+                codec: VideoCodec::Avc,
                 key,
                 composition_ms,
                 data,
@@ -475,7 +683,10 @@ mod tests {
         }
         assert_eq!(
             whole[1].audio().expect("audio"),
-            Audio::AacFrame(Bytes::from_static(&[9, 9]))
+            Audio::Frame {
+                codec: AudioCodec::Aac,
+                data: Bytes::from_static(&[9, 9])
+            }
         );
     }
 
@@ -489,7 +700,7 @@ mod tests {
         };
         assert!(matches!(
             t.video(),
-            Ok(Video::AvcFrame {
+            Ok(Video::Frame {
                 composition_ms: -2,
                 ..
             })
@@ -537,5 +748,114 @@ mod tests {
         let data = stream(&[tag(8, 0, &[0xaf, 0, 0x11, 0x90])]);
         let tags = read_all(&data[..data.len() - 4], 3).expect("fine");
         assert_eq!(tags.len(), 1);
+    }
+
+    fn body(kind: TagKind, data: &[u8]) -> Tag {
+        Tag {
+            kind,
+            timestamp_ms: 0,
+            data: Bytes::copy_from_slice(data),
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn enhanced_rtmp_video_headers_name_their_codec() {
+        // Key frame (1), SequenceStart (0), hvc1, then the record.
+        let start = body(TagKind::Video, b"\x90hvc1\x01\x02");
+        assert_eq!(
+            start.video(),
+            Ok(Video::Config {
+                codec: VideoCodec::Hevc,
+                record: Bytes::from_static(&[1, 2]),
+            })
+        );
+        // Inter frame (2), CodedFrames (1): a composition time of 0x10 first.
+        let coded = body(TagKind::Video, b"\xa1hvc1\x00\x00\x10\x07");
+        assert_eq!(
+            coded.video(),
+            Ok(Video::Frame {
+                codec: VideoCodec::Hevc,
+                key: false,
+                composition_ms: 16,
+                data: Bytes::from_static(&[7]),
+            })
+        );
+        // Key frame, CodedFramesX (3): no composition time.
+        let x = body(TagKind::Video, b"\x93avc1\x09");
+        assert!(matches!(
+            x.video(),
+            Ok(Video::Frame { codec: VideoCodec::Avc, key: true, composition_ms: 0, ref data })
+                if data[..] == [9]
+        ));
+        // ModEx (7) with two bytes of modifier, then CodedFramesX.
+        let modex = body(TagKind::Video, b"\x97\x01\xaa\xbb\x03hvc1\x05");
+        assert!(matches!(modex.video(), Ok(Video::Frame { ref data, .. }) if data[..] == [5]));
+        assert_eq!(
+            body(TagKind::Video, b"\x94hvc1\x02").video(),
+            Ok(Video::Ignored),
+            "metadata"
+        );
+        assert_eq!(
+            body(TagKind::Video, b"\x90av01\x81").video(),
+            Ok(Video::Other("Enhanced RTMP FourCC 'av01'".into()))
+        );
+        assert_eq!(
+            body(TagKind::Video, b"\x22\x01").video(),
+            Ok(Video::Other("codec id 2 (Sorenson H.263)".into()))
+        );
+        for short in [
+            &b"\x90hvc"[..],
+            b"\xa1hvc1\x00\x00",
+            b"\x97",
+            b"\x97\x05\x01",
+        ] {
+            assert!(
+                matches!(
+                    body(TagKind::Video, short).video(),
+                    Err(Error::ShortBody { .. })
+                ),
+                "{short:?}"
+            );
+        }
+        // The legacy HEVC id of Chinese CDNs reads as AVC's layout does.
+        assert!(matches!(
+            body(TagKind::Video, b"\x1c\x00\x00\x00\x00\x01").video(),
+            Ok(Video::Config {
+                codec: VideoCodec::Hevc,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn enhanced_rtmp_audio_headers_name_their_codec() {
+        let head = body(TagKind::Audio, b"\x90OpusOpusHead");
+        assert_eq!(
+            head.audio(),
+            Ok(Audio::Config {
+                codec: AudioCodec::Opus,
+                data: Bytes::from_static(b"OpusHead"),
+            })
+        );
+        assert_eq!(
+            body(TagKind::Audio, b"\x91Opus\xfc\x01").audio(),
+            Ok(Audio::Frame {
+                codec: AudioCodec::Opus,
+                data: Bytes::from_static(&[0xfc, 1]),
+            })
+        );
+        assert_eq!(
+            body(TagKind::Audio, b"\x91fLaC\x00").audio(),
+            Ok(Audio::Other("Enhanced RTMP FourCC 'fLaC'".into()))
+        );
+        assert_eq!(
+            body(TagKind::Audio, b"\x2f\x00").audio(),
+            Ok(Audio::Other("sound format 2 (MP3)".into()))
+        );
+        assert!(matches!(
+            body(TagKind::Audio, b"\x91Op").audio(),
+            Err(Error::ShortBody { .. })
+        ));
     }
 }

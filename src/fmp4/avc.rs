@@ -101,7 +101,7 @@ fn skip_scaling_list(r: &mut Bits<'_>, size: usize) -> Option<()> {
 }
 
 /// The RBSP of a NAL unit: every `00 00 03` loses its `03` (§7.4.1).
-fn unescape(data: &[u8]) -> Vec<u8> {
+pub(super) fn unescape(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     let mut zeros = 0;
     for &byte in data {
@@ -115,24 +115,30 @@ fn unescape(data: &[u8]) -> Vec<u8> {
     out
 }
 
-struct Bits<'a> {
+pub(super) struct Bits<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Bits<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    pub(super) fn new(data: &'a [u8]) -> Self {
         Self { data, pos: 0 }
     }
 
-    fn bit(&mut self) -> Option<bool> {
+    pub(super) fn bit(&mut self) -> Option<bool> {
         let byte = *self.data.get(self.pos / 8)?;
         let bit = (byte >> (7 - self.pos % 8)) & 1;
         self.pos += 1;
         Some(bit == 1)
     }
 
-    fn bits(&mut self, n: u32) -> Option<u32> {
+    /// Skips `n` bits, failing if fewer are left.
+    pub(super) fn skip(&mut self, n: usize) -> Option<()> {
+        let end = self.pos.checked_add(n)?;
+        (end <= self.data.len() * 8).then(|| self.pos = end)
+    }
+
+    pub(super) fn bits(&mut self, n: u32) -> Option<u32> {
         let mut value = 0u32;
         for _ in 0..n {
             value = (value << 1) | u32::from(self.bit()?);
@@ -141,7 +147,7 @@ impl<'a> Bits<'a> {
     }
 
     /// Exp-Golomb, unsigned (§9.1).
-    fn ue(&mut self) -> Option<u32> {
+    pub(super) fn ue(&mut self) -> Option<u32> {
         let mut zeros = 0;
         while !self.bit()? {
             zeros += 1;

@@ -35,6 +35,7 @@ mod fourcc;
 mod fragment;
 mod ftyp;
 mod header;
+pub mod hevc;
 mod init;
 mod mdat;
 pub mod moof;

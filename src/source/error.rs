@@ -19,10 +19,10 @@ pub enum SourceError {
     #[error("broken FLV input: {0}")]
     Flv(#[from] flv::Error),
     /// FLV carries a codec the zero-wait ingest does not write fragments for.
-    #[error("FLV {what} {found} is not {expected}: use --ingest fmp4 for it")]
+    #[error("FLV {what} in {found}: the FLV ingest carries {expected} (fMP4 input carries more)")]
     FlvCodec {
         what: &'static str,
-        found: u8,
+        found: String,
         expected: &'static str,
     },
     /// A codec configuration (an FLV sequence header) that cannot be used.

@@ -19,15 +19,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::SourceError;
-use crate::flv::{self, Audio, FlvReader, Header, TagKind, Video};
+use crate::flv::{self, Audio, AudioCodec, FlvReader, Header, TagKind, Video, VideoCodec};
 use crate::fmp4::writer::{
     self, AUDIO_TRACK_ID, AudioConfig, AudioTrack, MonotonicTime, Sample, VIDEO_TRACK_ID,
     VideoConfig, VideoTrack,
 };
-use crate::fmp4::{Atom, Avcc, Fragment, InitSegment, Prft, Unit, avc};
+use crate::fmp4::{Atom, Avcc, Fragment, Hvcc, InitSegment, Prft, Unit, avc, hevc};
 
 const VIDEO_TIMESCALE: u32 = 90_000;
 const AAC_FRAME_SAMPLES: u64 = 1024;
+/// Opus in MP4 is timed at 48 kHz whatever the input rate (Opus in ISOBMFF §4.3).
+const OPUS_RATE: u32 = 48_000;
 /// Frames held while waiting for the tracks the FLV header announced; past this, the init is
 /// written with the tracks that did show up.
 const MAX_WAITING_TAGS: usize = 120;
@@ -106,6 +108,61 @@ fn aac_format(config: &[u8]) -> Option<(u32, u16)> {
     (rate > 0).then_some((rate, channels.max(1)))
 }
 
+/// Channels and pre-skip from an Opus ID header (RFC 7845 §5.1): "OpusHead", version 1,
+/// channels, pre-skip (little-endian), input rate, gain, mapping family 0 (mono or stereo,
+/// what our `dOps` writes).
+fn opus_head(head: &[u8]) -> Option<(u16, u16)> {
+    if head.len() < 19 || &head[..8] != b"OpusHead" || head[8] >> 4 != 0 {
+        return None;
+    }
+    let channels = u16::from(head[9]);
+    let pre_skip = u16::from_le_bytes([head[10], head[11]]);
+    (matches!(channels, 1 | 2) && head[18] == 0).then_some((channels, pre_skip))
+}
+
+/// An Opus packet's length in 48 kHz samples, from its table-of-contents byte (RFC 6716
+/// §3.1): the frame size its configuration gives, times the frames code 0–3 says.
+fn opus_samples(packet: &[u8]) -> Option<u64> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    let frame = match config {
+        0..=11 => [480, 960, 1920, 2880][usize::from(config % 4)],
+        12..=15 => [480, 960][usize::from(config % 2)],
+        _ => [120, 240, 480, 960][usize::from(config % 4)],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u64::from(*packet.get(1)? & 0x3f),
+    };
+    let samples = frame * frames;
+    // A packet lasts at most 120 ms.
+    (frames > 0 && samples <= 5760).then_some(samples)
+}
+
+/// A box around a configuration record, for the box parser to read.
+fn boxed(kind: &[u8; 4], body: &[u8]) -> Bytes {
+    let mut out = bytes::BytesMut::with_capacity(body.len() + 8);
+    out.extend_from_slice(&((body.len() + 8) as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(body);
+    out.freeze()
+}
+
+fn video_codec(config: &VideoConfig) -> VideoCodec {
+    match config {
+        VideoConfig::Avc(_) => VideoCodec::Avc,
+        VideoConfig::Hevc(_) => VideoCodec::Hevc,
+    }
+}
+
+fn audio_codec(config: &AudioConfig) -> AudioCodec {
+    match config {
+        AudioConfig::Aac(_) => AudioCodec::Aac,
+        AudioConfig::Opus { .. } => AudioCodec::Opus,
+    }
+}
+
 impl FlvIngest {
     pub fn feed(&mut self, chunk: Bytes, arrived: SystemTime) -> Result<Vec<Unit>, SourceError> {
         self.reader.feed(chunk);
@@ -146,27 +203,52 @@ impl FlvIngest {
                 return Ok(());
             }
             TagKind::Video => match tag.video()? {
-                Video::AvcConfig(record) => return self.video_config(record, units),
+                Video::Config { codec, record } => return self.video_config(codec, record, units),
                 Video::Other(codec) => {
                     return Err(SourceError::FlvCodec {
-                        what: "video codec",
+                        what: "video",
                         found: codec,
-                        expected: "H.264",
+                        expected: "H.264 or H.265",
                     });
                 }
-                Video::AvcEnd => return Ok(()),
-                Video::AvcFrame { .. } => {}
+                Video::End | Video::Ignored => return Ok(()),
+                Video::Frame { codec, .. } => {
+                    if let Some(track) = &self.video
+                        && video_codec(&track.config) != codec
+                    {
+                        return Err(SourceError::CodecConfig {
+                            what: "video",
+                            why: format!(
+                                "a {codec:?} frame in a stream configured as {:?}",
+                                video_codec(&track.config)
+                            ),
+                        });
+                    }
+                }
             },
             TagKind::Audio => match tag.audio()? {
-                Audio::AacConfig(config) => return self.audio_config(config, units),
+                Audio::Config { codec, data } => return self.audio_config(codec, data, units),
                 Audio::Other(format) => {
                     return Err(SourceError::FlvCodec {
-                        what: "sound format",
+                        what: "audio",
                         found: format,
-                        expected: "AAC",
+                        expected: "AAC or Opus",
                     });
                 }
-                Audio::AacFrame(_) => {}
+                Audio::End | Audio::Ignored => return Ok(()),
+                Audio::Frame { codec, .. } => {
+                    if let Some(track) = &self.audio
+                        && audio_codec(&track.config) != codec
+                    {
+                        return Err(SourceError::CodecConfig {
+                            what: "audio",
+                            why: format!(
+                                "a {codec:?} frame in a stream configured as {:?}",
+                                audio_codec(&track.config)
+                            ),
+                        });
+                    }
+                }
             },
         }
         if self.init.is_none() {
@@ -185,28 +267,47 @@ impl FlvIngest {
         self.frame(tag, arrived, units)
     }
 
-    fn video_config(&mut self, record: Bytes, units: &mut Vec<Unit>) -> Result<(), SourceError> {
-        let avcc = Avcc::decode(&{
-            let mut boxed = bytes::BytesMut::with_capacity(record.len() + 8);
-            boxed.extend_from_slice(&((record.len() + 8) as u32).to_be_bytes());
-            boxed.extend_from_slice(b"avcC");
-            boxed.extend_from_slice(&record);
-            boxed.freeze()
-        })
-        .map_err(|e| SourceError::CodecConfig {
-            what: "AVC sequence header",
-            why: e.to_string(),
+    fn video_config(
+        &mut self,
+        codec: VideoCodec,
+        record: Bytes,
+        units: &mut Vec<Unit>,
+    ) -> Result<(), SourceError> {
+        let (config, dimensions) = match codec {
+            VideoCodec::Avc => {
+                let avcc = Avcc::decode(&boxed(b"avcC", &record)).map_err(|e| {
+                    SourceError::CodecConfig {
+                        what: "AVC sequence header",
+                        why: e.to_string(),
+                    }
+                })?;
+                let dimensions = avcc
+                    .sequence_parameter_sets
+                    .first()
+                    .and_then(|sps| avc::sps_dimensions(sps));
+                (VideoConfig::Avc(record), dimensions)
+            }
+            VideoCodec::Hevc => {
+                let hvcc = Hvcc::decode(&boxed(b"hvcC", &record)).map_err(|e| {
+                    SourceError::CodecConfig {
+                        what: "HEVC sequence header",
+                        why: e.to_string(),
+                    }
+                })?;
+                let dimensions = hvcc
+                    .arrays
+                    .iter()
+                    .flat_map(|array| &array.nalus)
+                    .find_map(|nal| hevc::sps_dimensions(nal));
+                (VideoConfig::Hevc(record), dimensions)
+            }
+        };
+        let (width, height) = dimensions.ok_or_else(|| SourceError::CodecConfig {
+            what: "video sequence header",
+            why: "no readable SPS".into(),
         })?;
-        let (width, height) = avcc
-            .sequence_parameter_sets
-            .first()
-            .and_then(|sps| avc::sps_dimensions(sps))
-            .ok_or_else(|| SourceError::CodecConfig {
-                what: "AVC sequence header",
-                why: "no readable SPS".into(),
-            })?;
         let track = VideoTrack {
-            config: VideoConfig::Avc(record),
+            config,
             width,
             height,
             timescale: VIDEO_TIMESCALE,
@@ -220,17 +321,39 @@ impl FlvIngest {
         Ok(())
     }
 
-    fn audio_config(&mut self, config: Bytes, units: &mut Vec<Unit>) -> Result<(), SourceError> {
-        let (sample_rate, channels) =
-            aac_format(&config).ok_or_else(|| SourceError::CodecConfig {
-                what: "AAC sequence header",
-                why: "not an AudioSpecificConfig".into(),
-            })?;
-        let track = AudioTrack {
-            config: AudioConfig::Aac(config),
-            sample_rate,
-            channels,
-            timescale: sample_rate,
+    fn audio_config(
+        &mut self,
+        codec: AudioCodec,
+        config: Bytes,
+        units: &mut Vec<Unit>,
+    ) -> Result<(), SourceError> {
+        let track = match codec {
+            AudioCodec::Aac => {
+                let (sample_rate, channels) =
+                    aac_format(&config).ok_or_else(|| SourceError::CodecConfig {
+                        what: "AAC sequence header",
+                        why: "not an AudioSpecificConfig".into(),
+                    })?;
+                AudioTrack {
+                    config: AudioConfig::Aac(config),
+                    sample_rate,
+                    channels,
+                    timescale: sample_rate,
+                }
+            }
+            AudioCodec::Opus => {
+                let (channels, pre_skip) =
+                    opus_head(&config).ok_or_else(|| SourceError::CodecConfig {
+                        what: "Opus sequence header",
+                        why: "not an OpusHead of one or two channels (RFC 7845 §5.1)".into(),
+                    })?;
+                AudioTrack {
+                    config: AudioConfig::Opus { pre_skip },
+                    sample_rate: OPUS_RATE,
+                    channels,
+                    timescale: OPUS_RATE,
+                }
+            }
         };
         if self.audio.as_ref() != Some(&track) {
             self.audio = Some(track);
@@ -279,10 +402,11 @@ impl FlvIngest {
         };
         let bytes = match tag.kind {
             TagKind::Video if self.video.is_some() => {
-                let Ok(Video::AvcFrame {
+                let Ok(Video::Frame {
                     key,
                     composition_ms,
                     data,
+                    ..
                 }) = tag.video()
                 else {
                     return Ok(());
@@ -290,9 +414,18 @@ impl FlvIngest {
                 self.video_fragment(tag.timestamp_ms, key, composition_ms, &data, arrived)
             }
             TagKind::Audio => match (&self.audio, tag.audio()) {
-                (Some(audio), Ok(Audio::AacFrame(data))) => {
-                    let rate = audio.sample_rate;
-                    self.audio_fragment(tag.timestamp_ms, rate, &data)
+                (Some(audio), Ok(Audio::Frame { codec, data })) => {
+                    let rate = audio.timescale;
+                    let samples = match codec {
+                        AudioCodec::Aac => AAC_FRAME_SAMPLES,
+                        AudioCodec::Opus => {
+                            opus_samples(&data).ok_or_else(|| SourceError::CodecConfig {
+                                what: "Opus",
+                                why: "a packet without a valid table-of-contents byte".into(),
+                            })?
+                        }
+                    };
+                    self.audio_fragment(tag.timestamp_ms, rate, samples, &data)
                 }
                 _ => return Ok(()),
             },
@@ -351,18 +484,18 @@ impl FlvIngest {
         writer::fragment(VIDEO_TRACK_ID, sequence, &sample, Some(&prft))
     }
 
-    fn audio_fragment(&mut self, timestamp_ms: u32, rate: u32, data: &[u8]) -> Bytes {
+    fn audio_fragment(&mut self, timestamp_ms: u32, rate: u32, samples: u64, data: &[u8]) -> Bytes {
         let from_tag = u64::from(timestamp_ms) * u64::from(rate) / 1000;
         // Counted in whole frames while the tags agree to within a frame; their millisecond
         // times would otherwise jitter every frame's start.
         let decode_time = match self.audio_next {
-            Some(next) if next.abs_diff(from_tag) < AAC_FRAME_SAMPLES => next,
+            Some(next) if next.abs_diff(from_tag) < samples => next,
             _ => from_tag,
         };
-        self.audio_next = Some(decode_time + AAC_FRAME_SAMPLES);
+        self.audio_next = Some(decode_time + samples);
         let sample = Sample {
             decode_time,
-            duration: AAC_FRAME_SAMPLES as u32,
+            duration: samples as u32,
             composition_offset: 0,
             sync: true,
             data,
@@ -382,5 +515,32 @@ mod tests {
         assert_eq!(aac_format(&[0x12, 0x10]), Some((44100, 2)));
         assert_eq!(aac_format(&[0x11]), None);
         assert_eq!(aac_format(&[0x16, 0x90]), None, "rate index 13 is reserved");
+    }
+
+    #[test]
+    fn opus_packets_say_how_long_they_are() {
+        // libopus at 20 ms: CELT fullband 20 ms (config 31), one frame.
+        assert_eq!(opus_samples(&[0xfc, 0xff]), Some(960));
+        // SILK narrowband 60 ms (config 3), two frames (code 1): 120 ms.
+        assert_eq!(opus_samples(&[0x19]), Some(5760));
+        // Code 3 with a count of 3 frames of 2.5 ms (config 16).
+        assert_eq!(opus_samples(&[0x83, 0x03]), Some(360));
+        assert_eq!(opus_samples(&[0x83, 0x00]), None, "no frames");
+        assert_eq!(
+            opus_samples(&[0x1b, 0x03]),
+            None,
+            "180 ms is over the limit"
+        );
+        assert_eq!(opus_samples(&[0x83]), None, "no count byte");
+        assert_eq!(opus_samples(&[]), None);
+    }
+
+    #[test]
+    fn opus_heads_give_channels_and_pre_skip() {
+        let mut head = b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00".to_vec();
+        assert_eq!(opus_head(&head), Some((2, 312)));
+        head[18] = 1;
+        assert_eq!(opus_head(&head), None, "mapping family 1 is not written");
+        assert_eq!(opus_head(b"OpusTags"), None);
     }
 }
