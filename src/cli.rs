@@ -168,7 +168,7 @@ impl From<IngestArg> for Ingest {
 
 #[derive(Debug, Args)]
 pub struct PackageArgs {
-    /// A fragmented MP4 file.
+    /// An MP4 file, progressive (samples in its moov) or fragmented.
     pub input: PathBuf,
     /// Directory to write init.mp4, the numbered segments and manifest.mpd to.
     #[arg(long, value_name = "DIR")]
@@ -176,6 +176,10 @@ pub struct PackageArgs {
     /// Target segment duration in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub segment_duration: f64,
+    /// Fragments of about this many seconds inside each segment (for low-latency players);
+    /// default one per group of pictures. Progressive input only.
+    #[arg(long, value_name = "SECS")]
+    pub fragment_duration: Option<f64>,
 }
 
 #[derive(Debug, Args)]

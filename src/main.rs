@@ -36,19 +36,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(&cli.serve),
         Some(Command::Serve(args)) => serve(&args),
-        Some(Command::Package(args)) => {
-            package::package(&args.input, &args.out, args.segment_duration)
-                .map_err(|e| e.to_string())
-                .map(|done| {
-                    println!(
-                        "wrote {} segments ({:.1} s, {} tracks) and manifest.mpd to {}",
-                        done.segments,
-                        done.duration_secs,
-                        done.tracks,
-                        args.out.display()
-                    );
-                })
-        }
+        Some(Command::Package(args)) => package::package(
+            &args.input,
+            &args.out,
+            package::Options {
+                segment_secs: args.segment_duration,
+                fragment_secs: args.fragment_duration,
+            },
+        )
+        .map_err(|e| e.to_string())
+        .map(|done| {
+            println!(
+                "wrote {} segments ({:.1} s, {} tracks) and manifest.mpd to {}",
+                done.segments,
+                done.duration_secs,
+                done.tracks,
+                args.out.display()
+            );
+        }),
         Some(Command::Probe(args)) => probe(&args.input),
     };
     match result {

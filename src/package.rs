@@ -1,5 +1,8 @@
-//! `package INPUT --out DIR`: a fragmented MP4 file into DASH segments with a static MPD (and
-//! an HLS playlist), by the same splitter, segmenter and manifests as the live server.
+//! `package INPUT --out DIR`: an MP4 file into DASH segments with a static MPD (and an HLS
+//! playlist), by the same segmenter and manifests as the live server. A fragmented file goes
+//! through the live splitter; a progressive one (samples listed in its `moov`) is read by its
+//! sample tables (`fmp4::progressive`) and cut into a fragment per group of pictures, or every
+//! `--fragment-duration` inside one, its media read by ranges straight into the fragments.
 //!
 //! ```text
 //! DIR/init.mp4  DIR/{n}.m4s          all tracks together (HLS, ffmpeg, most players)
@@ -8,12 +11,18 @@
 //! DIR/manifest.mpd  DIR/index.m3u8
 //! ```
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::fmp4::{self, Splitter, Unit};
+use crate::fmp4::progressive::{self, Run};
+use crate::fmp4::{
+    self, Atom, BoxPath, ErrorKind, FourCC, Fragment, InitSegment, Moov, Splitter, Unit,
+};
 use crate::manifest::{dash, hls};
 use crate::stream::manifests::{self, HlsUris};
 use crate::stream::{HubConfig, Status, Window, concat, unix_millis};
@@ -46,6 +55,90 @@ pub enum PackageError {
     NoMedia(PathBuf),
     #[error("no complete segment to describe")]
     NothingToDescribe,
+    #[error("--fragment-duration {0} is out of range (0.1 s up to the segment duration)")]
+    FragmentDuration(f64),
+    #[error("{}: the moov is {size} bytes, over the limit of {MAX_MOOV} bytes", .path.display())]
+    MoovTooLarge { path: PathBuf, size: u64 },
+}
+
+/// The largest `moov` read: its sample tables for 2^23 samples a track take about 100 MiB.
+pub const MAX_MOOV: u64 = 256 << 20;
+
+/// How to cut.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    pub segment_secs: f64,
+    /// Fragments inside a segment, for low-latency players; `None`: one per group of pictures.
+    pub fragment_secs: Option<f64>,
+}
+
+/// A top-level box: its type, where it starts and how long it is.
+#[derive(Debug, Clone, Copy)]
+struct TopBox {
+    kind: FourCC,
+    offset: u64,
+    len: u64,
+}
+
+/// The top-level boxes of a file, by their headers alone (seeking past each body), up to
+/// the first `moof`: enough to tell a progressive file from a fragmented one.
+fn top_level(file: &mut File, file_len: u64) -> Result<Vec<TopBox>, fmp4::Error> {
+    let mut boxes = Vec::new();
+    let mut at = 0u64;
+    let bad = |kind, offset| fmp4::Error::new(kind, offset, BoxPath::root());
+    while at < file_len {
+        let mut head = [0u8; 16];
+        let want = (file_len - at).min(16) as usize;
+        file.seek(SeekFrom::Start(at))
+            .and_then(|_| file.read_exact(&mut head[..want]))
+            .map_err(|_| {
+                bad(
+                    ErrorKind::Truncated {
+                        needed: 8,
+                        available: file_len - at,
+                    },
+                    at,
+                )
+            })?;
+        if want < 8 {
+            return Err(bad(
+                ErrorKind::Truncated {
+                    needed: 8,
+                    available: want as u64,
+                },
+                at,
+            ));
+        }
+        let size32 = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let kind = FourCC([head[4], head[5], head[6], head[7]]);
+        let len = match size32 {
+            0 => file_len - at,
+            1 if want == 16 => u64::from_be_bytes(head[8..16].try_into().unwrap_or_default()),
+            1 => {
+                return Err(bad(
+                    ErrorKind::Truncated {
+                        needed: 16,
+                        available: want as u64,
+                    },
+                    at,
+                ));
+            }
+            n => u64::from(n),
+        };
+        if len < 8 || at.checked_add(len).is_none_or(|end| end > file_len) {
+            return Err(bad(ErrorKind::BadSize { size: len }, at));
+        }
+        boxes.push(TopBox {
+            kind,
+            offset: at,
+            len,
+        });
+        if kind == FourCC::new(b"moof") {
+            break;
+        }
+        at += len;
+    }
+    Ok(boxes)
 }
 
 /// What `package` wrote.
@@ -56,9 +149,15 @@ pub struct Packaged {
     pub tracks: usize,
 }
 
-pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, PackageError> {
+pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, PackageError> {
+    let segment_secs = options.segment_secs;
     if !(0.5..=30.0).contains(&segment_secs) {
         return Err(PackageError::SegmentDuration(segment_secs));
+    }
+    if let Some(secs) = options.fragment_secs
+        && !(0.1..=segment_secs).contains(&secs)
+    {
+        return Err(PackageError::FragmentDuration(secs));
     }
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
@@ -68,19 +167,16 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
         path: input.to_path_buf(),
         source,
     };
-    let data = std::fs::read(input).map_err(io("read", input))?;
     let config = HubConfig {
         segment_secs,
         window: usize::MAX,
         ..HubConfig::default()
     };
     let mut window = Window::new(config.cutting(), 1);
-    let mut splitter = Splitter::default();
-    splitter.feed(Bytes::from(data));
     let mut inits = 0;
-    loop {
-        match splitter.poll() {
-            Ok(Some(Unit::Init(init))) => {
+    let mut take = |unit: Unit| -> Result<(), PackageError> {
+        match unit {
+            Unit::Init(init) => {
                 inits += 1;
                 if inits > 1 {
                     return Err(PackageError::SeveralInits(input.to_path_buf()));
@@ -89,15 +185,57 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
                     return Err(PackageError::NoTracks(input.to_path_buf()));
                 }
             }
-            Ok(Some(Unit::Fragment(fragment))) => {
+            Unit::Fragment(fragment) => {
                 // A file has no arrival times: every fragment counts as received now.
                 window.push(fragment, Instant::now(), unix_millis(SystemTime::now()));
             }
-            Ok(None) => break,
-            Err(err) => return Err(broken(err)),
         }
+        Ok(())
+    };
+    let mut file = File::open(input).map_err(io("read", input))?;
+    let file_len = file.metadata().map_err(io("read", input))?.len();
+    let boxes = top_level(&mut file, file_len).map_err(broken)?;
+    let moov = boxes.iter().find(|b| b.kind == Moov::KIND).copied();
+    let fragmented = boxes.iter().any(|b| b.kind == FourCC::new(b"moof"));
+    if moov.is_none() {
+        return Err(PackageError::NoInit(input.to_path_buf()));
     }
-    splitter.finish().map_err(broken)?;
+    let progressive = match moov {
+        Some(moov) if !fragmented => {
+            if moov.len > MAX_MOOV {
+                return Err(PackageError::MoovTooLarge {
+                    path: input.to_path_buf(),
+                    size: moov.len,
+                });
+            }
+            let bytes = read_range(&mut file, moov.offset, moov.len).map_err(io("read", input))?;
+            let parsed = Moov::decode(&bytes).map_err(|e| broken(at_offset(e, moov.offset)))?;
+            progressive::has_samples(&parsed).then_some(parsed)
+        }
+        _ => None,
+    };
+    if let Some(moov) = progressive {
+        progressive_units(
+            &mut file,
+            file_len,
+            &moov,
+            options.fragment_secs,
+            &mut take,
+            input,
+        )?;
+    } else {
+        let data = std::fs::read(input).map_err(io("read", input))?;
+        let mut splitter = Splitter::default();
+        splitter.feed(Bytes::from(data));
+        loop {
+            match splitter.poll() {
+                Ok(Some(unit)) => take(unit)?,
+                Ok(None) => break,
+                Err(err) => return Err(broken(err)),
+            }
+        }
+        splitter.finish().map_err(broken)?;
+    }
     window.finish();
     let snapshot = window.snapshot(Status::Ended);
     let init = snapshot
@@ -141,4 +279,86 @@ pub fn package(input: &Path, out: &Path, segment_secs: f64) -> Result<Packaged, 
         duration_secs: snapshot.segments.iter().map(|s| s.duration_secs()).sum(),
         tracks: init.segment.tracks.len(),
     })
+}
+
+/// An error inside a box read on its own, placed at the box's offset in the file.
+fn at_offset(err: fmp4::Error, offset: u64) -> fmp4::Error {
+    fmp4::Error::new(err.kind, err.offset.saturating_add(offset), err.path)
+}
+
+fn read_range(file: &mut File, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    let len = usize::try_from(len).map_err(|_| std::io::Error::other("range too large"))?;
+    let mut out = vec![0u8; len];
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(&mut out)?;
+    Ok(Bytes::from(out))
+}
+
+/// A progressive file as units: its fragmented init, then a fragment per cut of
+/// [`progressive::plan_fragments`], each read from the file by the byte ranges of its samples
+/// (consecutive samples of a track read at once) into the fragment's own buffer.
+fn progressive_units(
+    file: &mut File,
+    file_len: u64,
+    moov: &Moov,
+    fragment_secs: Option<f64>,
+    take: &mut dyn FnMut(Unit) -> Result<(), PackageError>,
+    input: &Path,
+) -> Result<(), PackageError> {
+    let broken = |source| PackageError::Fmp4 {
+        path: input.to_path_buf(),
+        source,
+    };
+    let io = |source| PackageError::Io {
+        what: "read",
+        path: input.to_path_buf(),
+        source,
+    };
+    let tracks = progressive::sample_tables(moov, file_len).map_err(broken)?;
+    let init = Arc::new(InitSegment::parse(progressive::fragmented_init(moov), 0).map_err(broken)?);
+    take(Unit::Init(init.clone()))?;
+    let plan = progressive::plan_fragments(&tracks, fragment_secs);
+    // A fragment per track and cut, video first: each DASH Representation is one track, and
+    // its segments are its own fragments (a moof of several tracks would carry the others').
+    let mut order: Vec<usize> = (0..tracks.len()).collect();
+    order.sort_by_key(|&t| tracks[t].kind != progressive::Kind::Video);
+    let mut sequence = 0u32;
+    for ranges in &plan {
+        for &t in &order {
+            let samples = &tracks[t].samples[ranges[t].clone()];
+            if samples.is_empty() {
+                continue;
+            }
+            sequence = sequence.wrapping_add(1);
+            let run = Run {
+                track_id: tracks[t].track_id,
+                samples,
+            };
+            let (mut buf, media) = progressive::fragment_header(sequence, &[run]);
+            let start = buf.len();
+            let media = usize::try_from(media)
+                .map_err(|_| io(std::io::Error::other("fragment too large")))?;
+            buf.resize(start + media, 0);
+            let mut at = start;
+            // Samples that follow each other in the file are read in one go.
+            let mut i = 0;
+            while i < samples.len() {
+                let first = samples[i];
+                let mut len = u64::from(first.size);
+                let mut j = i + 1;
+                while j < samples.len() && samples[j].offset == first.offset + len {
+                    len += u64::from(samples[j].size);
+                    j += 1;
+                }
+                let len = len as usize;
+                file.seek(SeekFrom::Start(first.offset)).map_err(io)?;
+                file.read_exact(&mut buf[at..at + len]).map_err(io)?;
+                at += len;
+                i = j;
+            }
+            let fragment = Fragment::parse(buf.freeze(), 0, &init).map_err(broken)?;
+            take(Unit::Fragment(fragment))?;
+        }
+    }
+    Ok(())
 }

@@ -82,7 +82,9 @@ fn package_writes_segments_and_a_static_mpd_that_ffprobe_decodes() {
 }
 
 #[test]
-fn package_refuses_a_plain_mp4_with_a_clear_reason() {
+fn package_takes_a_progressive_mp4_and_refuses_one_without_media() {
+    // plain.mp4: one second of 64x64 video, its samples listed in the moov (more in
+    // tests/package_progressive.rs).
     let out_dir = temp_dir("package-plain");
     let out = run(&[
         "package",
@@ -90,9 +92,24 @@ fn package_refuses_a_plain_mp4_with_a_clear_reason() {
         "--out",
         out_dir.to_str().expect("utf-8"),
     ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("wrote 1 segments"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Only an ftyp: nothing to package, said in one line.
+    let empty = temp_dir("package-empty").join("ftyp-only.mp4");
+    std::fs::write(&empty, b"\0\0\0\x10ftypisom\0\0\0\0").expect("write");
+    let out = run(&[
+        "package",
+        empty.to_str().expect("utf-8"),
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("not a fragmented MP4"), "{err}");
+    assert!(err.contains("no init segment"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
 

@@ -118,6 +118,15 @@ pub enum ErrorKind {
     /// Input that is not a fragmented MP4 stream at all.
     #[error("unsupported input: {0}")]
     Unsupported(&'static str),
+    #[error(
+        "sample {sample} of track {track} ends at byte {end}, past the end of the file ({file_len} bytes)"
+    )]
+    SampleOutsideFile {
+        track: u32,
+        sample: u64,
+        end: u64,
+        file_len: u64,
+    },
 }
 
 /// A box-level error: the kind, the absolute byte offset and the path of boxes.

@@ -42,6 +42,7 @@ pub mod moof;
 pub mod moov;
 mod prft;
 pub mod probe;
+pub mod progressive;
 mod reader;
 pub mod rewriter;
 mod segmenter;

@@ -12,11 +12,16 @@
 //                    dash.js)
 //                    [--publish 1]  (first publish Chromium's fake camera from
 //                    /publish/{stream}, in a window of its own, and keep it publishing)
+//                    [--screen 1]  (capture-to-screen: our players only, each latency read
+//                    off the picture, whose frames carry stamp.mjs's barcode of when they
+//                    were made; joins are page load to the first stamped picture, "live" the
+//                    first one within the run's p95; with --publish, the publisher's camera
+//                    is a stamped canvas)
 
-import { args, launch, quantile, until } from './lib.mjs';
+import { args, launch, quantile, screenReader, stampedCamera, until } from './lib.mjs';
 import { playerPage } from './players.mjs';
 
-const { url, stream = 'live', seconds = '60', joins = '5', players = 'webcodecs,mse', publish } = args();
+const { url, stream = 'live', seconds = '60', joins = '5', players = 'webcodecs,mse', publish, screen } = args();
 const WARM_UP_MS = 3000;
 /** Third-party players, and ours with sound, need longer to settle at their target latency. */
 const THIRD_PARTY_WARM_UP_MS = 15000;
@@ -57,8 +62,54 @@ async function measureThirdParty(browser, player) {
   }
 }
 
+/** Our page, every latency read off the picture (screenReader). */
+async function measureScreen(browser, player) {
+  const pageUrl = `${url}/watch/${stream}?player=${player}`;
+  const context = await browser.newContext();
+  await context.addInitScript(screenReader);
+  const page = await context.newPage();
+  await page.goto(pageUrl);
+  await until(page, () => window.screenFirstAt !== null, 15000, `${player}: the first stamped picture`);
+  await page.waitForTimeout(WARM_UP_MS);
+  const skip = await page.evaluate(() => window.screenLatencies.length);
+  await page.waitForTimeout(Number(seconds) * 1000);
+  const latencies = (await page.evaluate(() => window.screenLatencies)).slice(skip);
+  const stats = await page.evaluate(() => window.wslive.stats());
+  await page.close();
+  latencies.sort((a, b) => a - b);
+  const liveBound = quantile(latencies, 0.95);
+  const joinTimes = [];
+  const liveTimes = [];
+  for (let i = 0; i < Number(joins); i += 1) {
+    const tab = await context.newPage();
+    const opened = Date.now();
+    await tab.goto(pageUrl);
+    const first = await until(tab, () => window.screenFirstAt, 15000, `${player}: the first stamped picture`);
+    const live = await until(
+      tab,
+      (bound) => {
+        const all = window.screenLatencies;
+        for (let j = 0; j < all.length; j += 1) if (all[j] <= bound) return { at: window.screenTimes[j] };
+        return null;
+      },
+      15000,
+      `${player}: a live stamped picture`,
+      liveBound,
+    );
+    joinTimes.push(first - opened);
+    liveTimes.push(live.at - opened);
+    await tab.close();
+    await new Promise((resolve) => setTimeout(resolve, 300 + Math.random() * 700));
+  }
+  await context.close();
+  joinTimes.sort((a, b) => a - b);
+  liveTimes.sort((a, b) => a - b);
+  return { player, mode: `${stats.mode}, off the screen`, latencies, joinTimes, liveTimes, stats };
+}
+
 async function measure(browser, player) {
   if (THIRD_PARTY[player]) return measureThirdParty(browser, player);
+  if (screen) return measureScreen(browser, player);
   const [engine, withSound] = player.split('+');
   const pageUrl = `${url}/watch/${stream}?player=${engine}`;
   const page = await browser.newPage();
@@ -108,7 +159,9 @@ const browser = await launch(
 try {
   if (publish) {
     // The publisher in a window of its own (a background tab would count as hidden).
-    const publisher = await (await browser.newContext()).newPage();
+    const publishing = await browser.newContext();
+    if (screen) await publishing.addInitScript(stampedCamera);
+    const publisher = await publishing.newPage();
     await publisher.goto(`${url}/publish/${stream}?autostart=1`);
     await until(publisher, () => window.wspublish?.stats().framesSent >= 30, 15000, 'the publisher');
     await publisher.waitForTimeout(2000);

@@ -112,7 +112,11 @@ pub fn ffprobe_packets(path: &Path, fields: &str) -> Vec<(String, Vec<Vec<String
             .map(|kind| (kind.trim().to_string(), Vec::new()))
             .collect();
     let entries = format!("packet=stream_index,{fields}");
-    for line in ffprobe_csv(path, &["-show_entries", &entries]).lines() {
+    // A packet with side data (AAC's skipped priming samples) is followed by an empty line.
+    for line in ffprobe_csv(path, &["-show_entries", &entries])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
         let mut values = line.split(',').map(|v| v.trim().to_string());
         let index: usize = values
             .next()

@@ -301,7 +301,23 @@ impl AudioSampleEntry {
 fn decode_entry_children<C: Atom>(r: &mut Reader<'_>) -> Result<(C, Vec<RawBox>)> {
     let mut config = None;
     let mut unknown = Vec::new();
-    while let Some(child) = r.next_box()? {
+    loop {
+        // QuickTime ends a sample entry's list of boxes with four zero bytes (GStreamer's
+        // qtmux writes them): not a box, and nothing to keep.
+        let left = r.remaining();
+        if left > 0 && left < 8 {
+            let rest = r.rest();
+            if rest.iter().all(|b| *b == 0) {
+                break;
+            }
+            return Err(r.error(ErrorKind::Truncated {
+                needed: 8,
+                available: left as u64,
+            }));
+        }
+        let Some(child) = r.next_box()? else {
+            break;
+        };
         if child.kind() == C::KIND {
             if config.is_some() {
                 return Err(r.error(ErrorKind::DuplicateBox(C::KIND)));

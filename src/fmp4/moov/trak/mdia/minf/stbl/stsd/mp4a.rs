@@ -15,6 +15,28 @@ use super::{AudioSampleEntry, decode_entry_children};
 use crate::fmp4::atom::{field, put_full_header};
 use crate::fmp4::{Atom, Dump, ErrorKind, FourCC, RawBox, Reader, Result, atom::invalid};
 
+/// The `esds` inside a QuickTime `wave` child (`frma`, `mp4a`, `esds`, a zero terminator).
+fn esds_in_wave(mut r: Reader<'_>) -> Result<Option<Esds>> {
+    while r.remaining() >= 8 {
+        let Some(mut child) = r.next_box()? else {
+            break;
+        };
+        if child.kind() != FourCC::new(b"wave") {
+            continue;
+        }
+        let wave = child.body();
+        while wave.remaining() >= 8 {
+            let Some(inner) = wave.next_box()? else {
+                break;
+            };
+            if inner.kind() == Esds::KIND {
+                return inner.decode::<Esds>().map(Some);
+            }
+        }
+    }
+    Ok(None)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mp4a {
     pub audio: AudioSampleEntry,
@@ -26,13 +48,29 @@ impl Atom for Mp4a {
     const KIND: FourCC = FourCC::new(b"mp4a");
 
     fn decode_body(r: &mut Reader<'_>) -> Result<Self> {
-        let audio = AudioSampleEntry::decode(r)?;
-        let (esds, unknown) = decode_entry_children::<Esds>(r)?;
-        Ok(Self {
-            audio,
-            esds,
-            unknown,
-        })
+        let mut audio = AudioSampleEntry::decode(r)?;
+        let children = r.clone();
+        match decode_entry_children::<Esds>(r) {
+            Ok((esds, unknown)) => Ok(Self {
+                audio,
+                esds,
+                unknown,
+            }),
+            Err(err) if err.kind == ErrorKind::MissingBox(Esds::KIND) => {
+                // QuickTime (GStreamer's qtmux): a version 1 sound description whose `esds`
+                // is inside a `wave` box. Read as the ISO entry it describes: version 0, the
+                // `esds` its own child, the `wave` dropped.
+                let esds = esds_in_wave(children)?.ok_or(err)?;
+                audio.qt_version = 0;
+                audio.qt_extension = Bytes::new();
+                Ok(Self {
+                    audio,
+                    esds,
+                    unknown: Vec::new(),
+                })
+            }
+            Err(err) => Err(err),
+        }
     }
 
     fn encode_body<B: BufMut>(&self, out: &mut B) {

@@ -1,0 +1,313 @@
+//! `package` on progressive MP4, the everyday file: samples listed in the `moov`, one `mdat`.
+//! Files made by ffmpeg (moov at the end and `faststart`, B-frames with their edit list, AAC;
+//! `co64` chunk offsets, which ffmpeg writes only past 4 GiB, made here by rewriting a
+//! file's `stco`s) and by GStreamer's `mp4mux` and `qtmux`. Every packet of every track comes
+//! out (counted by ffprobe through the MPD and in the joined files), the output decodes
+//! cleanly, and every segment of the video Representation starts with a key frame as ffprobe
+//! reads it. Damaged tables are one-line errors naming the box.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::server::{BIN, temp_dir};
+use common::*;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("running the binary")
+}
+
+/// Packets per stream, `(codec_type, packets)`, as ffprobe counts them.
+fn packets(path: &Path) -> Vec<(String, u64)> {
+    ffprobe_packets(path, "flags")
+        .into_iter()
+        .map(|(kind, packets)| (kind, packets.len() as u64))
+        .collect()
+}
+
+fn ffmpeg(name: &str, args: &[&str]) -> PathBuf {
+    let path = temp_dir("progressive-in").join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .arg(&path)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg could not write {name}");
+    path
+}
+
+/// Six seconds of 320x240 at 30 fps, x264 with B-frames (so an edit list) and a key frame a
+/// second, and AAC, with `extra` output options.
+fn ffmpeg_file(name: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "6",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+        "-bf",
+        "2",
+        "-c:a",
+        "aac",
+    ];
+    args.extend_from_slice(extra);
+    ffmpeg(name, &args)
+}
+
+/// Packages `input` and checks the output against it; returns the output folder.
+fn package_and_check(input: &Path, extra: &[&str]) -> PathBuf {
+    let out_dir = temp_dir("progressive-out").join(input.file_stem().expect("a name"));
+    let mut args = vec![
+        "package",
+        input.to_str().expect("utf-8"),
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+        "--segment-duration",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        input.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = packets(input);
+    // The joined file (all tracks) has every packet of the input.
+    let mut joined = std::fs::read(out_dir.join("init.mp4")).expect("init.mp4");
+    let mut segments = 0;
+    while let Ok(segment) = std::fs::read(out_dir.join(format!("{}.m4s", segments + 1))) {
+        joined.extend_from_slice(&segment);
+        segments += 1;
+    }
+    assert!(segments >= 2, "{} segments", segments);
+    let joined_path = out_dir.join("joined.mp4");
+    std::fs::write(&joined_path, &joined).expect("write");
+    assert_eq!(packets(&joined_path), want, "{}: joined", input.display());
+    assert_eq!(ffmpeg_decode_errors(&joined_path), None);
+    // Through the MPD, one Representation a track: as many frames as the input's packets
+    // (AAC's first, priming, frame is decoded but not output by ffmpeg's DASH reader).
+    // ffprobe lists a DASH input's streams twice, in its program and on their own.
+    let via_mpd = ffprobe_frames(&out_dir.join("manifest.mpd"));
+    assert_eq!(via_mpd.len(), 2 * want.len(), "{via_mpd:?}");
+    for ((kind, frames), (want_kind, want_packets)) in via_mpd.iter().zip(&want) {
+        assert_eq!(kind, want_kind);
+        assert!(
+            *frames == *want_packets || (kind == "audio" && *frames + 1 == *want_packets),
+            "{}: {kind} {frames} frames through the MPD, {want_packets} packets in",
+            input.display()
+        );
+    }
+    // Each video segment, read on its own after its init, starts with a key frame.
+    let mpd = std::fs::read_to_string(out_dir.join("manifest.mpd")).expect("manifest.mpd");
+    let video = parse_mpd(&mpd)
+        .into_iter()
+        .find(|set| set.content_type == "video");
+    if let Some(video) = video {
+        let dir = out_dir.join(&video.representation);
+        let init = std::fs::read(dir.join("init.mp4")).expect("video init");
+        for n in 1..=segments {
+            let segment = std::fs::read(dir.join(format!("{n}.m4s"))).expect("video segment");
+            let alone = out_dir.join(format!("video-{n}.mp4"));
+            std::fs::write(&alone, [init.as_slice(), &segment].concat()).expect("write");
+            let first = ffprobe_packets(&alone, "flags")[0].1[0][0].clone();
+            assert!(
+                first.starts_with('K'),
+                "{}: segment {n} starts with {first}",
+                input.display()
+            );
+        }
+    }
+    out_dir
+}
+
+fn have_ffmpeg() -> bool {
+    have_tool("ffmpeg") && have_tool("ffprobe")
+}
+
+#[test]
+fn ffmpeg_files_with_the_moov_last_or_first_package_frame_exact() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let last = ffmpeg_file("moov-last.mp4", &[]);
+    package_and_check(&last, &[]);
+    let first = ffmpeg_file("faststart.mp4", &["-movflags", "+faststart"]);
+    package_and_check(&first, &[]);
+    // Video only, and audio only.
+    let video = ffmpeg_file("video-only.mp4", &["-an"]);
+    package_and_check(&video, &[]);
+    let audio = ffmpeg_file("audio-only.mp4", &["-vn"]);
+    package_and_check(&audio, &[]);
+}
+
+#[test]
+fn fragments_inside_segments_for_low_latency_players() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let input = ffmpeg_file("fragments.mp4", &[]);
+    let out = package_and_check(&input, &["--fragment-duration", "0.5"]);
+    // A two-second segment of one-second groups cut every half second: four video fragments.
+    let segment = std::fs::read(out.join("1.m4s")).expect("segment 1");
+    let moofs = segment.windows(4).filter(|w| w == b"moof").count();
+    assert_eq!(moofs, 8, "four fragments each of video and audio");
+    let bad = run(&[
+        "package",
+        input.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--fragment-duration",
+        "5",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--fragment-duration 5"));
+}
+
+/// `stco` boxes rewritten as `co64` (64-bit chunk offsets) in a file whose `moov` is last, so
+/// no offset into the `mdat` moves; the containers on the way grow with them.
+fn with_co64(input: &Path, name: &str) -> PathBuf {
+    fn rebuild(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 8 <= data.len() {
+            let size = u32::from_be_bytes(data[at..at + 4].try_into().expect("4")) as usize;
+            let kind = &data[at + 4..at + 8];
+            let body = &data[at + 8..at + size];
+            let new_body = match kind {
+                b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" => rebuild(body),
+                b"stco" => {
+                    let count = u32::from_be_bytes(body[4..8].try_into().expect("4")) as usize;
+                    let mut wide = body[..8].to_vec();
+                    for i in 0..count {
+                        let offset =
+                            u32::from_be_bytes(body[8 + 4 * i..12 + 4 * i].try_into().expect("4"));
+                        wide.extend_from_slice(&u64::from(offset).to_be_bytes());
+                    }
+                    wide
+                }
+                _ => body.to_vec(),
+            };
+            let new_kind: &[u8] = if kind == b"stco" { b"co64" } else { kind };
+            out.extend_from_slice(&((new_body.len() + 8) as u32).to_be_bytes());
+            out.extend_from_slice(new_kind);
+            out.extend_from_slice(&new_body);
+            at += size;
+        }
+        out
+    }
+    let data = std::fs::read(input).expect("input");
+    let moov = data.windows(4).rposition(|w| w == b"moov").expect("a moov") - 4;
+    let mut out = data[..moov].to_vec();
+    out.extend_from_slice(&rebuild(&data[moov..]));
+    let path = temp_dir("progressive-in").join(name);
+    std::fs::write(&path, out).expect("write");
+    path
+}
+
+#[test]
+fn sixty_four_bit_chunk_offsets_package_the_same() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let input = ffmpeg_file("co64-source.mp4", &[]);
+    let wide = with_co64(&input, "co64.mp4");
+    let probe = run(&["probe", wide.to_str().expect("utf-8")]);
+    let tree = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        tree.contains("co64") && !tree.contains("stco"),
+        "the rewrite: {tree}"
+    );
+    // ffprobe reads the rewritten file as the original.
+    assert_eq!(packets(&wide), packets(&input));
+    package_and_check(&wide, &[]);
+}
+
+#[test]
+fn gstreamer_mp4mux_and_qtmux_files_package_frame_exact() {
+    if !have_ffmpeg() || !have_tool_with("gst-launch-1.0", "--version") {
+        return;
+    }
+    for muxer in ["mp4mux", "qtmux"] {
+        let path = temp_dir("progressive-in").join(format!("gst-{muxer}.mp4"));
+        let pipeline = format!(
+            "videotestsrc num-buffers=150 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+             x264enc key-int-max=30 bframes=2 ! h264parse ! {muxer} name=mux ! filesink \
+             location={} audiotestsrc num-buffers=235 ! audio/x-raw,rate=48000 ! voaacenc ! \
+             aacparse ! mux.",
+            path.display()
+        );
+        let out = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(pipeline.split_whitespace())
+            .output()
+            .expect("gst-launch-1.0");
+        assert!(
+            out.status.success(),
+            "{muxer}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        package_and_check(&path, &[]);
+    }
+}
+
+/// `input` with the 4 bytes at the first `needle` plus `skip` replaced by `value`.
+fn patched(input: &Path, name: &str, needle: &[u8], skip: usize, value: u32) -> PathBuf {
+    let mut data = std::fs::read(input).expect("input");
+    let at = data
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the box")
+        + skip;
+    data[at..at + 4].copy_from_slice(&value.to_be_bytes());
+    let path = temp_dir("progressive-in").join(name);
+    std::fs::write(&path, data).expect("write");
+    path
+}
+
+#[test]
+fn damaged_sample_tables_are_one_line_errors_naming_the_box() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let input = ffmpeg_file("damage-source.mp4", &["-an"]);
+    // stco body: version and flags, count, then the first offset.
+    let offset_past_end = patched(&input, "offset-past-end.mp4", b"stco", 12, 0xffff_ff00);
+    // stsz body: version and flags, constant size, count.
+    let huge_count = patched(&input, "huge-count.mp4", b"stsz", 12, u32::MAX);
+    let huge_size = patched(&input, "huge-size.mp4", b"stsz", 16, 0x7fff_ffff);
+    for (file, names) in [
+        (&offset_past_end, "past the end of the file"),
+        (&huge_count, "stsz"),
+        (&huge_size, "past the end of the file"),
+    ] {
+        let out_dir = temp_dir("progressive-damaged");
+        let out = run(&[
+            "package",
+            file.to_str().expect("utf-8"),
+            "--out",
+            out_dir.to_str().expect("utf-8"),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", file.display());
+        assert!(err.contains(names), "{}: {err}", file.display());
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}
