@@ -81,5 +81,14 @@ fn probe(input: &std::path::Path) -> Result<(), String> {
     let dump = fmp4::probe::dump(&bytes::Bytes::from(data))
         .map_err(|e| format!("{}: {e}", input.display()))?;
     print!("{dump}");
+    // What package would cut; a file it cannot package still has its box tree above.
+    let options = package::Options {
+        segment_secs: 2.0,
+        fragment_secs: None,
+    };
+    match package::describe(input, options) {
+        Ok(plan) => print!("\n{plan}"),
+        Err(err) => println!("\npackage would refuse it: {err}"),
+    }
     Ok(())
 }

@@ -25,7 +25,7 @@ use crate::fmp4::{
 };
 use crate::manifest::{dash, hls};
 use crate::stream::manifests::{self, HlsUris};
-use crate::stream::{HubConfig, Status, Window, concat, unix_millis};
+use crate::stream::{HubConfig, Snapshot, Status, Window, concat, unix_millis};
 
 /// Why `package` could not write its output.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +150,12 @@ pub struct Packaged {
 }
 
 pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, PackageError> {
+    let (snapshot, config) = cut(input, options)?;
+    write_out(input, out, &snapshot, &config)
+}
+
+/// The file cut into segments, as the window holds them, and the settings that cut it.
+fn cut(input: &Path, options: Options) -> Result<(Snapshot, HubConfig), PackageError> {
     let segment_secs = options.segment_secs;
     if !(0.5..=30.0).contains(&segment_secs) {
         return Err(PackageError::SegmentDuration(segment_secs));
@@ -173,21 +179,36 @@ pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, P
         ..HubConfig::default()
     };
     let mut window = Window::new(config.cutting(), 1);
-    let mut inits = 0;
+    let mut current: Option<Arc<InitSegment>> = None;
+    // Every fragment, one track each, with its start in seconds: placed in time order once
+    // all are read, so a track the muxer interleaved late (ffmpeg's audio behind B-frame
+    // video) still lands in the segment its time belongs to.
+    let mut pending: Vec<(f64, bool, Fragment)> = Vec::new();
     let mut take = |unit: Unit| -> Result<(), PackageError> {
         match unit {
             Unit::Init(init) => {
-                inits += 1;
-                if inits > 1 {
+                if current.is_some() {
                     return Err(PackageError::SeveralInits(input.to_path_buf()));
                 }
+                current = Some(init.clone());
                 if window.set_init(init).is_none() {
                     return Err(PackageError::NoTracks(input.to_path_buf()));
                 }
             }
             Unit::Fragment(fragment) => {
-                // A file has no arrival times: every fragment counts as received now.
-                window.push(fragment, Instant::now(), unix_millis(SystemTime::now()));
+                let init = current
+                    .as_ref()
+                    .ok_or_else(|| PackageError::NoInit(input.to_path_buf()))?;
+                // One track a fragment, for Representations of one track each.
+                for part in fmp4::split_by_track(&fragment, init).map_err(broken)? {
+                    let Some(run) = part.runs.first() else {
+                        continue;
+                    };
+                    let track = init.track(run.track_id);
+                    let scale = f64::from(track.map_or(1, |t| t.timescale).max(1));
+                    let video = track.is_some_and(|t| t.kind == fmp4::TrackKind::Video);
+                    pending.push((run.decode_time as f64 / scale, !video, part));
+                }
             }
         }
         Ok(())
@@ -196,12 +217,17 @@ pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, P
     let file_len = file.metadata().map_err(io("read", input))?.len();
     let boxes = top_level(&mut file, file_len).map_err(broken)?;
     let moov = boxes.iter().find(|b| b.kind == Moov::KIND).copied();
-    let fragmented = boxes.iter().any(|b| b.kind == FourCC::new(b"moof"));
     if moov.is_none() {
         return Err(PackageError::NoInit(input.to_path_buf()));
     }
-    let progressive = match moov {
-        Some(moov) if !fragmented => {
+    let first_moof = boxes
+        .iter()
+        .find(|b| b.kind == FourCC::new(b"moof"))
+        .map(|b| b.offset);
+    // The moov's own samples: all of a progressive file's, or the first ones of a file that
+    // goes on in fragments (ffmpeg's frag_keyframe without empty_moov).
+    let with_samples = match moov {
+        Some(moov) => {
             if moov.len > MAX_MOOV {
                 return Err(PackageError::MoovTooLarge {
                     path: input.to_path_buf(),
@@ -212,21 +238,37 @@ pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, P
             let parsed = Moov::decode(&bytes).map_err(|e| broken(at_offset(e, moov.offset)))?;
             progressive::has_samples(&parsed).then_some(parsed)
         }
-        _ => None,
+        None => None,
     };
-    if let Some(moov) = progressive {
-        progressive_units(
+    let mut init = None;
+    if let Some(moov) = &with_samples {
+        init = Some(progressive_units(
             &mut file,
             file_len,
-            &moov,
+            moov,
             options.fragment_secs,
             &mut take,
             input,
-        )?;
-    } else {
-        let data = std::fs::read(input).map_err(io("read", input))?;
-        let mut splitter = Splitter::default();
-        splitter.feed(Bytes::from(data));
+        )?);
+    }
+    if with_samples.is_none() || first_moof.is_some() {
+        // The splitter reads the fragments; after the moov's samples, from the first moof on,
+        // under the init already taken, counting offsets from the file's start.
+        let mut splitter = match (init, first_moof) {
+            (Some(init), Some(at)) => {
+                let mut splitter =
+                    Splitter::with_init(fmp4::DEFAULT_MAX_BOX_SIZE, init).starting_at(at);
+                splitter.feed(read_range(&mut file, at, file_len - at).map_err(io("read", input))?);
+                splitter
+            }
+            _ => {
+                let mut splitter = Splitter::default();
+                splitter.feed(Bytes::from(
+                    std::fs::read(input).map_err(io("read", input))?,
+                ));
+                splitter
+            }
+        };
         loop {
             match splitter.poll() {
                 Ok(Some(unit)) => take(unit)?,
@@ -236,8 +278,48 @@ pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, P
         }
         splitter.finish().map_err(broken)?;
     }
+    // Video first at equal times: a segment starts with its key frame.
+    pending.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // A one-sample fragment lasts until its track's next one starts, whatever it says.
+    if let Some(init) = &current {
+        let mut last_of: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        for i in 0..pending.len() {
+            let Some(run) = pending[i].2.runs.first().copied() else {
+                continue;
+            };
+            if let Some(prev) = last_of.insert(run.track_id, i)
+                && let Some(before) = pending[prev].2.runs.first().copied()
+                && before.sample_count == 1
+            {
+                let actual = run.decode_time.saturating_sub(before.decode_time);
+                if actual > 0
+                    && actual != before.duration
+                    && let Ok(actual) = u32::try_from(actual)
+                {
+                    pending[prev].2 = fmp4::with_sample_duration(&pending[prev].2, actual, init)
+                        .map_err(broken)?;
+                }
+            }
+        }
+    }
+    for (_, _, fragment) in pending {
+        // A file has no arrival times: every fragment counts as received now.
+        window.push(fragment, Instant::now(), unix_millis(SystemTime::now()));
+    }
     window.finish();
-    let snapshot = window.snapshot(Status::Ended);
+    Ok((window.snapshot(Status::Ended), config))
+}
+
+fn write_out(
+    input: &Path,
+    out: &Path,
+    snapshot: &Snapshot,
+    config: &HubConfig,
+) -> Result<Packaged, PackageError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PackageError::Io { what, path, source }
+    };
     let init = snapshot
         .init
         .as_ref()
@@ -262,7 +344,7 @@ pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, P
             write(&out.join(track.to_string()).join(&name), &bytes)?;
         }
     }
-    let mpd = manifests::dash_mpd(&snapshot, &config, Vec::new(), 0, false)
+    let mpd = manifests::dash_mpd(snapshot, config, Vec::new(), 0, false)
         .ok_or(PackageError::NothingToDescribe)?;
     write(&out.join("manifest.mpd"), dash::render(&mpd).as_bytes())?;
     let uris = HlsUris {
@@ -271,7 +353,7 @@ pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, P
         part_prefix: "",
         query: "",
     };
-    let playlist = manifests::hls_media(&snapshot, &config, &uris, hls::PlaylistKind::Finished)
+    let playlist = manifests::hls_media(snapshot, config, &uris, hls::PlaylistKind::Finished)
         .ok_or(PackageError::NothingToDescribe)?;
     write(&out.join("index.m3u8"), hls::media(&playlist).as_bytes())?;
     Ok(Packaged {
@@ -304,7 +386,7 @@ fn progressive_units(
     fragment_secs: Option<f64>,
     take: &mut dyn FnMut(Unit) -> Result<(), PackageError>,
     input: &Path,
-) -> Result<(), PackageError> {
+) -> Result<Arc<InitSegment>, PackageError> {
     let broken = |source| PackageError::Fmp4 {
         path: input.to_path_buf(),
         source,
@@ -360,5 +442,91 @@ fn progressive_units(
             take(Unit::Fragment(fragment))?;
         }
     }
-    Ok(())
+    Ok(init)
+}
+
+/// What `package` would do with `input`, for `probe`: its tracks, their length, the video's
+/// key-frame spacing, and the segments it would cut (number, start, length, size).
+pub fn describe(input: &Path, options: Options) -> Result<String, PackageError> {
+    use std::fmt::Write as _;
+    let (snapshot, _) = cut(input, options)?;
+    let init = snapshot
+        .init
+        .as_ref()
+        .ok_or_else(|| PackageError::NoInit(input.to_path_buf()))?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "package --segment-duration {}{}:",
+        options.segment_secs,
+        options
+            .fragment_secs
+            .map_or(String::new(), |f| format!(" --fragment-duration {f}"))
+    );
+    for track in &init.segment.tracks {
+        let ticks: u64 = snapshot
+            .segments
+            .iter()
+            .flat_map(|s| s.tracks.iter())
+            .filter(|t| t.track_id == track.id)
+            .map(|t| t.duration)
+            .sum();
+        let secs = ticks as f64 / f64::from(track.timescale.max(1));
+        let size = if track.width > 0 {
+            format!(" {}x{}", track.width, track.height)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  track {} {:?} {}{size} timescale {} {secs:.3} s",
+            track.id,
+            track.kind,
+            track.codec.as_deref().unwrap_or("(codec unknown)"),
+            track.timescale
+        );
+    }
+    // Key frames: the reference track's decode times of the fragments that start with one.
+    let reference = init.reference_track;
+    let scale = f64::from(
+        init.segment
+            .track(reference)
+            .map_or(1, |t| t.timescale)
+            .max(1),
+    );
+    let keys: Vec<f64> = snapshot
+        .segments
+        .iter()
+        .flat_map(|s| s.fragments.iter())
+        .filter(|f| f.key)
+        .filter_map(|f| f.fragment.run(reference))
+        .map(|r| r.decode_time as f64 / scale)
+        .collect();
+    let gaps: Vec<f64> = keys.windows(2).map(|w| w[1] - w[0]).collect();
+    if let (Some(min), Some(max)) = (
+        gaps.iter().copied().reduce(f64::min),
+        gaps.iter().copied().reduce(f64::max),
+    ) {
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let _ = writeln!(
+            out,
+            "  key frames: {} on track {reference}, every {min:.3}–{max:.3} s (mean {mean:.3} s)",
+            keys.len()
+        );
+    } else {
+        let _ = writeln!(out, "  key frames: {} on track {reference}", keys.len());
+    }
+    let _ = writeln!(out, "  segments: {}", snapshot.segments.len());
+    for segment in &snapshot.segments {
+        let _ = writeln!(
+            out,
+            "    {:>4}  start {:>9.3} s  {:>6.3} s  {:>4} fragments  {:>9} bytes",
+            segment.number,
+            segment.start as f64 / f64::from(segment.timescale.max(1)),
+            segment.duration_secs(),
+            segment.fragments.len(),
+            segment.bytes
+        );
+    }
+    Ok(out)
 }

@@ -125,9 +125,23 @@ fn probe_prints_the_box_tree() {
         "profile=1",
         "moof size=",
         "trun size=",
+        // What package would cut, after the tree.
+        "package --segment-duration 2:",
+        "track 1 Video hvc1.",
+        "key frames:",
+        "segments: ",
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
+    // A progressive file: its tracks, key frames and segments from its sample tables.
+    let out = run(&["probe", fixture_path("plain.mp4").to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("track 1 Video avc1.f4000a 64x64 timescale 10240 1.000 s")
+            && text.contains("segments: 1"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -22,6 +22,10 @@ pub struct TrackRun {
     pub starts_with_sync: bool,
     /// Bytes of sample data in the `mdat`.
     pub data_size: u64,
+    /// Where the sample data starts in the fragment's bytes, when the track fragment's runs
+    /// lie one after another (as every muxer seen writes them); `None` when they do not, or
+    /// when an absolute `base_data_offset` points before the fragment.
+    pub data_start: Option<usize>,
 }
 
 impl TrackRun {
@@ -133,6 +137,7 @@ impl Fragment {
                         part,
                         init,
                         DataLayout {
+                            stream_offset: offset,
                             moof_start,
                             first_traf,
                             previous_end: data_end,
@@ -198,6 +203,8 @@ impl Fragment {
 
 /// Where sample data may be: needed to check that every run points inside the `mdat`.
 struct DataLayout {
+    /// The fragment's first byte in the stream: what a `base_data_offset` counts from.
+    stream_offset: u64,
     moof_start: usize,
     first_traf: bool,
     previous_end: usize,
@@ -223,7 +230,12 @@ fn read_traf(
         sample_count: 0,
         starts_with_sync: false,
         data_size: 0,
+        data_start: None,
     };
+    let mut contiguous = true;
+    // Whether the base is an absolute base_data_offset, which a stream read from its middle
+    // (or restarted) may not agree with: then where the data is stays unknown, as before.
+    let mut absolute = false;
     let mut defaults = SampleDefaults::default();
     let mut first_trun = true;
     // ISO/IEC 14496-12 §8.8.7.1: without an explicit base, the first track fragment counts
@@ -262,8 +274,19 @@ fn read_traf(
                     .default_sample_flags
                     .unwrap_or(track.defaults.default_sample_flags),
             };
-            base = if header.base_data_offset.is_some() {
-                None
+            absolute = header.base_data_offset.is_some();
+            base = if let Some(absolute) = header.base_data_offset {
+                // An absolute position in the stream (ffmpeg without default_base_moof):
+                // inside this fragment, or nothing is known of where the data is.
+                absolute
+                    .checked_sub(layout.stream_offset)
+                    .and_then(|at| usize::try_from(at).ok())
+                    // Before this fragment's moof (into boxes in front of it, or before the
+                    // fragment): the file was rewritten, as ffmpeg's global_sidx does, or the
+                    // stream is read from its middle; ffmpeg writes each moof's own position
+                    // there, so count from the moof.
+                    .filter(|at| *at >= layout.moof_start)
+                    .or(Some(layout.moof_start))
             } else if header.default_base_is_moof() || layout.first_traf {
                 Some(layout.moof_start)
             } else {
@@ -300,25 +323,39 @@ fn read_traf(
             run.duration = run.duration.saturating_add(summary.duration);
             run.sample_count = run.sample_count.saturating_add(summary.sample_count);
             run.data_size = run.data_size.saturating_add(summary.data_size);
-            if let Some(base) = base {
-                let start = match summary.data_offset {
-                    Some(rel) => i64::try_from(base)
-                        .ok()
-                        .and_then(|b| b.checked_add(i64::from(rel)))
-                        .and_then(|s| usize::try_from(s).ok()),
-                    None => Some(next_data),
+            let mut lost = false;
+            if let Some(from) = base {
+                let place = |from: usize| {
+                    let start = match summary.data_offset {
+                        Some(rel) => i64::try_from(from)
+                            .ok()
+                            .and_then(|b| b.checked_add(i64::from(rel)))
+                            .and_then(|s| usize::try_from(s).ok()),
+                        None => Some(next_data),
+                    }?;
+                    let end = start.checked_add(usize::try_from(summary.data_size).ok()?)?;
+                    (start >= layout.mdat.0 && end <= layout.mdat.1).then_some((start, end))
                 };
-                let end = start.and_then(|s| {
-                    usize::try_from(summary.data_size)
-                        .ok()
-                        .and_then(|len| s.checked_add(len))
-                });
-                match (start, end) {
-                    (Some(start), Some(end)) if start >= layout.mdat.0 && end <= layout.mdat.1 => {
+                let mut placed = place(from);
+                if placed.is_none() && absolute && from != layout.moof_start {
+                    // The same for an absolute base past the moof that places nothing.
+                    placed = place(layout.moof_start);
+                    if placed.is_some() {
+                        base = Some(layout.moof_start);
+                    }
+                }
+                match placed {
+                    Some((start, end)) => {
+                        if run.data_start.is_none() {
+                            run.data_start = Some(start);
+                        } else if start != next_data {
+                            contiguous = false;
+                        }
                         next_data = end;
                         *data_end = end;
                     }
-                    _ => {
+                    None if absolute => lost = true,
+                    None => {
                         return Err(Error::new(
                             ErrorKind::InvalidValue("trun sample data lies outside the mdat"),
                             offset,
@@ -326,6 +363,10 @@ fn read_traf(
                         ));
                     }
                 }
+            }
+            if lost {
+                contiguous = false;
+                base = None;
             }
         }
     }
@@ -338,5 +379,140 @@ fn read_traf(
     }
     run.decode_time = decode_time
         .ok_or_else(|| Error::new(ErrorKind::MissingBox(Tfdt::KIND), traf_offset, traf_path))?;
+    if !contiguous {
+        run.data_start = None;
+    }
     Ok(run)
+}
+
+/// A fragment of several track fragments as one fragment per track fragment, each its own
+/// `moof` (the `traf`, its `tfhd` counting from the `moof`, its runs' offsets set anew) and
+/// `mdat` (that track's bytes, copied once); so is one whose data is placed by an absolute
+/// `base_data_offset`. A fragment of one track placed from its `moof` is given back as it is.
+/// What needs it: a DASH Representation of one track, whose segments must hold only its
+/// own samples (ffmpeg's `frag_keyframe` puts every track in one `moof`).
+pub fn split_by_track(fragment: &Fragment, init: &InitSegment) -> Result<Vec<Fragment>> {
+    let moof_bytes = fragment
+        .bytes
+        .slice(fragment.moof_start..fragment.mdat_start);
+    let moof = super::Moof::decode(&moof_bytes)?;
+    // One track, its data placed from its own moof: already what is wanted. An absolute
+    // base_data_offset would point elsewhere once the fragment is in another file.
+    if fragment.runs.len() <= 1 && moof.traf.iter().all(|t| t.tfhd.base_data_offset.is_none()) {
+        return Ok(vec![fragment.clone()]);
+    }
+    let mut out = Vec::with_capacity(moof.traf.len());
+    for (traf, run) in moof.traf.iter().zip(&fragment.runs) {
+        if run.sample_count == 0 {
+            continue;
+        }
+        let Some(start) = run.data_start else {
+            return Err(Error::new(
+                ErrorKind::Unsupported("a track fragment whose runs are not one after another"),
+                fragment.offset + fragment.moof_start as u64,
+                super::BoxPath::root(),
+            ));
+        };
+        let len = usize::try_from(run.data_size).unwrap_or(usize::MAX);
+        let data = fragment
+            .bytes
+            .get(start..start.saturating_add(len))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidValue("trun sample data lies outside the mdat"),
+                    fragment.offset,
+                    super::BoxPath::root(),
+                )
+            })?;
+        let mut traf = traf.clone();
+        traf.tfhd.base_data_offset = None;
+        traf.tfhd.other_flags |= super::moof::DEFAULT_BASE_IS_MOOF;
+        for (i, trun) in traf.trun.iter_mut().enumerate() {
+            // The first run is placed below; the others follow it, as they did.
+            trun.data_offset = (i == 0).then_some(0);
+        }
+        let mut single = super::Moof {
+            mfhd: moof.mfhd,
+            traf: vec![traf],
+            unknown: Vec::new(),
+        };
+        let header = if data.len() + 8 > u32::MAX as usize {
+            16
+        } else {
+            8
+        };
+        let moof_len = single.encoded_len();
+        if let Some(trun) = single.traf[0].trun.first_mut() {
+            trun.data_offset = i32::try_from(moof_len + header).ok();
+        }
+        let mut bytes = bytes::BytesMut::with_capacity(moof_len + header + data.len());
+        single.encode(&mut bytes);
+        if header == 16 {
+            bytes::BufMut::put_u32(&mut bytes, 1);
+            bytes.extend_from_slice(b"mdat");
+            bytes::BufMut::put_u64(&mut bytes, (data.len() + 16) as u64);
+        } else {
+            bytes::BufMut::put_u32(&mut bytes, (data.len() + 8) as u32);
+            bytes.extend_from_slice(b"mdat");
+        }
+        bytes.extend_from_slice(data);
+        out.push(Fragment::parse(bytes.freeze(), fragment.offset, init)?);
+    }
+    Ok(out)
+}
+
+/// A fragment of one sample of one track whose duration is wrong (the next fragment's decode
+/// time says otherwise: ffmpeg's frag_every_frame writes a default for AAC that is not the
+/// frame's), written again with `duration`: in the `trun` if it stores durations, else as the
+/// `tfhd` default. The data keeps its place after the `moof`, whose length may change.
+pub fn with_sample_duration(
+    fragment: &Fragment,
+    duration: u32,
+    init: &InitSegment,
+) -> Result<Fragment> {
+    let unchanged = || Ok(fragment.clone());
+    let [run] = fragment.runs.as_slice() else {
+        return unchanged();
+    };
+    if run.sample_count != 1 || run.data_start.is_none() {
+        return unchanged();
+    }
+    let moof_bytes = fragment
+        .bytes
+        .slice(fragment.moof_start..fragment.mdat_start);
+    let mut moof = super::Moof::decode(&moof_bytes)?;
+    let Some(traf) = moof.traf.first_mut() else {
+        return unchanged();
+    };
+    if !traf.tfhd.default_base_is_moof() || traf.tfhd.base_data_offset.is_some() {
+        return unchanged();
+    }
+    for trun in &mut traf.trun {
+        if trun.sample_fields & super::moof::SAMPLE_DURATION_PRESENT != 0 {
+            for sample in &mut trun.samples {
+                sample.duration = duration;
+            }
+        }
+    }
+    if traf
+        .trun
+        .iter()
+        .all(|t| t.sample_fields & super::moof::SAMPLE_DURATION_PRESENT == 0)
+    {
+        traf.tfhd.default_sample_duration = Some(duration);
+    }
+    // The data offset from the moof start, moved by however much the moof grew.
+    let old_len = fragment.mdat_start - fragment.moof_start;
+    let new_len = moof.encoded_len();
+    let shift = new_len as i64 - old_len as i64;
+    for trun in &mut moof.traf[0].trun {
+        if let Some(offset) = trun.data_offset.as_mut() {
+            *offset = i32::try_from(i64::from(*offset) + shift).unwrap_or(*offset);
+        }
+    }
+    let mut bytes = bytes::BytesMut::with_capacity(fragment.bytes.len() + 4);
+    bytes.extend_from_slice(&fragment.bytes[..fragment.moof_start]);
+    moof.encode(&mut bytes);
+    bytes.extend_from_slice(&fragment.bytes[fragment.mdat_start..]);
+    Fragment::parse(bytes.freeze(), fragment.offset, init)
 }

@@ -458,7 +458,7 @@ fn empty_table(kind: &[u8; 4], zeros: usize) -> RawBox {
 /// The init segment (`ftyp` and `moov`) of the fragmented form of a progressive file: its
 /// tracks and sample descriptions as they were, its edit lists kept, the sample tables
 /// emptied (§8.8.1: fragments list the samples), durations zeroed (the fragments say how long
-/// it is), and a `trex` per track.
+/// it is), and a `trex` per track unless it has its own.
 pub fn fragmented_init(moov: &Moov) -> Bytes {
     let mut moov = moov.clone();
     moov.mvhd.duration = 0;
@@ -474,22 +474,25 @@ pub fn fragmented_init(moov: &Moov) -> Bytes {
         stbl.unknown.push(empty_table(b"stsz", 8));
         stbl.unknown.push(empty_table(b"stco", 4));
     }
-    let trex = moov
-        .trak
-        .iter()
-        .map(|t| Trex {
-            track_id: t.tkhd.track_id,
-            default_sample_description_index: 1,
-            default_sample_duration: 0,
-            default_sample_size: 0,
-            default_sample_flags: 0,
-        })
-        .collect();
-    moov.mvex = Some(Mvex {
-        mehd: None,
-        trex,
-        unknown: Vec::new(),
-    });
+    // A file that goes on in fragments has its own trex defaults, which they rely on.
+    if moov.mvex.is_none() {
+        let trex = moov
+            .trak
+            .iter()
+            .map(|t| Trex {
+                track_id: t.tkhd.track_id,
+                default_sample_description_index: 1,
+                default_sample_duration: 0,
+                default_sample_size: 0,
+                default_sample_flags: 0,
+            })
+            .collect();
+        moov.mvex = Some(Mvex {
+            mehd: None,
+            trex,
+            unknown: Vec::new(),
+        });
+    }
     let brands: &[&[u8; 4]] = &[b"iso6", b"isom", b"mp41"];
     let ftyp = Ftyp {
         major_brand: FourCC::new(b"iso6"),

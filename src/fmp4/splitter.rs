@@ -101,6 +101,13 @@ impl Splitter {
         }
     }
 
+    /// The same splitter counting its input from `offset`: for fragments read from the middle
+    /// of a file, whose `base_data_offset`s count from the file's start.
+    pub fn starting_at(mut self, offset: u64) -> Self {
+        self.unit_offset = offset;
+        self
+    }
+
     /// The init segment in force, if one has been seen.
     pub fn init(&self) -> Option<&Arc<InitSegment>> {
         self.init.as_ref()

@@ -360,7 +360,15 @@ impl Window {
         }
         for run in &live.fragment.runs {
             match open.track_timing_mut(run.track_id) {
-                Some(timing) => timing.duration += run.duration,
+                // To the end of the latest fragment: each fragment's decode time corrects the
+                // durations written before it (ffmpeg's frag_every_frame writes a default
+                // that is not the frame's; the zero-wait writer a nominal one).
+                Some(timing) => {
+                    timing.duration = run
+                        .end_time()
+                        .saturating_sub(timing.start)
+                        .max(timing.duration);
+                }
                 None => open.tracks.push(TrackTiming {
                     track_id: run.track_id,
                     start: run.decode_time,
