@@ -25,7 +25,7 @@ use crate::fmp4::{
 };
 use crate::manifest::{dash, hls};
 use crate::stream::manifests::{self, HlsUris};
-use crate::stream::{HubConfig, Snapshot, Status, Window, concat, unix_millis};
+use crate::stream::{HubConfig, MediaInit, Segment, Snapshot, Status, Window, concat, unix_millis};
 
 /// Why `package` could not write its output.
 #[derive(Debug, thiserror::Error)]
@@ -150,12 +150,176 @@ pub struct Packaged {
 }
 
 pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, PackageError> {
-    let (snapshot, config) = cut(input, options)?;
-    write_out(input, out, &snapshot, &config)
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PackageError::Io { what, path, source }
+    };
+    let write = |path: &Path, bytes: &[u8]| std::fs::write(path, bytes).map_err(io("write", path));
+    std::fs::create_dir_all(out).map_err(io("create", out))?;
+    let mut wrote_init = false;
+    // Each segment is written the moment it is complete, and the window keeps only its timing.
+    let mut sink = |init: &MediaInit, segment: &Segment| -> Result<(), PackageError> {
+        if !wrote_init {
+            write(&out.join("init.mp4"), &init.segment.bytes)?;
+            for (track, bytes) in &init.track_inits {
+                let dir = out.join(track.to_string());
+                std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+                write(&dir.join("init.mp4"), bytes)?;
+            }
+            wrote_init = true;
+        }
+        let name = format!("{}.m4s", segment.number);
+        write(&out.join(&name), &concat(segment.chunks()))?;
+        for (track, _) in &init.track_inits {
+            let bytes = concat(segment.track_chunks(*track));
+            write(&out.join(track.to_string()).join(&name), &bytes)?;
+        }
+        Ok(())
+    };
+    let (snapshot, config) = cut(input, options, &mut sink)?;
+    write_manifests(input, out, &snapshot, &config)
 }
 
-/// The file cut into segments, as the window holds them, and the settings that cut it.
-fn cut(input: &Path, options: Options) -> Result<(Snapshot, HubConfig), PackageError> {
+/// How far (seconds of media) a fragment may arrive behind one of another track that comes
+/// after it in time, and still be placed in order: what the muxer's interleaving may be.
+/// This much media is held; ffmpeg interleaves within a second.
+pub const REORDER_SECS: f64 = 10.0;
+
+/// Cuts a file's fragments into the window, segment by segment.
+struct Cutter<'a> {
+    input: &'a Path,
+    window: Window,
+    init: Option<Arc<InitSegment>>,
+    /// Per track, a one-sample fragment held until the track's next one says how long it
+    /// lasts (ffmpeg's frag_every_frame writes a default that is not the frame's).
+    held: std::collections::HashMap<u32, Fragment>,
+    /// Fragments waiting to be placed, sorted by start time (video first at equal times):
+    /// placed once the newest seen is REORDER_SECS past them, so a track interleaved late
+    /// still lands in the segment its time belongs to.
+    pending: std::collections::VecDeque<(f64, bool, Fragment)>,
+    newest: f64,
+    next_to_write: u64,
+    sink: &'a mut dyn FnMut(&MediaInit, &Segment) -> Result<(), PackageError>,
+}
+
+impl Cutter<'_> {
+    fn broken(&self, source: fmp4::Error) -> PackageError {
+        PackageError::Fmp4 {
+            path: self.input.to_path_buf(),
+            source,
+        }
+    }
+
+    fn take(&mut self, unit: Unit) -> Result<(), PackageError> {
+        match unit {
+            Unit::Init(init) => {
+                if self.init.is_some() {
+                    return Err(PackageError::SeveralInits(self.input.to_path_buf()));
+                }
+                self.init = Some(init.clone());
+                if self.window.set_init(init).is_none() {
+                    return Err(PackageError::NoTracks(self.input.to_path_buf()));
+                }
+            }
+            Unit::Fragment(fragment) => {
+                let init = self
+                    .init
+                    .clone()
+                    .ok_or_else(|| PackageError::NoInit(self.input.to_path_buf()))?;
+                // One track a fragment, for Representations of one track each.
+                let parts = fmp4::split_by_track(&fragment, &init).map_err(|e| self.broken(e))?;
+                for part in parts {
+                    self.hold(part, &init)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A one-sample fragment lasts until its track's next one starts, whatever it says.
+    fn hold(&mut self, fragment: Fragment, init: &InitSegment) -> Result<(), PackageError> {
+        let Some(run) = fragment.runs.first().copied() else {
+            return Ok(());
+        };
+        if let Some(before) = self.held.remove(&run.track_id) {
+            let mut before = before;
+            if let Some(prev) = before.runs.first().copied() {
+                let actual = run.decode_time.saturating_sub(prev.decode_time);
+                if actual > 0
+                    && actual != prev.duration
+                    && let Ok(actual) = u32::try_from(actual)
+                {
+                    before = fmp4::with_sample_duration(&before, actual, init)
+                        .map_err(|e| self.broken(e))?;
+                }
+            }
+            self.queue(before, init)?;
+        }
+        if run.sample_count == 1 {
+            self.held.insert(run.track_id, fragment);
+            Ok(())
+        } else {
+            self.queue(fragment, init)
+        }
+    }
+
+    fn queue(&mut self, fragment: Fragment, init: &InitSegment) -> Result<(), PackageError> {
+        let Some(run) = fragment.runs.first() else {
+            return Ok(());
+        };
+        let track = init.track(run.track_id);
+        let scale = f64::from(track.map_or(1, |t| t.timescale).max(1));
+        let video = track.is_some_and(|t| t.kind == fmp4::TrackKind::Video);
+        let time = run.decode_time as f64 / scale;
+        let key = (time, !video);
+        let at = self
+            .pending
+            .iter()
+            .rposition(|(t, v, _)| (*t, *v) <= key)
+            .map_or(0, |i| i + 1);
+        self.pending.insert(at, (time, !video, fragment));
+        self.newest = self.newest.max(time);
+        self.place(self.newest - REORDER_SECS)
+    }
+
+    /// Places the pending fragments that start before `limit`, and writes out what that
+    /// completes.
+    fn place(&mut self, limit: f64) -> Result<(), PackageError> {
+        while self.pending.front().is_some_and(|(t, _, _)| *t < limit) {
+            if let Some((_, _, fragment)) = self.pending.pop_front() {
+                // A file has no arrival times: every fragment counts as received now.
+                self.window
+                    .push(fragment, Instant::now(), unix_millis(SystemTime::now()));
+            }
+        }
+        self.next_to_write = self
+            .window
+            .write_completed(self.next_to_write, &mut *self.sink)?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Snapshot, PackageError> {
+        if let Some(init) = self.init.clone() {
+            let held: Vec<Fragment> = self.held.drain().map(|(_, f)| f).collect();
+            for fragment in held {
+                self.queue(fragment, &init)?;
+            }
+        }
+        self.place(f64::INFINITY)?;
+        self.window.finish();
+        self.window
+            .write_completed(self.next_to_write, &mut *self.sink)?;
+        Ok(self.window.snapshot(Status::Ended))
+    }
+}
+
+/// The file cut into segments, each handed to `sink` as it completes; the window's view at
+/// the end (segments without their media), and the settings that cut it.
+fn cut(
+    input: &Path,
+    options: Options,
+    sink: &mut dyn FnMut(&MediaInit, &Segment) -> Result<(), PackageError>,
+) -> Result<(Snapshot, HubConfig), PackageError> {
     let segment_secs = options.segment_secs;
     if !(0.5..=30.0).contains(&segment_secs) {
         return Err(PackageError::SegmentDuration(segment_secs));
@@ -178,68 +342,38 @@ fn cut(input: &Path, options: Options) -> Result<(Snapshot, HubConfig), PackageE
         window: usize::MAX,
         ..HubConfig::default()
     };
-    let mut window = Window::new(config.cutting(), 1);
-    let mut current: Option<Arc<InitSegment>> = None;
-    // Every fragment, one track each, with its start in seconds: placed in time order once
-    // all are read, so a track the muxer interleaved late (ffmpeg's audio behind B-frame
-    // video) still lands in the segment its time belongs to.
-    let mut pending: Vec<(f64, bool, Fragment)> = Vec::new();
-    let mut take = |unit: Unit| -> Result<(), PackageError> {
-        match unit {
-            Unit::Init(init) => {
-                if current.is_some() {
-                    return Err(PackageError::SeveralInits(input.to_path_buf()));
-                }
-                current = Some(init.clone());
-                if window.set_init(init).is_none() {
-                    return Err(PackageError::NoTracks(input.to_path_buf()));
-                }
-            }
-            Unit::Fragment(fragment) => {
-                let init = current
-                    .as_ref()
-                    .ok_or_else(|| PackageError::NoInit(input.to_path_buf()))?;
-                // One track a fragment, for Representations of one track each.
-                for part in fmp4::split_by_track(&fragment, init).map_err(broken)? {
-                    let Some(run) = part.runs.first() else {
-                        continue;
-                    };
-                    let track = init.track(run.track_id);
-                    let scale = f64::from(track.map_or(1, |t| t.timescale).max(1));
-                    let video = track.is_some_and(|t| t.kind == fmp4::TrackKind::Video);
-                    pending.push((run.decode_time as f64 / scale, !video, part));
-                }
-            }
-        }
-        Ok(())
+    let mut cutter = Cutter {
+        input,
+        window: Window::new(config.cutting(), 1),
+        init: None,
+        held: std::collections::HashMap::new(),
+        pending: std::collections::VecDeque::new(),
+        newest: f64::NEG_INFINITY,
+        next_to_write: 1,
+        sink,
     };
     let mut file = File::open(input).map_err(io("read", input))?;
     let file_len = file.metadata().map_err(io("read", input))?.len();
     let boxes = top_level(&mut file, file_len).map_err(broken)?;
     let moov = boxes.iter().find(|b| b.kind == Moov::KIND).copied();
-    if moov.is_none() {
+    let Some(moov) = moov else {
         return Err(PackageError::NoInit(input.to_path_buf()));
-    }
+    };
     let first_moof = boxes
         .iter()
         .find(|b| b.kind == FourCC::new(b"moof"))
         .map(|b| b.offset);
     // The moov's own samples: all of a progressive file's, or the first ones of a file that
     // goes on in fragments (ffmpeg's frag_keyframe without empty_moov).
-    let with_samples = match moov {
-        Some(moov) => {
-            if moov.len > MAX_MOOV {
-                return Err(PackageError::MoovTooLarge {
-                    path: input.to_path_buf(),
-                    size: moov.len,
-                });
-            }
-            let bytes = read_range(&mut file, moov.offset, moov.len).map_err(io("read", input))?;
-            let parsed = Moov::decode(&bytes).map_err(|e| broken(at_offset(e, moov.offset)))?;
-            progressive::has_samples(&parsed).then_some(parsed)
-        }
-        None => None,
-    };
+    if moov.len > MAX_MOOV {
+        return Err(PackageError::MoovTooLarge {
+            path: input.to_path_buf(),
+            size: moov.len,
+        });
+    }
+    let moov_bytes = read_range(&mut file, moov.offset, moov.len).map_err(io("read", input))?;
+    let parsed = Moov::decode(&moov_bytes).map_err(|e| broken(at_offset(e, moov.offset)))?;
+    let with_samples = progressive::has_samples(&parsed).then_some(parsed);
     let mut init = None;
     if let Some(moov) = &with_samples {
         init = Some(progressive_units(
@@ -247,70 +381,47 @@ fn cut(input: &Path, options: Options) -> Result<(Snapshot, HubConfig), PackageE
             file_len,
             moov,
             options.fragment_secs,
-            &mut take,
+            &mut |unit| cutter.take(unit),
             input,
         )?);
     }
     if with_samples.is_none() || first_moof.is_some() {
-        // The splitter reads the fragments; after the moov's samples, from the first moof on,
-        // under the init already taken, counting offsets from the file's start.
-        let mut splitter = match (init, first_moof) {
-            (Some(init), Some(at)) => {
-                let mut splitter =
-                    Splitter::with_init(fmp4::DEFAULT_MAX_BOX_SIZE, init).starting_at(at);
-                splitter.feed(read_range(&mut file, at, file_len - at).map_err(io("read", input))?);
-                splitter
-            }
-            _ => {
-                let mut splitter = Splitter::default();
-                splitter.feed(Bytes::from(
-                    std::fs::read(input).map_err(io("read", input))?,
-                ));
-                splitter
-            }
+        // The splitter reads the fragments, the file fed to it a piece at a time; after the
+        // moov's samples, from the first moof on, under the init already taken, counting
+        // offsets from the file's start.
+        let (mut splitter, from) = match (init, first_moof) {
+            (Some(init), Some(at)) => (
+                Splitter::with_init(fmp4::DEFAULT_MAX_BOX_SIZE, init).starting_at(at),
+                at,
+            ),
+            _ => (Splitter::default(), 0),
         };
-        loop {
-            match splitter.poll() {
-                Ok(Some(unit)) => take(unit)?,
-                Ok(None) => break,
-                Err(err) => return Err(broken(err)),
+        file.seek(SeekFrom::Start(from))
+            .map_err(io("read", input))?;
+        let mut left = file_len - from;
+        while left > 0 {
+            let len = left.min(READ_CHUNK as u64) as usize;
+            let mut chunk = vec![0u8; len];
+            file.read_exact(&mut chunk).map_err(io("read", input))?;
+            left -= len as u64;
+            splitter.feed(Bytes::from(chunk));
+            loop {
+                match splitter.poll() {
+                    Ok(Some(unit)) => cutter.take(unit)?,
+                    Ok(None) => break,
+                    Err(err) => return Err(broken(err)),
+                }
             }
         }
         splitter.finish().map_err(broken)?;
     }
-    // Video first at equal times: a segment starts with its key frame.
-    pending.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    // A one-sample fragment lasts until its track's next one starts, whatever it says.
-    if let Some(init) = &current {
-        let mut last_of: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-        for i in 0..pending.len() {
-            let Some(run) = pending[i].2.runs.first().copied() else {
-                continue;
-            };
-            if let Some(prev) = last_of.insert(run.track_id, i)
-                && let Some(before) = pending[prev].2.runs.first().copied()
-                && before.sample_count == 1
-            {
-                let actual = run.decode_time.saturating_sub(before.decode_time);
-                if actual > 0
-                    && actual != before.duration
-                    && let Ok(actual) = u32::try_from(actual)
-                {
-                    pending[prev].2 = fmp4::with_sample_duration(&pending[prev].2, actual, init)
-                        .map_err(broken)?;
-                }
-            }
-        }
-    }
-    for (_, _, fragment) in pending {
-        // A file has no arrival times: every fragment counts as received now.
-        window.push(fragment, Instant::now(), unix_millis(SystemTime::now()));
-    }
-    window.finish();
-    Ok((window.snapshot(Status::Ended), config))
+    Ok((cutter.finish()?, config))
 }
 
-fn write_out(
+/// What the splitter is fed at a time from a fragmented file.
+const READ_CHUNK: usize = 4 << 20;
+
+fn write_manifests(
     input: &Path,
     out: &Path,
     snapshot: &Snapshot,
@@ -327,23 +438,7 @@ fn write_out(
     if snapshot.segments.is_empty() {
         return Err(PackageError::NoMedia(input.to_path_buf()));
     }
-
     let write = |path: &Path, bytes: &[u8]| std::fs::write(path, bytes).map_err(io("write", path));
-    std::fs::create_dir_all(out).map_err(io("create", out))?;
-    write(&out.join("init.mp4"), &init.segment.bytes)?;
-    for (track, bytes) in &init.track_inits {
-        let dir = out.join(track.to_string());
-        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        write(&dir.join("init.mp4"), bytes)?;
-    }
-    for segment in &snapshot.segments {
-        let name = format!("{}.m4s", segment.number);
-        write(&out.join(&name), &concat(segment.chunks()))?;
-        for (track, _) in &init.track_inits {
-            let bytes = concat(segment.track_chunks(*track));
-            write(&out.join(track.to_string()).join(&name), &bytes)?;
-        }
-    }
     let mpd = manifests::dash_mpd(snapshot, config, Vec::new(), 0, false)
         .ok_or(PackageError::NothingToDescribe)?;
     write(&out.join("manifest.mpd"), dash::render(&mpd).as_bytes())?;
@@ -449,7 +544,7 @@ fn progressive_units(
 /// key-frame spacing, and the segments it would cut (number, start, length, size).
 pub fn describe(input: &Path, options: Options) -> Result<String, PackageError> {
     use std::fmt::Write as _;
-    let (snapshot, _) = cut(input, options)?;
+    let (snapshot, _) = cut(input, options, &mut |_, _| Ok(()))?;
     let init = snapshot
         .init
         .as_ref()

@@ -406,6 +406,45 @@ impl Window {
         }
     }
 
+    /// Completed segments numbered `from` on, each handed to `write` and then kept without
+    /// its media (its timing, parts and sizes stay, for the manifests): how `package` cuts a
+    /// file larger than memory. Returns the number to start from next time.
+    pub fn write_completed<E>(
+        &mut self,
+        from: u64,
+        mut write: impl FnMut(&MediaInit, &Segment) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let Some(init) = self.init.clone() else {
+            return Ok(from);
+        };
+        let mut next = from;
+        for slot in self.segments.iter_mut() {
+            if slot.number < from {
+                continue;
+            }
+            write(&init, slot)?;
+            let mut hollow = (**slot).clone();
+            hollow.fragments = hollow
+                .fragments
+                .iter()
+                .map(|f| {
+                    Arc::new(LiveFragment {
+                        fragment: Fragment {
+                            bytes: Bytes::new(),
+                            ..f.fragment.clone()
+                        },
+                        received: f.received,
+                        received_unix_ms: f.received_unix_ms,
+                        key: f.key,
+                    })
+                })
+                .collect();
+            *slot = Arc::new(hollow);
+            next = slot.number + 1;
+        }
+        Ok(next)
+    }
+
     /// A consistent view of the init and the window, with the stream's `status`.
     pub fn snapshot(&self, status: Status) -> Snapshot {
         Snapshot {
