@@ -180,6 +180,19 @@ pub struct PackageArgs {
     /// default one per group of pictures. Progressive input only.
     #[arg(long, value_name = "SECS")]
     pub fragment_duration: Option<f64>,
+    /// DASH profile: live (numbered segments, also HLS) or onDemand (one file per track
+    /// with a sidx, byte ranges in the MPD).
+    #[arg(long, value_enum, default_value_t = ProfileArg::Live)]
+    pub profile: ProfileArg,
+}
+
+/// `package --profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProfileArg {
+    #[default]
+    Live,
+    #[value(name = "onDemand", alias = "ondemand", alias = "on-demand")]
+    OnDemand,
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             package::Options {
                 segment_secs: args.segment_duration,
                 fragment_secs: args.fragment_duration,
+                on_demand: args.profile == cli::ProfileArg::OnDemand,
             },
         )
         .map_err(|e| e.to_string())
@@ -85,6 +86,7 @@ fn probe(input: &std::path::Path) -> Result<(), String> {
     let options = package::Options {
         segment_secs: 2.0,
         fragment_secs: None,
+        on_demand: false,
     };
     match package::describe(input, options) {
         Ok(plan) => print!("\n{plan}"),

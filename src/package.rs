@@ -70,6 +70,9 @@ pub struct Options {
     pub segment_secs: f64,
     /// Fragments inside a segment, for low-latency players; `None`: one per group of pictures.
     pub fragment_secs: Option<f64>,
+    /// DASH's on-demand profile: one file per track, indexed by a `sidx`, byte ranges in the
+    /// MPD; else the live profile's numbered segments (and HLS).
+    pub on_demand: bool,
 }
 
 /// A top-level box: its type, where it starts and how long it is.
@@ -150,6 +153,9 @@ pub struct Packaged {
 }
 
 pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, PackageError> {
+    if options.on_demand {
+        return package_on_demand(input, out, options);
+    }
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| PackageError::Io { what, path, source }
@@ -178,6 +184,110 @@ pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, P
     };
     let (snapshot, config) = cut(input, options, &mut sink)?;
     write_manifests(input, out, &snapshot, &config)
+}
+
+/// The on-demand profile: each track's segments appended to a file of its own as they
+/// complete, then `{track}.mp4` written as its init, its `sidx` and that media, and an MPD of
+/// `SegmentBase` byte ranges.
+fn package_on_demand(input: &Path, out: &Path, options: Options) -> Result<Packaged, PackageError> {
+    use std::io::Write as _;
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PackageError::Io { what, path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io("create", out))?;
+    // Per track: its media so far (a file beside the output) and the index's references.
+    let mut media: std::collections::BTreeMap<u32, (PathBuf, File, Vec<fmp4::sidx::Reference>)> =
+        std::collections::BTreeMap::new();
+    let mut sink = |init: &MediaInit, segment: &Segment| -> Result<(), PackageError> {
+        for (track, _) in &init.track_inits {
+            let bytes = concat(segment.track_chunks(*track));
+            if bytes.is_empty() {
+                continue;
+            }
+            if !media.contains_key(track) {
+                let path = out.join(format!(".{track}.media"));
+                let file = File::create(&path).map_err(io("create", &path))?;
+                media.insert(*track, (path, file, Vec::new()));
+            }
+            let Some((path, file, references)) = media.get_mut(track) else {
+                continue;
+            };
+            file.write_all(&bytes).map_err(io("write", path))?;
+            let duration = segment
+                .tracks
+                .iter()
+                .find(|t| t.track_id == *track)
+                .map_or(0, |t| t.duration);
+            let first = segment.track_chunks(*track).next().is_some();
+            let starts_with_sap = first
+                && segment
+                    .fragments
+                    .iter()
+                    .find_map(|f| f.fragment.run(*track))
+                    .is_some_and(|r| r.starts_with_sync);
+            references.push(fmp4::sidx::Reference {
+                size: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                duration: u32::try_from(duration).unwrap_or(u32::MAX),
+                starts_with_sap,
+            });
+        }
+        Ok(())
+    };
+    let (snapshot, config) = cut(input, options, &mut sink)?;
+    let init = snapshot
+        .init
+        .clone()
+        .ok_or_else(|| PackageError::NoInit(input.to_path_buf()))?;
+    if snapshot.segments.is_empty() {
+        return Err(PackageError::NoMedia(input.to_path_buf()));
+    }
+    let mut bases = std::collections::HashMap::new();
+    for (track, (path, file, references)) in media {
+        drop(file);
+        let track_init = init
+            .track_inits
+            .iter()
+            .find(|(id, _)| *id == track)
+            .map(|(_, bytes)| bytes.clone())
+            .unwrap_or_default();
+        let timescale = init.segment.track(track).map_or(1, |t| t.timescale);
+        let start = snapshot
+            .segments
+            .iter()
+            .find_map(|s| s.tracks.iter().find(|t| t.track_id == track))
+            .map_or(0, |t| t.start);
+        let sidx = fmp4::sidx::encode(track, timescale, start, &references)
+            .ok_or(PackageError::NothingToDescribe)?;
+        let name = format!("{track}.mp4");
+        let target = out.join(&name);
+        let mut file = File::create(&target).map_err(io("create", &target))?;
+        file.write_all(&track_init)
+            .and_then(|()| file.write_all(&sidx))
+            .map_err(io("write", &target))?;
+        let mut media = File::open(&path).map_err(io("read", &path))?;
+        std::io::copy(&mut media, &mut file).map_err(io("write", &target))?;
+        std::fs::remove_file(&path).map_err(io("remove", &path))?;
+        let init_len = track_init.len() as u64;
+        bases.insert(
+            track.to_string(),
+            dash::SegmentBase {
+                base_url: name,
+                initialization: (0, init_len.saturating_sub(1)),
+                index: (init_len, init_len + sidx.len() as u64 - 1),
+            },
+        );
+    }
+    let mpd = manifests::dash_mpd(&snapshot, &config, Vec::new(), 0, false)
+        .ok_or(PackageError::NothingToDescribe)?;
+    let text = dash::render_on_demand(&mpd, &|id| bases.get(id).cloned());
+    let path = out.join("manifest.mpd");
+    std::fs::write(&path, text).map_err(io("write", &path))?;
+    Ok(Packaged {
+        segments: snapshot.segments.len(),
+        duration_secs: snapshot.segments.iter().map(|s| s.duration_secs()).sum(),
+        tracks: init.segment.tracks.len(),
+    })
 }
 
 /// How far (seconds of media) a fragment may arrive behind one of another track that comes

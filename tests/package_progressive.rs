@@ -371,3 +371,99 @@ fn ffmpeg_fragmented_files_of_each_movflags_package_frame_exact() {
         package_and_check_against(&path, reference, &[]);
     }
 }
+
+/// The `sidx` of an on-demand file, read here byte by byte: (where it starts, its end, and per
+/// reference (size, duration, starts with SAP)).
+fn read_sidx(file: &[u8]) -> (usize, usize, u32, Vec<(u64, u32, bool)>) {
+    let at = file.windows(4).position(|w| w == b"sidx").expect("a sidx") - 4;
+    let size = u32::from_be_bytes(file[at..at + 4].try_into().expect("4")) as usize;
+    let version = file[at + 8];
+    let timescale = u32::from_be_bytes(file[at + 16..at + 20].try_into().expect("4"));
+    let mut p = at + 20 + if version == 1 { 16 } else { 8 };
+    p += 2;
+    let count = u16::from_be_bytes(file[p..p + 2].try_into().expect("2")) as usize;
+    p += 2;
+    let refs = (0..count)
+        .map(|i| {
+            let q = p + 12 * i;
+            let word = |o: usize| u32::from_be_bytes(file[q + o..q + o + 4].try_into().expect("4"));
+            (
+                u64::from(word(0) & 0x7fff_ffff),
+                word(4),
+                word(8) & 0x8000_0000 != 0,
+            )
+        })
+        .collect();
+    (at, at + size, timescale, refs)
+}
+
+#[test]
+fn the_on_demand_profile_writes_one_indexed_file_per_track() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let input = ffmpeg_file("on-demand.mp4", &[]);
+    let out_dir = temp_dir("progressive-out").join("on-demand");
+    let out = run(&[
+        "package",
+        input.to_str().expect("utf-8"),
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+        "--profile",
+        "onDemand",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mpd = std::fs::read_to_string(out_dir.join("manifest.mpd")).expect("manifest.mpd");
+    assert!(
+        mpd.contains("urn:mpeg:dash:profile:isoff-on-demand:2011"),
+        "{mpd}"
+    );
+    let want = packets(&input);
+    for (index, (kind, packets_in)) in want.iter().enumerate() {
+        let track = index + 1;
+        let path = out_dir.join(format!("{track}.mp4"));
+        let file = std::fs::read(&path).expect("the track's file");
+        // The MPD's ranges are where the init and the index are.
+        let (sidx_start, sidx_end, timescale, refs) = read_sidx(&file);
+        assert!(
+            mpd.contains(&format!("<BaseURL>{track}.mp4</BaseURL>"))
+                && mpd.contains(&format!("indexRange=\"{sidx_start}-{}\"", sidx_end - 1))
+                && mpd.contains(&format!("<Initialization range=\"0-{}\"/>", sidx_start - 1)),
+            "{mpd}"
+        );
+        // The references cover the rest of the file exactly, each starting with a moof, and
+        // last as long as the track.
+        let mut at = sidx_end as u64;
+        for (size, _, _) in &refs {
+            assert_eq!(
+                &file[at as usize + 4..at as usize + 8],
+                b"moof",
+                "a reference at {at}"
+            );
+            at += size;
+        }
+        assert_eq!(at, file.len() as u64, "{kind}: the references' sizes");
+        let secs = refs.iter().map(|r| u64::from(r.1)).sum::<u64>() as f64 / f64::from(timescale);
+        assert!((secs - 6.0).abs() < 0.1, "{kind}: {secs} s indexed");
+        if kind == "video" {
+            assert!(
+                refs.iter().all(|r| r.2),
+                "every video reference starts with a SAP"
+            );
+            assert_eq!(refs.len(), 3, "three two-second segments");
+        }
+        // The file on its own: every packet of its track, decoding cleanly.
+        assert_eq!(packets(&path), vec![(kind.clone(), *packets_in)], "{kind}");
+        assert_eq!(ffmpeg_decode_errors(&path), None);
+    }
+    // And ffmpeg's DASH reader plays the MPD.
+    let via_mpd = ffprobe_frames(&out_dir.join("manifest.mpd"));
+    assert!(
+        via_mpd.iter().any(|(k, n)| k == "video" && *n == want[0].1),
+        "{via_mpd:?}"
+    );
+}

@@ -22,10 +22,6 @@ pub struct TrackRun {
     pub starts_with_sync: bool,
     /// Bytes of sample data in the `mdat`.
     pub data_size: u64,
-    /// Where the sample data starts in the fragment's bytes, when the track fragment's runs
-    /// lie one after another (as every muxer seen writes them); `None` when they do not, or
-    /// when an absolute `base_data_offset` points before the fragment.
-    pub data_start: Option<usize>,
 }
 
 impl TrackRun {
@@ -49,6 +45,10 @@ pub struct Fragment {
     pub mdat_start: usize,
     /// One entry per `traf`, in order.
     pub runs: Vec<TrackRun>,
+    /// Per `traf`, where its sample data starts in `bytes`, when its runs lie one after
+    /// another (as every muxer seen writes them); `None` when they do not, or when an
+    /// absolute `base_data_offset` places them somewhere this fragment cannot tell.
+    pub data_starts: Vec<Option<usize>>,
     /// The producer reference time written before the `moof`, if any.
     pub prft: Option<Prft>,
 }
@@ -111,6 +111,7 @@ impl Fragment {
         let mut r = Reader::new(&bytes, offset);
         let mut sequence = None;
         let mut runs = Vec::with_capacity(1);
+        let mut data_starts = Vec::with_capacity(1);
         while let Some(mut child) = r.next_box()? {
             if child.kind() != MOOF {
                 continue;
@@ -133,7 +134,7 @@ impl Fragment {
                     }
                     sequence = Some(part.decode::<Mfhd>()?.sequence_number);
                 } else if kind == TRAF {
-                    let run = read_traf(
+                    let (run, data_start) = read_traf(
                         part,
                         init,
                         DataLayout {
@@ -147,6 +148,7 @@ impl Fragment {
                     )?;
                     first_traf = false;
                     runs.push(run);
+                    data_starts.push(data_start);
                 }
             }
             if sequence.is_none() {
@@ -166,6 +168,7 @@ impl Fragment {
             moof_start,
             mdat_start,
             runs,
+            data_starts,
             prft,
         })
     }
@@ -217,7 +220,7 @@ fn read_traf(
     init: &InitSegment,
     layout: DataLayout,
     data_end: &mut usize,
-) -> Result<TrackRun> {
+) -> Result<(TrackRun, Option<usize>)> {
     let traf_offset = traf.offset();
     let traf_path = traf.path();
     let body = traf.body();
@@ -230,8 +233,8 @@ fn read_traf(
         sample_count: 0,
         starts_with_sync: false,
         data_size: 0,
-        data_start: None,
     };
+    let mut data_start = None;
     let mut contiguous = true;
     // Whether the base is an absolute base_data_offset, which a stream read from its middle
     // (or restarted) may not agree with: then where the data is stays unknown, as before.
@@ -346,8 +349,8 @@ fn read_traf(
                 }
                 match placed {
                     Some((start, end)) => {
-                        if run.data_start.is_none() {
-                            run.data_start = Some(start);
+                        if data_start.is_none() {
+                            data_start = Some(start);
                         } else if start != next_data {
                             contiguous = false;
                         }
@@ -380,9 +383,9 @@ fn read_traf(
     run.decode_time = decode_time
         .ok_or_else(|| Error::new(ErrorKind::MissingBox(Tfdt::KIND), traf_offset, traf_path))?;
     if !contiguous {
-        run.data_start = None;
+        data_start = None;
     }
-    Ok(run)
+    Ok((run, data_start))
 }
 
 /// A fragment of several track fragments as one fragment per track fragment, each its own
@@ -402,11 +405,16 @@ pub fn split_by_track(fragment: &Fragment, init: &InitSegment) -> Result<Vec<Fra
         return Ok(vec![fragment.clone()]);
     }
     let mut out = Vec::with_capacity(moof.traf.len());
-    for (traf, run) in moof.traf.iter().zip(&fragment.runs) {
+    for ((traf, run), start) in moof
+        .traf
+        .iter()
+        .zip(&fragment.runs)
+        .zip(&fragment.data_starts)
+    {
         if run.sample_count == 0 {
             continue;
         }
-        let Some(start) = run.data_start else {
+        let Some(start) = *start else {
             return Err(Error::new(
                 ErrorKind::Unsupported("a track fragment whose runs are not one after another"),
                 fragment.offset + fragment.moof_start as u64,
@@ -474,7 +482,7 @@ pub fn with_sample_duration(
     let [run] = fragment.runs.as_slice() else {
         return unchanged();
     };
-    if run.sample_count != 1 || run.data_start.is_none() {
+    if run.sample_count != 1 || fragment.data_starts.first().copied().flatten().is_none() {
         return unchanged();
     }
     let moof_bytes = fragment

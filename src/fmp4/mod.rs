@@ -46,6 +46,7 @@ pub mod progressive;
 mod reader;
 pub mod rewriter;
 mod segmenter;
+pub mod sidx;
 mod splitter;
 pub mod webcodecs;
 pub mod writer;

@@ -339,12 +339,34 @@ fn reencode(fragment: Fragment, plan: &Plan, sequence: Option<u32>) -> Result<Fr
     moof.encode(&mut out);
     let mdat_start = out.len();
     out.put_slice(&fragment.bytes[moof_end..]);
+    let data_starts = moved_data(
+        &fragment,
+        &moof,
+        mdat_start as i64 - fragment.mdat_start as i64,
+    );
     Ok(Fragment {
         bytes: out.freeze(),
         moof_start,
         mdat_start,
+        data_starts,
         ..fragment
     })
+}
+
+/// Where each track fragment's data is once the mdat moved by `shift`: moved with it, or
+/// unknown where an absolute `base_data_offset` placed it.
+fn moved_data(fragment: &Fragment, moof: &Moof, shift: i64) -> Vec<Option<usize>> {
+    fragment
+        .data_starts
+        .iter()
+        .zip(&moof.traf)
+        .map(|(start, traf)| {
+            if traf.tfhd.base_data_offset.is_some() {
+                return None;
+            }
+            start.and_then(|s| usize::try_from(s as i64 + shift).ok())
+        })
+        .collect()
 }
 
 /// Copies the boxes before the moof, with the `prft` media time set to `prft_time`.
@@ -517,10 +539,16 @@ pub fn set_prft(fragment: Fragment, prft: &Prft) -> Result<Fragment> {
             Default::default(),
         )
     })?;
+    let data_starts = fragment
+        .data_starts
+        .iter()
+        .map(|s| s.and_then(|s| usize::try_from(s as i64 + growth).ok()))
+        .collect();
     Ok(Fragment {
         bytes: out.freeze(),
         moof_start,
         mdat_start,
+        data_starts,
         prft: Some(*prft),
         ..fragment
     })

@@ -271,6 +271,92 @@ fn write_period(out: &mut String, period: &Period, low_latency: Option<&LowLaten
     out.push_str("  </Period>\n");
 }
 
+/// Where an on-demand Representation's one file is, and where in it the init and the index
+/// (`sidx`) are: inclusive byte ranges, as `SegmentBase` wants them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentBase {
+    pub base_url: String,
+    pub initialization: (u64, u64),
+    pub index: (u64, u64),
+}
+
+/// The on-demand profile (ISO/IEC 23009-1 §8.3): a static MPD whose Representations are one
+/// file each, found by `BaseURL`, indexed by its `sidx`. `mpd` gives the tracks, rates and
+/// duration (its segment templates are not used); `base` says where each Representation is.
+pub fn render_on_demand(mpd: &Mpd, base: &dyn Fn(&str) -> Option<SegmentBase>) -> String {
+    let mut out = String::with_capacity(2048);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str("<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"");
+    out.push_str(" profiles=\"urn:mpeg:dash:profile:isoff-on-demand:2011\" type=\"static\"");
+    if let Some(duration) = mpd.media_presentation_duration_secs {
+        let _ = write!(
+            out,
+            " mediaPresentationDuration=\"{}\"",
+            iso8601_duration(duration)
+        );
+    }
+    let _ = writeln!(
+        out,
+        " minBufferTime=\"{}\">",
+        iso8601_duration(mpd.min_buffer_time_secs)
+    );
+    for period in &mpd.periods {
+        let _ = writeln!(out, "  <Period id=\"{}\" start=\"PT0S\">", attr(&period.id));
+        for set in &period.adaptation_sets {
+            let r = &set.representation;
+            let Some(file) = base(&r.id) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "    <AdaptationSet id=\"{}\" contentType=\"{}\" mimeType=\"{}\" subsegmentAlignment=\"true\" subsegmentStartsWithSAP=\"1\">",
+                set.id, set.content_type, set.mime_type
+            );
+            let _ = write!(
+                out,
+                "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
+                attr(&r.id),
+                attr(&r.codecs),
+                r.bandwidth
+            );
+            if r.width > 0 && r.height > 0 {
+                let _ = write!(out, " width=\"{}\" height=\"{}\"", r.width, r.height);
+            }
+            if let Some(rate) = &r.frame_rate {
+                let _ = write!(out, " frameRate=\"{}\"", attr(rate));
+            }
+            if r.audio_sampling_rate > 0 {
+                let _ = write!(out, " audioSamplingRate=\"{}\"", r.audio_sampling_rate);
+            }
+            out.push_str(">\n");
+            if r.audio_channels > 0 {
+                let _ = writeln!(
+                    out,
+                    "        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+                    r.audio_channels
+                );
+            }
+            let _ = writeln!(out, "        <BaseURL>{}</BaseURL>", attr(&file.base_url));
+            let _ = writeln!(
+                out,
+                "        <SegmentBase indexRange=\"{}-{}\" timescale=\"{}\">",
+                file.index.0, file.index.1, r.timescale
+            );
+            let _ = writeln!(
+                out,
+                "          <Initialization range=\"{}-{}\"/>",
+                file.initialization.0, file.initialization.1
+            );
+            out.push_str("        </SegmentBase>\n");
+            out.push_str("      </Representation>\n");
+            out.push_str("    </AdaptationSet>\n");
+        }
+        out.push_str("  </Period>\n");
+    }
+    out.push_str("</MPD>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

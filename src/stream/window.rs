@@ -85,6 +85,9 @@ pub struct Segment {
     /// The first segment after a change of init.
     pub discontinuity: bool,
     pub complete: bool,
+    /// Bytes per track, kept when the media itself is let go (`Window::write_completed`);
+    /// empty while the segment holds its fragments.
+    pub track_bytes: Vec<(u32, usize)>,
 }
 
 impl Segment {
@@ -337,6 +340,7 @@ impl Window {
                 wall_start_ms,
                 discontinuity: std::mem::take(&mut self.discontinuity),
                 complete: false,
+                track_bytes: Vec::new(),
             });
         }
         let Some(open) = self.open.as_mut() else {
@@ -424,6 +428,12 @@ impl Window {
             }
             write(&init, slot)?;
             let mut hollow = (**slot).clone();
+            hollow.track_bytes = init
+                .segment
+                .tracks
+                .iter()
+                .map(|t| (t.id, slot.track_chunks(t.id).map(Bytes::len).sum()))
+                .collect();
             hollow.fragments = hollow
                 .fragments
                 .iter()
@@ -506,8 +516,12 @@ impl Snapshot {
         let bytes = self
             .segments
             .iter()
-            .flat_map(|s| s.track_chunks(track_id))
-            .map(Bytes::len)
+            .map(
+                |s| match s.track_bytes.iter().find(|(id, _)| *id == track_id) {
+                    Some((_, bytes)) => *bytes,
+                    None => s.track_chunks(track_id).map(Bytes::len).sum(),
+                },
+            )
             .sum();
         self.rate_bps(bytes)
     }
