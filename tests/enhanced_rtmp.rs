@@ -289,15 +289,6 @@ impl Publisher {
     }
 }
 
-fn rtmp_address(server: &TestServer) -> String {
-    strip_ansi(&server.log())
-        .split("RTMP publishers on rtmp://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("the RTMP address in the log")
-        .to_string()
-}
-
 #[tokio::test]
 async fn an_enhanced_rtmp_publisher_sends_hevc_and_opus_and_a_viewer_decodes_every_frame() {
     if !have_tool("ffmpeg") || !have_tool("ffprobe") {

@@ -470,13 +470,7 @@ fn rtmp_server(extra: &str) -> (TestServer, String) {
         "--rtmp-listen",
         "127.0.0.1:0",
     ]);
-    let log = strip_ansi(&server.log());
-    let addr = log
-        .split("RTMP publishers on rtmp://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("the RTMP address in the log")
-        .to_string();
+    let addr = rtmp_address(&server);
     (server, format!("rtmp://{addr}/live"))
 }
 
@@ -597,12 +591,7 @@ fn rtmp_publishing_takes_a_token_in_the_stream_key_and_refuses_garbage() {
         "--rtmp-listen",
         "127.0.0.1:0",
     ]);
-    let rtmp = strip_ansi(&server.log())
-        .split("RTMP publishers on rtmp://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .map(|addr| format!("rtmp://{addr}/live"))
-        .expect("RTMP address");
+    let rtmp = format!("rtmp://{}/live", rtmp_address(&server));
     let clip = testsrc_clip("rtmp-token.flv", 1, false, &["-f", "flv"]);
     let publish = |key: &str| {
         ffmpeg_rtmp(&clip, &format!("{rtmp}/{key}"), false)

@@ -455,14 +455,7 @@ pub fn split_by_track(fragment: &Fragment, init: &InitSegment) -> Result<Vec<Fra
         }
         let mut bytes = bytes::BytesMut::with_capacity(moof_len + header + data.len());
         single.encode(&mut bytes);
-        if header == 16 {
-            bytes::BufMut::put_u32(&mut bytes, 1);
-            bytes.extend_from_slice(b"mdat");
-            bytes::BufMut::put_u64(&mut bytes, (data.len() + 16) as u64);
-        } else {
-            bytes::BufMut::put_u32(&mut bytes, (data.len() + 8) as u32);
-            bytes.extend_from_slice(b"mdat");
-        }
+        super::mdat::put_header(&mut bytes, data.len() as u64);
         bytes.extend_from_slice(data);
         out.push(Fragment::parse(bytes.freeze(), fragment.offset, init)?);
     }

@@ -25,3 +25,24 @@ impl Atom for Mdat {
         self.data.len()
     }
 }
+
+/// The length of an `mdat` header for `payload` bytes: 8, or 16 with a 64-bit size.
+pub fn header_len(payload: u64) -> usize {
+    if payload + 8 > u64::from(u32::MAX) {
+        16
+    } else {
+        8
+    }
+}
+
+/// Writes an `mdat` header for `payload` bytes (which the caller writes after it).
+pub fn put_header<B: BufMut>(out: &mut B, payload: u64) {
+    if header_len(payload) == 16 {
+        out.put_u32(1);
+        out.put_slice(b"mdat");
+        out.put_u64(payload + 16);
+    } else {
+        out.put_u32((payload + 8) as u32);
+        out.put_slice(b"mdat");
+    }
+}

@@ -19,15 +19,15 @@
 //! each fragment's byte ranges straight into the buffer [`fragment_header`] starts, the one
 //! copy the bytes make.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::moof::{
     Mfhd, SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT, SAMPLE_DURATION_PRESENT, SAMPLE_FLAGS_PRESENT,
     SAMPLE_SIZE_PRESENT, Tfdt, Tfhd, Traf, Trun, TrunSample,
 };
 use super::moov::{AUDIO, Moov, Mvex, Trak, Trex, VIDEO};
-use super::writer::{NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS};
-use super::{Atom, BoxPath, Error, ErrorKind, FourCC, Ftyp, Moof, RawBox, Reader, Result};
+use super::writer::{NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, empty_table};
+use super::{Atom, BoxPath, Error, ErrorKind, FourCC, Ftyp, Moof, RawBox, Reader, Result, mdat};
 
 /// The most samples one track may list: 2^23, 39 hours at 60 frames a second, or 48 hours
 /// of 48 kHz AAC. At 32 bytes a sample the index of such a track is 256 MiB.
@@ -443,18 +443,6 @@ const SAMPLE_TABLES: [&[u8; 4]; 12] = [
     b"co64", b"sbgp",
 ];
 
-/// An empty full box of `kind` with `zeros` bytes of zero after its header.
-fn empty_table(kind: &[u8; 4], zeros: usize) -> RawBox {
-    let mut bytes = BytesMut::with_capacity(12 + zeros);
-    bytes.put_u32((12 + zeros) as u32);
-    bytes.put_slice(kind);
-    bytes.put_bytes(0, 4 + zeros);
-    RawBox {
-        kind: FourCC::new(kind),
-        bytes: bytes.freeze(),
-    }
-}
-
 /// The init segment (`ftyp` and `moov`) of the fragmented form of a progressive file: its
 /// tracks and sample descriptions as they were, its edit lists kept, the sample tables
 /// emptied (§8.8.1: fragments list the samples), durations zeroed (the fragments say how long
@@ -469,10 +457,10 @@ pub fn fragmented_init(moov: &Moov) -> Bytes {
         stbl.unknown
             .retain(|raw| !SAMPLE_TABLES.iter().any(|k| raw.kind == FourCC::new(k)));
         // stts, stsc, stco: a zero entry count; stsz: sample size and count zero.
-        stbl.unknown.push(empty_table(b"stts", 4));
-        stbl.unknown.push(empty_table(b"stsc", 4));
-        stbl.unknown.push(empty_table(b"stsz", 8));
-        stbl.unknown.push(empty_table(b"stco", 4));
+        stbl.unknown.push(empty_table(b"stts", 1));
+        stbl.unknown.push(empty_table(b"stsc", 1));
+        stbl.unknown.push(empty_table(b"stsz", 2));
+        stbl.unknown.push(empty_table(b"stco", 1));
     }
     // A file that goes on in fragments has its own trex defaults, which they rely on.
     if moov.mvex.is_none() {
@@ -574,11 +562,7 @@ pub fn fragment_header(sequence: u32, runs: &[Run<'_>]) -> (BytesMut, u64) {
         traf: trafs,
         unknown: Vec::new(),
     };
-    let mdat_header = if media + 8 > u64::from(u32::MAX) {
-        16
-    } else {
-        8
-    };
+    let mdat_header = mdat::header_len(media);
     let moof_len = moof.encoded_len();
     let mut offset = (moof_len + mdat_header) as u64;
     for (traf, size) in moof.traf.iter_mut().zip(&sizes) {
@@ -590,14 +574,7 @@ pub fn fragment_header(sequence: u32, runs: &[Run<'_>]) -> (BytesMut, u64) {
     let capacity = usize::try_from(media).unwrap_or(0) + moof_len + mdat_header;
     let mut out = BytesMut::with_capacity(capacity);
     moof.encode(&mut out);
-    if mdat_header == 16 {
-        out.put_u32(1);
-        out.put_slice(b"mdat");
-        out.put_u64(media + 16);
-    } else {
-        out.put_u32((media + 8) as u32);
-        out.put_slice(b"mdat");
-    }
+    mdat::put_header(&mut out, media);
     (out, media)
 }
 
@@ -670,6 +647,7 @@ pub fn plan_fragments(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BufMut;
 
     fn full_box(kind: &[u8; 4], version: u8, body: &[u8]) -> RawBox {
         let mut bytes = BytesMut::new();

@@ -25,7 +25,7 @@ use super::moov::{
     AudioSampleEntry, Avc1, Avcc, Dinf, Esds, Hdlr, Hvc1, Hvcc, Mdhd, Mdia, Minf, Moov, Mp4a, Mvex,
     Mvhd, SampleEntry, Smhd, Stbl, Stsd, Tkhd, Trak, Trex, VisualSampleEntry, Vmhd,
 };
-use super::{Atom, FourCC, Ftyp, Moof, Prft, RawBox, Result};
+use super::{Atom, FourCC, Ftyp, Moof, Prft, RawBox, Result, mdat};
 
 /// The track ids the writer gives: video first, as ffmpeg does.
 pub const VIDEO_TRACK_ID: u32 = 1;
@@ -88,7 +88,8 @@ pub struct Sample<'a> {
 }
 
 /// Wraps a box body in its header, for the records the box decoders read.
-fn boxed(kind: &[u8; 4], body: &[u8]) -> Bytes {
+/// A box of `kind` around `body`.
+pub(crate) fn boxed(kind: &[u8; 4], body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(8 + body.len());
     out.put_u32((8 + body.len()) as u32);
     out.put_slice(kind);
@@ -97,7 +98,7 @@ fn boxed(kind: &[u8; 4], body: &[u8]) -> Bytes {
 }
 
 /// An empty full box (`stts`, `stsc`, `stco` with no entries; `stsz` with size and count 0).
-fn empty_table(kind: &[u8; 4], zero_fields: usize) -> RawBox {
+pub(crate) fn empty_table(kind: &[u8; 4], zero_fields: usize) -> RawBox {
     RawBox {
         kind: FourCC::new(kind),
         bytes: boxed(kind, &vec![0; 4 + 4 * zero_fields]),
@@ -402,11 +403,7 @@ pub fn fragment(track_id: u32, sequence: u32, sample: &Sample<'_>, prft: Option<
     };
     // The data starts after the moof and the mdat header.
     let moof_len = moof.encoded_len();
-    let mdat_header = if sample.data.len() + 8 > u32::MAX as usize {
-        16
-    } else {
-        8
-    };
+    let mdat_header = mdat::header_len(sample.data.len() as u64);
     if let Some(trun) = moof.traf.first_mut().and_then(|t| t.trun.first_mut()) {
         trun.data_offset = i32::try_from(moof_len + mdat_header).ok();
     }
@@ -416,14 +413,7 @@ pub fn fragment(track_id: u32, sequence: u32, sample: &Sample<'_>, prft: Option<
         prft.encode(&mut out);
     }
     moof.encode(&mut out);
-    if mdat_header == 16 {
-        out.put_u32(1);
-        out.put_slice(b"mdat");
-        out.put_u64((sample.data.len() + 16) as u64);
-    } else {
-        out.put_u32((sample.data.len() + 8) as u32);
-        out.put_slice(b"mdat");
-    }
+    mdat::put_header(&mut out, sample.data.len() as u64);
     out.put_slice(sample.data);
     out.freeze()
 }

@@ -200,6 +200,34 @@ pub fn render(mpd: &Mpd) -> String {
     out
 }
 
+/// `<Representation …>` with the attributes both profiles give it, and its audio channels.
+fn write_representation_start(out: &mut String, r: &Representation) {
+    let _ = write!(
+        out,
+        "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
+        attr(&r.id),
+        attr(&r.codecs),
+        r.bandwidth
+    );
+    if r.width > 0 && r.height > 0 {
+        let _ = write!(out, " width=\"{}\" height=\"{}\"", r.width, r.height);
+    }
+    if let Some(rate) = &r.frame_rate {
+        let _ = write!(out, " frameRate=\"{}\"", attr(rate));
+    }
+    if r.audio_sampling_rate > 0 {
+        let _ = write!(out, " audioSamplingRate=\"{}\"", r.audio_sampling_rate);
+    }
+    out.push_str(">\n");
+    if r.audio_channels > 0 {
+        let _ = writeln!(
+            out,
+            "        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+            r.audio_channels
+        );
+    }
+}
+
 fn write_period(out: &mut String, period: &Period, low_latency: Option<&LowLatency>) {
     let _ = writeln!(
         out,
@@ -214,30 +242,7 @@ fn write_period(out: &mut String, period: &Period, low_latency: Option<&LowLaten
             "    <AdaptationSet id=\"{}\" contentType=\"{}\" mimeType=\"{}\" segmentAlignment=\"true\" startWithSAP=\"1\">",
             set.id, set.content_type, set.mime_type
         );
-        let _ = write!(
-            out,
-            "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
-            attr(&r.id),
-            attr(&r.codecs),
-            r.bandwidth
-        );
-        if r.width > 0 && r.height > 0 {
-            let _ = write!(out, " width=\"{}\" height=\"{}\"", r.width, r.height);
-        }
-        if let Some(rate) = &r.frame_rate {
-            let _ = write!(out, " frameRate=\"{}\"", attr(rate));
-        }
-        if r.audio_sampling_rate > 0 {
-            let _ = write!(out, " audioSamplingRate=\"{}\"", r.audio_sampling_rate);
-        }
-        out.push_str(">\n");
-        if r.audio_channels > 0 {
-            let _ = writeln!(
-                out,
-                "        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
-                r.audio_channels
-            );
-        }
+        write_representation_start(out, r);
         let _ = write!(
             out,
             "        <SegmentTemplate timescale=\"{}\" initialization=\"{}\" media=\"{}\" startNumber=\"{}\"",
@@ -312,30 +317,7 @@ pub fn render_on_demand(mpd: &Mpd, base: &dyn Fn(&str) -> Option<SegmentBase>) -
                 "    <AdaptationSet id=\"{}\" contentType=\"{}\" mimeType=\"{}\" subsegmentAlignment=\"true\" subsegmentStartsWithSAP=\"1\">",
                 set.id, set.content_type, set.mime_type
             );
-            let _ = write!(
-                out,
-                "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
-                attr(&r.id),
-                attr(&r.codecs),
-                r.bandwidth
-            );
-            if r.width > 0 && r.height > 0 {
-                let _ = write!(out, " width=\"{}\" height=\"{}\"", r.width, r.height);
-            }
-            if let Some(rate) = &r.frame_rate {
-                let _ = write!(out, " frameRate=\"{}\"", attr(rate));
-            }
-            if r.audio_sampling_rate > 0 {
-                let _ = write!(out, " audioSamplingRate=\"{}\"", r.audio_sampling_rate);
-            }
-            out.push_str(">\n");
-            if r.audio_channels > 0 {
-                let _ = writeln!(
-                    out,
-                    "        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
-                    r.audio_channels
-                );
-            }
+            write_representation_start(&mut out, r);
             let _ = writeln!(out, "        <BaseURL>{}</BaseURL>", attr(&file.base_url));
             let _ = writeln!(
                 out,

@@ -22,7 +22,7 @@ use super::SourceError;
 use crate::flv::{self, Audio, AudioCodec, FlvReader, Header, TagKind, Video, VideoCodec};
 use crate::fmp4::writer::{
     self, AUDIO_TRACK_ID, AudioConfig, AudioTrack, MonotonicTime, Sample, VIDEO_TRACK_ID,
-    VideoConfig, VideoTrack,
+    VideoConfig, VideoTrack, boxed,
 };
 use crate::fmp4::{Atom, Avcc, Fragment, Hvcc, InitSegment, Prft, Unit, avc, hevc};
 
@@ -138,15 +138,6 @@ fn opus_samples(packet: &[u8]) -> Option<u64> {
     let samples = frame * frames;
     // A packet lasts at most 120 ms.
     (frames > 0 && samples <= 5760).then_some(samples)
-}
-
-/// A box around a configuration record, for the box parser to read.
-fn boxed(kind: &[u8; 4], body: &[u8]) -> Bytes {
-    let mut out = bytes::BytesMut::with_capacity(body.len() + 8);
-    out.extend_from_slice(&((body.len() + 8) as u32).to_be_bytes());
-    out.extend_from_slice(kind);
-    out.extend_from_slice(body);
-    out.freeze()
 }
 
 fn video_codec(config: &VideoConfig) -> VideoCodec {

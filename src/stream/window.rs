@@ -422,10 +422,9 @@ impl Window {
             return Ok(from);
         };
         let mut next = from;
-        for slot in self.segments.iter_mut() {
-            if slot.number < from {
-                continue;
-            }
+        // Numbers ascend: skip those written before without looking at them.
+        let first = self.segments.partition_point(|s| s.number < from);
+        for slot in self.segments.range_mut(first..) {
             write(&init, slot)?;
             let mut hollow = (**slot).clone();
             hollow.track_bytes = init

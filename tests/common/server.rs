@@ -215,3 +215,13 @@ pub fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+/// The `HOST:PORT` a server with `--rtmp-listen` logged for its RTMP publishers.
+pub fn rtmp_address(server: &TestServer) -> String {
+    strip_ansi(&server.log())
+        .split("RTMP publishers on rtmp://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the RTMP address in the log")
+        .to_string()
+}
