@@ -467,3 +467,102 @@ fn the_on_demand_profile_writes_one_indexed_file_per_track() {
         "{via_mpd:?}"
     );
 }
+
+/// `moof` with its `tfdt`s taken out and its `trun` data offsets (counted from the moof,
+/// `default_base_moof`) moved back by what was taken.
+fn strip_tfdt(moof: &[u8]) -> Vec<u8> {
+    fn children(body: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 8 <= body.len() {
+            let size = u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
+            out.push(&body[at..at + size]);
+            at += size;
+        }
+        out
+    }
+    let removed: usize = children(&moof[8..])
+        .iter()
+        .filter(|b| &b[4..8] == b"traf")
+        .flat_map(|traf| children(&traf[8..]))
+        .filter(|b| &b[4..8] == b"tfdt")
+        .map(<[u8]>::len)
+        .sum();
+    let mut body = Vec::new();
+    for child in children(&moof[8..]) {
+        if &child[4..8] != b"traf" {
+            body.extend_from_slice(child);
+            continue;
+        }
+        let mut traf = Vec::new();
+        for part in children(&child[8..]) {
+            match &part[4..8] {
+                b"tfdt" => {}
+                b"trun" if part[11] & 1 != 0 => {
+                    let mut trun = part.to_vec();
+                    let offset = i32::from_be_bytes(trun[16..20].try_into().expect("4"));
+                    trun[16..20].copy_from_slice(&(offset - removed as i32).to_be_bytes());
+                    traf.extend_from_slice(&trun);
+                }
+                _ => traf.extend_from_slice(part),
+            }
+        }
+        body.extend_from_slice(&((traf.len() + 8) as u32).to_be_bytes());
+        body.extend_from_slice(b"traf");
+        body.extend_from_slice(&traf);
+    }
+    let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(b"moof");
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn fragments_without_tfdt_are_timed_from_the_end_of_the_one_before() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let source = ffmpeg_file("tfdt-source.mp4", &[]);
+    let timed = ffmpeg(
+        "with-tfdt.mp4",
+        &[
+            "-i",
+            source.to_str().expect("utf-8"),
+            "-c",
+            "copy",
+            "-movflags",
+            "frag_keyframe+empty_moov+default_base_moof",
+        ],
+    );
+    let data = std::fs::read(&timed).expect("the fragmented file");
+    let mut stripped = Vec::new();
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().expect("4")) as usize;
+        let this = &data[at..at + size];
+        if &this[4..8] == b"moof" {
+            stripped.extend_from_slice(&strip_tfdt(this));
+        } else {
+            stripped.extend_from_slice(this);
+        }
+        at += size;
+    }
+    assert!(
+        !stripped.windows(4).any(|w| w == b"tfdt"),
+        "every tfdt taken out"
+    );
+    let untimed = temp_dir("progressive-in").join("without-tfdt.mp4");
+    std::fs::write(&untimed, &stripped).expect("write");
+    // ffmpeg reads the stripped file as the timed one (it times fragments by order too).
+    assert_eq!(packets(&untimed), packets(&timed));
+    let with = package_and_check(&timed, &[]);
+    let without = package_and_check(&untimed, &[]);
+    // The same timeline as where every fragment said its time.
+    let timelines = |dir: &Path| {
+        parse_mpd(&std::fs::read_to_string(dir.join("manifest.mpd")).expect("mpd"))
+            .into_iter()
+            .map(|set| set.timeline)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(timelines(&without), timelines(&with));
+}

@@ -8,7 +8,7 @@
 //! old fields the bytes are patched in place (without a copy when the fragment's buffer is not
 //! shared); otherwise the `moof` is encoded again and the `trun` data offsets move with it.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::moof::{
     Mfhd, Moof, SAMPLE_DURATION_PRESENT, Tfdt, Tfhd, Trun, first_sample_offset, per_sample_len,
@@ -351,6 +351,65 @@ fn reencode(fragment: Fragment, plan: &Plan, sequence: Option<u32>) -> Result<Fr
         data_starts,
         ..fragment
     })
+}
+
+/// The bytes of a fragment (`[prefix] moof mdat`) whose track fragments lack a `tfdt` (older
+/// muxers' and Smooth Streaming's fragments, timed only by their order), with one added to
+/// each, version 1, at the decode time `time_of(track_id)` gives: the end of the track's
+/// previous fragment. Data offsets counted from the moof move with it. `None` when no track
+/// fragment lacks one.
+pub fn add_missing_tfdt(
+    bytes: &Bytes,
+    offset: u64,
+    time_of: impl Fn(u32) -> u64,
+) -> Result<Option<Bytes>> {
+    let mut r = Reader::new(bytes, offset);
+    let mut moof_at = None;
+    while let Some(child) = r.next_box()? {
+        if child.kind() == MOOF {
+            moof_at = Some((child.start(), child.start() + child.len()));
+            break;
+        }
+    }
+    let Some((moof_start, moof_end)) = moof_at else {
+        return Ok(None);
+    };
+    let moof_bytes = bytes.slice(moof_start..moof_end);
+    let mut moof = Moof::decode_at(&moof_bytes, offset + moof_start as u64)?;
+    if moof.traf.iter().all(|t| t.tfdt.is_some()) {
+        return Ok(None);
+    }
+    let old_len = moof.encoded_len();
+    for traf in &mut moof.traf {
+        if traf.tfdt.is_none() {
+            traf.tfdt = Some(Tfdt {
+                version: 1,
+                base_media_decode_time: time_of(traf.tfhd.track_id),
+            });
+        }
+    }
+    let growth = moof.encoded_len() as i64 - old_len as i64;
+    for traf in &mut moof.traf {
+        if traf.tfhd.base_data_offset.is_some() {
+            continue;
+        }
+        for trun in &mut traf.trun {
+            if let Some(data_offset) = trun.data_offset.as_mut() {
+                *data_offset = i32::try_from(i64::from(*data_offset) + growth).map_err(|_| {
+                    Error::new(
+                        ErrorKind::Overflow("trun data offset"),
+                        offset,
+                        Default::default(),
+                    )
+                })?;
+            }
+        }
+    }
+    let mut out = BytesMut::with_capacity(bytes.len() + growth.max(0) as usize);
+    out.put_slice(&bytes[..moof_start]);
+    moof.encode(&mut out);
+    out.put_slice(&bytes[moof_end..]);
+    Ok(Some(out.freeze()))
 }
 
 /// Where each track fragment's data is once the mdat moved by `shift`: moved with it, or

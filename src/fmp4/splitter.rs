@@ -21,9 +21,10 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::moof::Tfdt;
 use super::{
     Atom, BoxHeader, BoxPath, Error, ErrorKind, FourCC, Fragment, InitSegment, Mdat, Moov, Result,
-    fragment::MOOF,
+    fragment::MOOF, rewriter,
 };
 
 /// Large enough for a key frame of a 4K stream at a high bitrate; small enough that a
@@ -69,6 +70,9 @@ pub struct Splitter {
     skip: u64,
     init: Option<Arc<InitSegment>>,
     failed: Option<Error>,
+    /// Per track, where its last fragment ended: the decode time of a next one without a
+    /// `tfdt`.
+    track_ends: Vec<(u32, u64)>,
 }
 
 impl Default for Splitter {
@@ -89,6 +93,7 @@ impl Splitter {
             skip: 0,
             init: None,
             failed: None,
+            track_ends: Vec::new(),
         }
     }
 
@@ -287,7 +292,28 @@ impl Splitter {
                     .init
                     .as_ref()
                     .ok_or_else(|| self.error(ErrorKind::MissingBox(Moov::KIND), 0, None))?;
-                let fragment = Fragment::parse(bytes, offset, init)?;
+                let fragment = match Fragment::parse(bytes.clone(), offset, init) {
+                    // Timed only by order: from where the track's last fragment ended.
+                    Err(err) if err.kind == ErrorKind::MissingBox(Tfdt::KIND) => {
+                        let ends = &self.track_ends;
+                        let time_of = |track: u32| {
+                            ends.iter()
+                                .find(|(t, _)| *t == track)
+                                .map_or(0, |(_, end)| *end)
+                        };
+                        match rewriter::add_missing_tfdt(&bytes, offset, time_of)? {
+                            Some(fixed) => Fragment::parse(fixed, offset, init)?,
+                            None => return Err(err),
+                        }
+                    }
+                    other => other?,
+                };
+                for run in &fragment.runs {
+                    match self.track_ends.iter_mut().find(|(t, _)| *t == run.track_id) {
+                        Some((_, end)) => *end = run.end_time(),
+                        None => self.track_ends.push((run.track_id, run.end_time())),
+                    }
+                }
                 return Ok(Some(Unit::Fragment(fragment)));
             }
             // Before the first init, every box belongs to it; after, boxes before a moof are

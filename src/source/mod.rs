@@ -119,7 +119,7 @@ pub async fn run(spec: SourceSpec, encoder: EncoderOptions, ctx: SourceContext) 
 /// What turns a source's bytes into init segments and fragments: our splitter for fMP4, or
 /// the FLV ingest that writes the fragments itself.
 pub(crate) enum Demuxer {
-    Fmp4(Splitter),
+    Fmp4(Box<Splitter>),
     Flv(Box<flv_ingest::FlvIngest>),
 }
 
@@ -130,7 +130,7 @@ impl Demuxer {
     pub fn new(ingest: Ingest) -> Self {
         match ingest {
             Ingest::Auto => Demuxer::Flv(Box::default()),
-            Ingest::Fmp4 => Demuxer::Fmp4(Splitter::default()),
+            Ingest::Fmp4 => Demuxer::Fmp4(Box::default()),
         }
     }
 
@@ -139,7 +139,7 @@ impl Demuxer {
         if start.starts_with(FLV_SIGNATURE) {
             Demuxer::Flv(Box::default())
         } else {
-            Demuxer::Fmp4(Splitter::default())
+            Demuxer::Fmp4(Box::default())
         }
     }
 
