@@ -773,3 +773,87 @@ async fn firefox_scenario(server: &TestServer, players: &[&str]) {
     }
     let _ = client.delete(&session_url).send().await;
 }
+
+/// dash.js and hls.js play to its end what `package` wrote from an everyday file (progressive,
+/// B-frames with their edit list, AAC), in the live profile (DASH and HLS) and the on-demand
+/// one (byte ranges of one file per track), with every frame decoded.
+#[test]
+fn dash_js_and_hls_js_play_what_package_wrote_to_the_end() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let input = temp_dir("packaged-in").join("everyday.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+        ])
+        .args(["-bf", "2", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .arg(&input)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg could not write the input");
+    for (profile, manifest, player) in [
+        ("live", "manifest.mpd", "dash"),
+        ("live", "index.m3u8", "hls"),
+        ("onDemand", "manifest.mpd", "dash"),
+    ] {
+        let out_dir = temp_dir("packaged-out").join(profile);
+        let packaged = Command::new(BIN)
+            .args(["package", input.to_str().expect("utf-8"), "--out"])
+            .arg(&out_dir)
+            .args(["--profile", profile])
+            .output()
+            .expect("package");
+        assert!(
+            packaged.status.success(),
+            "{}",
+            String::from_utf8_lossy(&packaged.stderr)
+        );
+        let out = Command::new("node")
+            .args(["packaged.mjs", "--dir"])
+            .arg(&out_dir)
+            .args(["--manifest", manifest, "--player", player])
+            .current_dir(browser_dir())
+            .output()
+            .expect("running node");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{player} on the {profile} profile failed:\n{stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        eprintln!("packaged.mjs {player} {profile}: {line}");
+        let result: serde_json::Value = serde_json::from_str(line).expect("RESULT is JSON");
+        let duration = result["duration"].as_f64().unwrap_or(0.0);
+        assert!(
+            (duration - 6.0).abs() < 0.2 && result["currentTime"].as_f64() >= Some(duration - 0.2),
+            "{player} {profile}: {result}"
+        );
+        // 180 frames in the file; at 4x a few may be dropped, none may go undecoded.
+        assert!(
+            result["decodedFrames"].as_u64() >= Some(175),
+            "{player} {profile}: {result}"
+        );
+        if profile == "onDemand" {
+            assert!(
+                result["ranged"].as_u64() >= Some(2),
+                "byte ranges: {result}"
+            );
+        }
+    }
+}
