@@ -1,10 +1,10 @@
 //! Enhanced RTMP (veovera's extension, what OBS 30+ sends for HEVC and Opus): a publisher
-//! whose video tags carry the FourCC `hvc1` and whose audio tags carry `Opus`. Debian's
+//! whose video tags carry the FourCC `hvc1` or `av01` and whose audio tags carry `Opus`. Debian's
 //! ffmpeg 5.1 and GStreamer 1.22 cannot send it, so this test is the publisher: rml_rtmp's
 //! client session (a different implementation from the server side's) carries tags built from
-//! real encoder output, x265 in an MP4 read by the `mp4` crate and libopus in Ogg. A viewer's
-//! bytes are decoded by ffprobe, which must find every frame sent; an AV1 publisher is refused
-//! with a reason that names it.
+//! real encoder output, x265 in an MP4 read by the `mp4` crate and libopus in Ogg, and
+//! SVT-AV1 in IVF. A viewer's bytes are decoded by ffprobe, which must find every frame sent;
+//! a VP9 publisher is refused with a reason that names it.
 
 mod common;
 
@@ -394,8 +394,77 @@ async fn an_enhanced_rtmp_publisher_sends_hevc_and_opus_and_a_viewer_decodes_eve
     assert!(reordered > 30, "{reordered} packets with pts != dts");
 }
 
-#[test]
-fn an_av1_publisher_is_refused_with_a_reason_that_names_it() {
+/// 90 frames of SVT-AV1 (a key frame a second) as enhanced video tags: the `av1C` (from
+/// ffmpeg's MP4 of the same stream) as SequenceStart, then each temporal unit from the IVF
+/// file as CodedFrames, key frames as ffprobe flags them.
+fn av1_tags(dir: &Path) -> Vec<Tag> {
+    let ivf = dir.join("av1.ivf");
+    run_ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-frames:v",
+            "90",
+            "-c:v",
+            "libsvtav1",
+            "-preset",
+            "12",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+        &ivf,
+    );
+    let mp4 = dir.join("av1.mp4");
+    run_ffmpeg(&["-i", ivf.to_str().expect("utf-8"), "-c", "copy"], &mp4);
+    let file = std::fs::read(&mp4).expect("the AV1 MP4");
+    let at = file
+        .windows(4)
+        .position(|w| w == b"av1C")
+        .expect("an av1C box");
+    let size = u32::from_be_bytes(file[at - 4..at].try_into().expect("4 bytes")) as usize;
+    let record = file[at + 4..at - 4 + size].to_vec();
+    let keys: Vec<bool> = ffprobe_packets(&ivf, "flags")[0]
+        .1
+        .iter()
+        .map(|f| f[0].starts_with('K'))
+        .collect();
+    let data = std::fs::read(&ivf).expect("the IVF file");
+    assert_eq!(&data[..4], b"DKIF");
+    let header = usize::from(u16::from_le_bytes([data[6], data[7]]));
+    let mut tags = vec![Tag {
+        video: true,
+        ms: 0,
+        body: [b"\x90av01".as_slice(), &record].concat(),
+    }];
+    let mut pos = header;
+    let mut n = 0;
+    while pos + 12 <= data.len() {
+        let len = u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4")) as usize;
+        let frame = &data[pos + 12..pos + 12 + len];
+        let frame_type: u8 = if keys[n] { 1 } else { 2 };
+        tags.push(Tag {
+            video: true,
+            ms: (n * 1000 / 30) as u32,
+            body: [&[0x80 | frame_type << 4 | 1][..], b"av01", frame].concat(),
+        });
+        pos += 12 + len;
+        n += 1;
+    }
+    assert_eq!(n, 90, "SVT-AV1 wrote 90 frames");
+    tags
+}
+
+#[tokio::test]
+async fn an_enhanced_rtmp_publisher_sends_av1_and_a_viewer_decodes_every_frame() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let dir = temp_dir("enhanced-rtmp-av1");
+    let tags = av1_tags(&dir);
     let config = temp_file(
         "enhanced-rtmp-av1.toml",
         "[[stream]]\nname = \"cam\"\nsource = \"publish\"\npublish = \"public\"\n",
@@ -407,19 +476,95 @@ fn an_av1_publisher_is_refused_with_a_reason_that_names_it() {
         "127.0.0.1:0",
     ]);
     let addr = rtmp_address(&server);
+    let url = server.ws_url("/ws/cam");
+    let viewer = tokio::spawn(async move {
+        let mut socket = ws::connect(&url).await;
+        let (_, init) = ws::expect_init(&mut socket).await;
+        let mut media = Vec::new();
+        while let Some(Msg::Binary(bytes)) = ws::next(&mut socket, Duration::from_secs(3)).await {
+            media.push(bytes);
+        }
+        (init, media)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(move || {
+        let mut publisher = Publisher::connect(&addr, "live", "cam").expect("publishing");
+        let start = Instant::now();
+        for tag in &tags {
+            let due = Duration::from_millis(u64::from(tag.ms));
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            assert!(publisher.tag(tag), "the server hung up");
+        }
+    })
+    .await
+    .expect("publisher");
+    let (init, media) = viewer.await.expect("viewer");
+    let path = temp_media("enhanced-rtmp-av1.mp4", &[&init, &media.concat()]);
+    let names = String::from_utf8(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,width,height",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(&path)
+            .output()
+            .expect("ffprobe")
+            .stdout,
+    )
+    .expect("utf-8");
+    assert!(names.contains("av1,320,240"), "{names}\n{}", server.log());
+    assert_eq!(
+        ffprobe_frames(&path),
+        vec![("video".to_string(), 90)],
+        "every frame decodes\n{}",
+        server.log()
+    );
+    assert_eq!(ffmpeg_decode_errors(&path), None);
+    let keys = ffprobe_packets(&path, "flags")[0]
+        .1
+        .iter()
+        .filter(|f| f[0].starts_with('K'))
+        .count();
+    assert_eq!(keys, 3, "one key frame a second");
+    // The codecs parameter players are told, from the av1C.
+    assert!(
+        strip_ansi(&server.log()).contains("av01.0."),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_vp9_publisher_is_refused_with_a_reason_that_names_it() {
+    let config = temp_file(
+        "enhanced-rtmp-vp9.toml",
+        "[[stream]]\nname = \"cam\"\nsource = \"publish\"\npublish = \"public\"\n",
+    );
+    let server = TestServer::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--rtmp-listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = rtmp_address(&server);
     let mut publisher = Publisher::connect(&addr, "live", "cam").expect("publishing");
-    // An AV1 SequenceStart: the av1C record's first bytes.
+    // A VP9 SequenceStart: a vpcC record's first bytes.
     let start = Tag {
         video: true,
         ms: 0,
-        body: b"\x90av01\x81\x00\x0c\x00".to_vec(),
+        body: b"\x90vp09\x01\x00\x00\x00".to_vec(),
     };
     let mut refused = false;
     for i in 0..50u32 {
         let frame = Tag {
             video: true,
             ms: i * 33,
-            body: b"\x91av01\x12\x00".to_vec(),
+            body: b"\x91vp09\x12\x00".to_vec(),
         };
         if !publisher.tag(if i == 0 { &start } else { &frame }) {
             refused = true;
@@ -428,12 +573,12 @@ fn an_av1_publisher_is_refused_with_a_reason_that_names_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.log().contains("av01") && Instant::now() < deadline {
+    while !server.log().contains("vp09") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let log = strip_ansi(&server.log());
     assert!(
-        log.contains("RTMP publisher cut off") && log.contains("FourCC 'av01'"),
+        log.contains("RTMP publisher cut off") && log.contains("FourCC 'vp09'"),
         "refused={refused}\n{log}"
     );
     // The stream waits for the next publisher.

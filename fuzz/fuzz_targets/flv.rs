@@ -9,7 +9,7 @@ use websocketlivestream::flv::{self, Audio, FlvReader, TagKind, Video, VideoCode
 use websocketlivestream::fmp4::writer::{
     self, AudioConfig, AudioTrack, Sample, VideoConfig, VideoTrack,
 };
-use websocketlivestream::fmp4::{Atom, Avcc, Fragment, Hvcc, InitSegment, avc, hevc};
+use websocketlivestream::fmp4::{Atom, Avcc, Fragment, Hvcc, InitSegment, av1, avc, hevc};
 
 /// An init with both tracks, for the fragments to be read against.
 fn init() -> InitSegment {
@@ -76,6 +76,10 @@ fuzz_target!(|input: &[u8]| {
                         let kind = match codec {
                             VideoCodec::Avc => b"avcC",
                             VideoCodec::Hevc => b"hvcC",
+                            VideoCodec::Av1 => {
+                                let _ = (av1::codec(&record), av1::dimensions(&record));
+                                continue;
+                            }
                         };
                         let mut boxed = ((record.len() + 8) as u32).to_be_bytes().to_vec();
                         boxed.extend_from_slice(kind);

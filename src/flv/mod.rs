@@ -11,7 +11,7 @@
 //! audio   := format:4 (10 = AAC) rate:2 size:1 type:1 aac_packet_type:u8 body
 //!
 //! Enhanced RTMP (veovera, v2), what OBS 30+ sends for HEVC and Opus:
-//! video   := 1:1 frame_type:3 packet_type:4 [mod_ex]* fourcc:4 (hvc1 avc1 …)
+//! video   := 1:1 frame_type:3 packet_type:4 [mod_ex]* fourcc:4 (hvc1 avc1 av01 …)
 //!            [composition_time:s24 if packet_type = 1 and fourcc is avc1/hvc1] body
 //! audio   := format:4 (9) packet_type:4 [mod_ex]* fourcc:4 (Opus mp4a …) body
 //! ```
@@ -319,12 +319,14 @@ pub enum VideoCodec {
     Avc,
     /// H.265: Enhanced RTMP's `hvc1`, or the codec id 12 that Chinese CDNs' FLV extension uses.
     Hevc,
+    /// AV1: Enhanced RTMP's `av01` (its frames carry no composition time).
+    Av1,
 }
 
 /// A video tag's body, for the codecs this reader knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Video {
-    /// The decoder configuration record: the body of an MP4 `avcC` or `hvcC`.
+    /// The decoder configuration record: the body of an MP4 `avcC`, `hvcC` or `av1C`.
     Config { codec: VideoCodec, record: Bytes },
     /// One access unit, NAL units with length prefixes as the config says.
     Frame {
@@ -524,6 +526,7 @@ impl Tag {
         let codec = match fourcc {
             b"avc1" => VideoCodec::Avc,
             b"hvc1" => VideoCodec::Hevc,
+            b"av01" => VideoCodec::Av1,
             other => return Ok(Video::Other(fourcc_name(other))),
         };
         let at = at + 4;
@@ -531,6 +534,12 @@ impl Tag {
             PACKET_SEQUENCE_START => Video::Config {
                 codec,
                 record: self.data.slice(at..),
+            },
+            PACKET_CODED_FRAMES if codec == VideoCodec::Av1 => Video::Frame {
+                codec,
+                key: frame_type == 1,
+                composition_ms: 0,
+                data: self.data.slice(at..),
             },
             PACKET_CODED_FRAMES => {
                 // AVC and HEVC carry a composition time here; CodedFramesX leaves it out.
@@ -797,8 +806,18 @@ mod tests {
             "metadata"
         );
         assert_eq!(
-            body(TagKind::Video, b"\x90av01\x81").video(),
-            Ok(Video::Other("Enhanced RTMP FourCC 'av01'".into()))
+            body(TagKind::Video, b"\x90vp09\x01").video(),
+            Ok(Video::Other("Enhanced RTMP FourCC 'vp09'".into()))
+        );
+        // AV1's coded frames have no composition time.
+        assert_eq!(
+            body(TagKind::Video, b"\x91av01\x12\x00").video(),
+            Ok(Video::Frame {
+                codec: VideoCodec::Av1,
+                key: true,
+                composition_ms: 0,
+                data: Bytes::from_static(&[0x12, 0]),
+            })
         );
         assert_eq!(
             body(TagKind::Video, b"\x22\x01").video(),

@@ -140,6 +140,17 @@ impl InitSegment {
 
 /// Opus's sample entry (Opus in ISOBMFF §4.3.1), which this code keeps as raw bytes.
 const OPUS: FourCC = FourCC::new(b"Opus");
+const AV01: FourCC = FourCC::new(b"av01");
+
+/// The `av1C` body inside an `av01` sample entry (its 8-byte header and 78 bytes of visual
+/// fields first).
+fn av1c_of(entry: &[u8]) -> Option<&[u8]> {
+    let rest = entry.get(8 + 78..)?;
+    let size = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    (rest.get(4..8)? == b"av1C")
+        .then(|| rest.get(8..size))
+        .flatten()
+}
 
 /// An `Opus` entry's sample rate (its `dOps` input rate) and channel count, read from the raw
 /// box: the AudioSampleEntry's channel count at byte 24, `dOps` at 36.
@@ -168,6 +179,9 @@ fn summarize(moov: &Moov, trak: &super::Trak) -> Track {
         SampleEntry::Hev1(e) => Some(codec::hevc(entry.kind(), &e.hvcc)),
         SampleEntry::Mp4a(e) => Some(codec::mp4a(&e.esds)),
         SampleEntry::Unknown(raw) if raw.kind == OPUS => Some("opus".to_string()),
+        SampleEntry::Unknown(raw) if raw.kind == AV01 => {
+            av1c_of(&raw.bytes).and_then(super::av1::codec)
+        }
         SampleEntry::Unknown(_) => None,
     });
     let (width, height) = entry

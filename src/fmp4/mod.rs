@@ -28,6 +28,7 @@
 //! configurations (the zero-wait ingest).
 
 mod atom;
+pub mod av1;
 pub mod avc;
 pub mod codec;
 mod error;

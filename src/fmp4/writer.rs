@@ -47,6 +47,8 @@ pub enum VideoConfig {
     Avc(Bytes),
     /// An HEVCDecoderConfigurationRecord (§8.3.3.1), an `hvcC` body.
     Hevc(Bytes),
+    /// An AV1CodecConfigurationRecord (AV1-ISOBMFF §2.3), an `av1C` body.
+    Av1(Bytes),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +199,16 @@ fn video_trak(video: &VideoTrack) -> Result<Trak> {
             hvcc: Hvcc::decode(&boxed(b"hvcC", record))?,
             unknown: Vec::new(),
         }),
+        // An `av01` entry: the visual fields, then the `av1C` (AV1-ISOBMFF §2.2).
+        VideoConfig::Av1(record) => {
+            let mut body = BytesMut::with_capacity(VisualSampleEntry::LEN + 8 + record.len());
+            visual.encode(&mut body);
+            body.put_slice(&boxed(b"av1C", record));
+            SampleEntry::Unknown(RawBox {
+                kind: FourCC::new(b"av01"),
+                bytes: boxed(b"av01", &body),
+            })
+        }
     };
     let minf = Minf {
         // Version 0, flags 1 (§12.1.2), graphics mode and colour 0.

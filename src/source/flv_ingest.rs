@@ -24,15 +24,17 @@ use crate::fmp4::writer::{
     self, AUDIO_TRACK_ID, AudioConfig, AudioTrack, MonotonicTime, Sample, VIDEO_TRACK_ID,
     VideoConfig, VideoTrack, boxed,
 };
-use crate::fmp4::{Atom, Avcc, Fragment, Hvcc, InitSegment, Prft, Unit, avc, hevc};
+use crate::fmp4::{Atom, Avcc, Fragment, Hvcc, InitSegment, Prft, Unit, av1, avc, hevc};
 
 const VIDEO_TIMESCALE: u32 = 90_000;
 const AAC_FRAME_SAMPLES: u64 = 1024;
 /// Opus in MP4 is timed at 48 kHz whatever the input rate (Opus in ISOBMFF §4.3).
 const OPUS_RATE: u32 = 48_000;
-/// Frames held while waiting for the tracks the FLV header announced; past this, the init is
-/// written with the tracks that did show up.
+/// Frames held while waiting for the tracks the FLV header announced; past this many, or
+/// this much media time, the init is written with the tracks that did show up (an RTMP
+/// publisher's header always announces both; OBS without a microphone sends no audio).
 const MAX_WAITING_TAGS: usize = 120;
+const MAX_WAITING_MS: u32 = 1000;
 /// How many recent frames the wall clock's offset is the smallest of (about 8 s at 30 fps).
 const CLOCK_WINDOW: usize = 256;
 
@@ -144,6 +146,7 @@ fn video_codec(config: &VideoConfig) -> VideoCodec {
     match config {
         VideoConfig::Avc(_) => VideoCodec::Avc,
         VideoConfig::Hevc(_) => VideoCodec::Hevc,
+        VideoConfig::Av1(_) => VideoCodec::Av1,
     }
 }
 
@@ -199,7 +202,7 @@ impl FlvIngest {
                     return Err(SourceError::FlvCodec {
                         what: "video",
                         found: codec,
-                        expected: "H.264 or H.265",
+                        expected: "H.264, H.265 or AV1",
                     });
                 }
                 Video::End | Video::Ignored => return Ok(()),
@@ -246,7 +249,10 @@ impl FlvIngest {
             let header = self.announced();
             let ready =
                 (self.video.is_some() || !header.video) && (self.audio.is_some() || !header.audio);
-            if !ready && self.waiting.len() < MAX_WAITING_TAGS {
+            let waited_ms = self.waiting.first().map_or(0, |first| {
+                tag.timestamp_ms.saturating_sub(first.timestamp_ms)
+            });
+            if !ready && self.waiting.len() < MAX_WAITING_TAGS && waited_ms < MAX_WAITING_MS {
                 self.waiting.push(tag);
                 return Ok(());
             }
@@ -291,6 +297,16 @@ impl FlvIngest {
                     .flat_map(|array| &array.nalus)
                     .find_map(|nal| hevc::sps_dimensions(nal));
                 (VideoConfig::Hevc(record), dimensions)
+            }
+            VideoCodec::Av1 => {
+                let dimensions = av1::dimensions(&record);
+                if av1::codec(&record).is_none() {
+                    return Err(SourceError::CodecConfig {
+                        what: "AV1 sequence header",
+                        why: "not an AV1CodecConfigurationRecord".into(),
+                    });
+                }
+                (VideoConfig::Av1(record), dimensions)
             }
         };
         let (width, height) = dimensions.ok_or_else(|| SourceError::CodecConfig {
