@@ -289,30 +289,25 @@ impl Publisher {
     }
 }
 
-#[tokio::test]
-async fn an_enhanced_rtmp_publisher_sends_hevc_and_opus_and_a_viewer_decodes_every_frame() {
-    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
-        return;
-    }
-    let dir = temp_dir("enhanced-rtmp");
-    let mut tags = hevc_tags(&dir);
-    let video_frames = tags.len() as u64 - 1;
-    let audio = opus_tags(&dir);
-    let audio_packets = audio.len() as u64 - 1;
-    tags.extend(audio);
-    // Interleaved as a muxer would: by time, the sequence headers first.
-    tags.sort_by_key(|t| (t.ms, t.body[0] & 0x0f != 0));
-
+/// A server with one `publish` stream `cam` anyone may publish to, and an RTMP listener.
+fn publish_server(name: &str) -> TestServer {
     let config = temp_file(
-        "enhanced-rtmp.toml",
+        &format!("{name}.toml"),
         "[[stream]]\nname = \"cam\"\nsource = \"publish\"\npublish = \"public\"\n",
     );
-    let server = TestServer::start(&[
+    TestServer::start(&[
         "--config",
         config.to_str().expect("utf-8"),
         "--rtmp-listen",
         "127.0.0.1:0",
-    ]);
+    ])
+}
+
+/// Publishes `tags` in real time, as an encoder would, to such a server, while a viewer
+/// connected before reads until the stream goes quiet; the server, and the viewer's bytes as
+/// the file `name`.mp4.
+async fn publish_and_watch(name: &str, tags: Vec<Tag>) -> (TestServer, std::path::PathBuf) {
+    let server = publish_server(name);
     let addr = rtmp_address(&server);
     let url = server.ws_url("/ws/cam");
     let viewer = tokio::spawn(async move {
@@ -327,7 +322,6 @@ async fn an_enhanced_rtmp_publisher_sends_hevc_and_opus_and_a_viewer_decodes_eve
     tokio::time::sleep(Duration::from_millis(300)).await;
     tokio::task::spawn_blocking(move || {
         let mut publisher = Publisher::connect(&addr, "live", "cam").expect("publishing");
-        // In real time, as an encoder would.
         let start = Instant::now();
         for tag in &tags {
             let due = Duration::from_millis(u64::from(tag.ms));
@@ -340,26 +334,46 @@ async fn an_enhanced_rtmp_publisher_sends_hevc_and_opus_and_a_viewer_decodes_eve
     .await
     .expect("publisher");
     let (init, media) = viewer.await.expect("viewer");
-    let path = temp_media("enhanced-rtmp.mp4", &[&init, &media.concat()]);
+    let path = temp_media(&format!("{name}.mp4"), &[&init, &media.concat()]);
+    (server, path)
+}
+
+/// `codec_name,width,height` of each stream, as ffprobe reads `path`.
+fn codec_names(path: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[tokio::test]
+async fn an_enhanced_rtmp_publisher_sends_hevc_and_opus_and_a_viewer_decodes_every_frame() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let dir = temp_dir("enhanced-rtmp");
+    let mut tags = hevc_tags(&dir);
+    let video_frames = tags.len() as u64 - 1;
+    let audio = opus_tags(&dir);
+    let audio_packets = audio.len() as u64 - 1;
+    tags.extend(audio);
+    // Interleaved as a muxer would: by time, the sequence headers first.
+    tags.sort_by_key(|t| (t.ms, t.body[0] & 0x0f != 0));
+
+    let (server, path) = publish_and_watch("enhanced-rtmp", tags).await;
     let codecs = ffprobe_packets(&path, "flags")
         .into_iter()
         .map(|(kind, packets)| (kind, packets.len() as u64))
         .collect::<Vec<_>>();
-    let names = String::from_utf8(
-        Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name,width,height",
-            ])
-            .args(["-of", "csv=p=0"])
-            .arg(&path)
-            .output()
-            .expect("ffprobe")
-            .stdout,
-    )
-    .expect("utf-8");
+    let names = codec_names(&path);
     assert!(names.contains("hevc,320,240"), "{names}");
     assert!(names.contains("opus"), "{names}");
     assert_eq!(
@@ -465,58 +479,8 @@ async fn an_enhanced_rtmp_publisher_sends_av1_and_a_viewer_decodes_every_frame()
     }
     let dir = temp_dir("enhanced-rtmp-av1");
     let tags = av1_tags(&dir);
-    let config = temp_file(
-        "enhanced-rtmp-av1.toml",
-        "[[stream]]\nname = \"cam\"\nsource = \"publish\"\npublish = \"public\"\n",
-    );
-    let server = TestServer::start(&[
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--rtmp-listen",
-        "127.0.0.1:0",
-    ]);
-    let addr = rtmp_address(&server);
-    let url = server.ws_url("/ws/cam");
-    let viewer = tokio::spawn(async move {
-        let mut socket = ws::connect(&url).await;
-        let (_, init) = ws::expect_init(&mut socket).await;
-        let mut media = Vec::new();
-        while let Some(Msg::Binary(bytes)) = ws::next(&mut socket, Duration::from_secs(3)).await {
-            media.push(bytes);
-        }
-        (init, media)
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tokio::task::spawn_blocking(move || {
-        let mut publisher = Publisher::connect(&addr, "live", "cam").expect("publishing");
-        let start = Instant::now();
-        for tag in &tags {
-            let due = Duration::from_millis(u64::from(tag.ms));
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
-            }
-            assert!(publisher.tag(tag), "the server hung up");
-        }
-    })
-    .await
-    .expect("publisher");
-    let (init, media) = viewer.await.expect("viewer");
-    let path = temp_media("enhanced-rtmp-av1.mp4", &[&init, &media.concat()]);
-    let names = String::from_utf8(
-        Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name,width,height",
-            ])
-            .args(["-of", "csv=p=0"])
-            .arg(&path)
-            .output()
-            .expect("ffprobe")
-            .stdout,
-    )
-    .expect("utf-8");
+    let (server, path) = publish_and_watch("enhanced-rtmp-av1", tags).await;
+    let names = codec_names(&path);
     assert!(names.contains("av1,320,240"), "{names}\n{}", server.log());
     assert_eq!(
         ffprobe_frames(&path),
@@ -541,16 +505,7 @@ async fn an_enhanced_rtmp_publisher_sends_av1_and_a_viewer_decodes_every_frame()
 
 #[test]
 fn a_vp9_publisher_is_refused_with_a_reason_that_names_it() {
-    let config = temp_file(
-        "enhanced-rtmp-vp9.toml",
-        "[[stream]]\nname = \"cam\"\nsource = \"publish\"\npublish = \"public\"\n",
-    );
-    let server = TestServer::start(&[
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--rtmp-listen",
-        "127.0.0.1:0",
-    ]);
+    let server = publish_server("enhanced-rtmp-vp9");
     let addr = rtmp_address(&server);
     let mut publisher = Publisher::connect(&addr, "live", "cam").expect("publishing");
     // A VP9 SequenceStart: a vpcC record's first bytes.

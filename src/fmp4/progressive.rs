@@ -25,8 +25,8 @@ use super::moof::{
     Mfhd, SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT, SAMPLE_DURATION_PRESENT, SAMPLE_FLAGS_PRESENT,
     SAMPLE_SIZE_PRESENT, Tfdt, Tfhd, Traf, Trun, TrunSample,
 };
-use super::moov::{AUDIO, Moov, Mvex, Trak, Trex, VIDEO};
-use super::writer::{NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, empty_table};
+use super::moov::{AUDIO, Moov, Trak, VIDEO};
+use super::writer::{NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, empty_table, mvex_for};
 use super::{Atom, BoxPath, Error, ErrorKind, FourCC, Ftyp, Moof, RawBox, Reader, Result, mdat};
 
 /// The most samples one track may list: 2^23, 39 hours at 60 frames a second, or 48 hours
@@ -464,22 +464,7 @@ pub fn fragmented_init(moov: &Moov) -> Bytes {
     }
     // A file that goes on in fragments has its own trex defaults, which they rely on.
     if moov.mvex.is_none() {
-        let trex = moov
-            .trak
-            .iter()
-            .map(|t| Trex {
-                track_id: t.tkhd.track_id,
-                default_sample_description_index: 1,
-                default_sample_duration: 0,
-                default_sample_size: 0,
-                default_sample_flags: 0,
-            })
-            .collect();
-        moov.mvex = Some(Mvex {
-            mehd: None,
-            trex,
-            unknown: Vec::new(),
-        });
+        moov.mvex = Some(mvex_for(&moov.trak));
     }
     let brands: &[&[u8; 4]] = &[b"iso6", b"isom", b"mp41"];
     let ftyp = Ftyp {

@@ -315,15 +315,8 @@ fn audio_track_with(audio: &AudioTrack, entry: SampleEntry) -> Trak {
     )
 }
 
-/// An init segment, `ftyp` and `moov`, for these tracks.
-pub fn init_segment(video: Option<&VideoTrack>, audio: Option<&AudioTrack>) -> Result<Bytes> {
-    let mut traks = Vec::new();
-    if let Some(video) = video {
-        traks.push(video_trak(video)?);
-    }
-    if let Some(audio) = audio {
-        traks.push(audio_trak(audio));
-    }
+/// `mvex` with a `trex` per track and no defaults: every fragment says its own.
+pub(crate) fn mvex_for(traks: &[Trak]) -> Mvex {
     let trex = traks
         .iter()
         .map(|t| Trex {
@@ -334,6 +327,22 @@ pub fn init_segment(video: Option<&VideoTrack>, audio: Option<&AudioTrack>) -> R
             default_sample_flags: 0,
         })
         .collect();
+    Mvex {
+        mehd: None,
+        trex,
+        unknown: Vec::new(),
+    }
+}
+
+/// An init segment, `ftyp` and `moov`, for these tracks.
+pub fn init_segment(video: Option<&VideoTrack>, audio: Option<&AudioTrack>) -> Result<Bytes> {
+    let mut traks = Vec::new();
+    if let Some(video) = video {
+        traks.push(video_trak(video)?);
+    }
+    if let Some(audio) = audio {
+        traks.push(audio_trak(audio));
+    }
     let moov = Moov {
         mvhd: Mvhd {
             version: 0,
@@ -346,12 +355,8 @@ pub fn init_segment(video: Option<&VideoTrack>, audio: Option<&AudioTrack>) -> R
             matrix: IDENTITY,
             next_track_id: AUDIO_TRACK_ID + 1,
         },
+        mvex: Some(mvex_for(&traks)),
         trak: traks,
-        mvex: Some(Mvex {
-            mehd: None,
-            trex,
-            unknown: Vec::new(),
-        }),
         unknown: Vec::new(),
     };
     let brands: &[&[u8; 4]] = &[b"iso6", b"cmfc", b"isom", b"mp41"];
