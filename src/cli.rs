@@ -553,7 +553,15 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         if streams[..i].iter().any(|s| s.name == stream.name) {
             return Err(format!("stream name {} is given twice", stream.name));
         }
-        if stream.source.needs_ffmpeg() && !ffmpeg_found {
+        // A file plays without ffmpeg when our reader takes it as it is.
+        let needs_ffmpeg = match &stream.source {
+            SourceSpec::File(path) => matches!(
+                crate::source::file::route(path, &stream.encoder),
+                crate::source::file::Route::Ffmpeg(_)
+            ),
+            other => other.needs_ffmpeg(),
+        };
+        if needs_ffmpeg && !ffmpeg_found {
             return Err(format!(
                 "stream {}: {}",
                 stream.name,

@@ -57,6 +57,9 @@ pub enum PackageError {
     NothingToDescribe,
     #[error("--fragment-duration {0} is out of range (0.1 s up to the segment duration)")]
     FragmentDuration(f64),
+    /// The reader of [`read_units`] wanted no more.
+    #[error("stopped reading")]
+    Stopped,
     #[error("{}: the moov is {size} bytes, over the limit of {MAX_MOOV} bytes", .path.display())]
     MoovTooLarge { path: PathBuf, size: u64 },
 }
@@ -439,14 +442,6 @@ fn cut(
     {
         return Err(PackageError::FragmentDuration(secs));
     }
-    let io = |what, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PackageError::Io { what, path, source }
-    };
-    let broken = |source| PackageError::Fmp4 {
-        path: input.to_path_buf(),
-        source,
-    };
     let config = HubConfig {
         segment_secs,
         window: usize::MAX,
@@ -461,6 +456,28 @@ fn cut(
         newest: f64::NEG_INFINITY,
         next_to_write: 1,
         sink,
+    };
+    read_units(input, options.fragment_secs, &mut |unit| cutter.take(unit))?;
+    Ok((cutter.finish()?, config))
+}
+
+/// Reads an MP4 file, progressive or fragmented, as the units the live splitter would give:
+/// the init, then fragments in file order. A progressive file's samples become a fragment
+/// per track and cut of [`progressive::plan_fragments`] (video first); a fragmented file's
+/// fragments pass as they are (after samples its `moov` may hold). `take` may stop the read
+/// early by returning an error, which comes back out.
+pub fn read_units(
+    input: &Path,
+    fragment_secs: Option<f64>,
+    take: &mut dyn FnMut(Unit) -> Result<(), PackageError>,
+) -> Result<(), PackageError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PackageError::Io { what, path, source }
+    };
+    let broken = |source| PackageError::Fmp4 {
+        path: input.to_path_buf(),
+        source,
     };
     let mut file = File::open(input).map_err(io("read", input))?;
     let file_len = file.metadata().map_err(io("read", input))?.len();
@@ -490,8 +507,8 @@ fn cut(
             &mut file,
             file_len,
             moov,
-            options.fragment_secs,
-            &mut |unit| cutter.take(unit),
+            fragment_secs,
+            take,
             input,
         )?);
     }
@@ -517,7 +534,7 @@ fn cut(
             splitter.feed(Bytes::from(chunk));
             loop {
                 match splitter.poll() {
-                    Ok(Some(unit)) => cutter.take(unit)?,
+                    Ok(Some(unit)) => take(unit)?,
                     Ok(None) => break,
                     Err(err) => return Err(broken(err)),
                 }
@@ -525,7 +542,7 @@ fn cut(
         }
         splitter.finish().map_err(broken)?;
     }
-    Ok((cutter.finish()?, config))
+    Ok(())
 }
 
 /// What the splitter is fed at a time from a fragmented file.

@@ -57,6 +57,8 @@ pub struct Continuity {
     /// Per track: the last fragment's first decode time and sample count, and the newest
     /// estimate of one sample's duration.
     cadence: Vec<Cadence>,
+    /// The track whose end a shifted run continues from (else the latest end of any).
+    lead: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +75,13 @@ impl Continuity {
             policy,
             ..Self::default()
         }
+    }
+
+    /// Runs that start over continue exactly where `track` ended, the other tracks shifted by
+    /// the same wall time: a looped file's video is seamless, and a track that runs longer
+    /// than it overlaps the next pass by that much (MSE trims what an append overlaps).
+    pub fn lead_by(&mut self, track: u32) {
+        self.lead = Some(track);
     }
 
     /// A new run of the source begins.
@@ -180,14 +189,21 @@ impl Continuity {
         if self.ends.is_empty() {
             return Run::PassThrough;
         }
+        let led = |track: u32| self.lead.is_none_or(|lead| lead == track);
+        let lead_known = self
+            .lead
+            .is_some_and(|lead| self.ends.iter().any(|(id, _, _)| *id == lead))
+            && first.runs.iter().any(|r| led(r.track_id));
         let previous_end = self
             .ends
             .iter()
+            .filter(|(id, _, _)| !lead_known || led(*id))
             .map(|(_, ts, end)| *end as f64 / f64::from((*ts).max(1)))
             .fold(0.0, f64::max);
         let run_start = first
             .runs
             .iter()
+            .filter(|r| !lead_known || led(r.track_id))
             .map(|r| r.decode_time as f64 / f64::from(self.timescale(r.track_id)))
             .fold(f64::INFINITY, f64::min);
         if !run_start.is_finite() || run_start >= previous_end {

@@ -69,6 +69,9 @@ pub enum SourceError {
     /// A publisher that went, was cut off, or sent nothing usable.
     #[error("{0}")]
     Publisher(String),
+    /// A file the `file:` source reads itself cannot be read.
+    #[error("{0}")]
+    Package(#[source] crate::package::PackageError),
     /// A source whose media cannot be used at all (the bundled sample).
     #[error("{0}")]
     Unusable(&'static str),

@@ -1,5 +1,5 @@
 //! Where a stream's bytes come from: ffmpeg (test pattern, camera, file, URL), standard input,
-//! the bundled sample clip, another server of ours (a relay), a folder an encoder writes to.
+//! an MP4 file read as it is (`file.rs`), the bundled sample clip, another server of ours (a relay), a folder an encoder writes to.
 //! Every source hands the stream the same thing, init segments and fragments, and keeps its
 //! timeline continuous when it restarts, so viewers play on.
 //!
@@ -11,6 +11,7 @@
 mod continuity;
 mod error;
 pub mod ffmpeg;
+pub mod file;
 pub mod flv_ingest;
 mod folder;
 pub mod publish;
@@ -112,6 +113,7 @@ pub async fn run(spec: SourceSpec, encoder: EncoderOptions, ctx: SourceContext) 
                 ctx.send(SourceEvent::Finished { error: Some(error) }).await;
             }
         },
+        SourceSpec::File(path) => file::run(path, encoder, ctx).await,
         other => ffmpeg::run(other, encoder, ctx).await,
     }
 }

@@ -38,7 +38,7 @@ pub enum SpecError {
 }
 
 impl SourceSpec {
-    /// Whether this source runs ffmpeg.
+    /// Whether this source runs ffmpeg (a file may not: `file::route` decides when it starts).
     pub fn needs_ffmpeg(&self) -> bool {
         matches!(
             self,
