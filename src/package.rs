@@ -185,8 +185,8 @@ pub fn package(input: &Path, out: &Path, options: Options) -> Result<Packaged, P
         }
         Ok(())
     };
-    let (snapshot, config) = cut(input, options, &mut sink)?;
-    write_manifests(input, out, &snapshot, &config)
+    let (snapshot, config, start) = cut(input, options, &mut sink)?;
+    write_manifests(input, out, &snapshot, &config, start)
 }
 
 /// The on-demand profile: each track's segments appended to a file of its own as they
@@ -237,7 +237,7 @@ fn package_on_demand(input: &Path, out: &Path, options: Options) -> Result<Packa
         }
         Ok(())
     };
-    let (snapshot, config) = cut(input, options, &mut sink)?;
+    let (snapshot, config, _) = cut(input, options, &mut sink)?;
     let init = snapshot
         .init
         .clone()
@@ -312,6 +312,11 @@ struct Cutter<'a> {
     pending: std::collections::VecDeque<(f64, bool, Fragment)>,
     newest: f64,
     next_to_write: u64,
+    /// The earliest presentation time of the reference track's first key frame, seconds:
+    /// the static MPD's Period starts there (its `presentationTimeOffset`), so video whose
+    /// first frame shows after its decode time (B-frames, no edit list) keeps its last frame
+    /// inside the Period.
+    presentation_start: Option<f64>,
     sink: &'a mut dyn FnMut(&MediaInit, &Segment) -> Result<(), PackageError>,
 }
 
@@ -377,9 +382,16 @@ impl Cutter<'_> {
     }
 
     fn queue(&mut self, fragment: Fragment, init: &InitSegment) -> Result<(), PackageError> {
-        let Some(run) = fragment.runs.first() else {
+        let Some(time) = self.insert(fragment, init) else {
             return Ok(());
         };
+        self.newest = self.newest.max(time);
+        self.place(self.newest - REORDER_SECS)
+    }
+
+    /// Puts a fragment among the pending ones by its start time; that time, in seconds.
+    fn insert(&mut self, fragment: Fragment, init: &InitSegment) -> Option<f64> {
+        let run = fragment.runs.first()?;
         let track = init.track(run.track_id);
         let scale = f64::from(track.map_or(1, |t| t.timescale).max(1));
         let video = track.is_some_and(|t| t.kind == fmp4::TrackKind::Video);
@@ -391,19 +403,36 @@ impl Cutter<'_> {
             .rposition(|(t, v, _)| (*t, *v) <= key)
             .map_or(0, |i| i + 1);
         self.pending.insert(at, (time, !video, fragment));
-        self.newest = self.newest.max(time);
-        self.place(self.newest - REORDER_SECS)
+        Some(time)
     }
 
     /// Places the pending fragments that start before `limit`, and writes out what that
-    /// completes.
+    /// completes. A fragment of another track than the reference that runs across one of the
+    /// reference track's key frames is cut there first (its later part pending again, after
+    /// the key frame), so that whichever key frame starts a segment, every track's samples
+    /// from that time on are in that segment: a muxer's long audio fragments (a second, as
+    /// ffmpeg's ismv and GStreamer's fragmented mp4mux write) do not run into the segment
+    /// before, nor leave the next without audio.
     fn place(&mut self, limit: f64) -> Result<(), PackageError> {
         while self.pending.front().is_some_and(|(t, _, _)| *t < limit) {
-            if let Some((_, _, fragment)) = self.pending.pop_front() {
-                // A file has no arrival times: every fragment counts as received now.
-                self.window
-                    .push(fragment, Instant::now(), unix_millis(SystemTime::now()));
+            let Some((_, _, fragment)) = self.pending.pop_front() else {
+                break;
+            };
+            let fragment = match self.cut_at_key(fragment)? {
+                (first, Some(rest)) => {
+                    if let Some(init) = self.init.clone() {
+                        self.insert(rest, &init);
+                    }
+                    first
+                }
+                (whole, None) => whole,
+            };
+            if self.presentation_start.is_none() {
+                self.presentation_start = self.presentation_start_of(&fragment)?;
             }
+            // A file has no arrival times: every fragment counts as received now.
+            self.window
+                .push(fragment, Instant::now(), unix_millis(SystemTime::now()));
         }
         self.next_to_write = self
             .window
@@ -411,7 +440,68 @@ impl Cutter<'_> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Snapshot, PackageError> {
+    /// Where the presentation starts, if `fragment` is the reference track's first key frame.
+    fn presentation_start_of(&self, fragment: &Fragment) -> Result<Option<f64>, PackageError> {
+        let Some(init) = self.init.as_ref() else {
+            return Ok(None);
+        };
+        let Some(reference) = init.reference_track() else {
+            return Ok(None);
+        };
+        if fragment.runs.len() != 1 || !fragment.starts_with_sync_of(reference.id) {
+            return Ok(None);
+        }
+        let earliest = fmp4::earliest_presentation(fragment, init).map_err(|e| self.broken(e))?;
+        // An edit list in the init already starts the presentation later (players that
+        // read it, as ffmpeg does): only what it leaves over moves the Period.
+        let edit = progressive::edit_start(init, reference.id).map_err(|e| self.broken(e))?;
+        Ok(earliest.map(|ticks| {
+            let ticks = (ticks as i64).saturating_sub(edit).max(0);
+            ticks as f64 / f64::from(reference.timescale.max(1))
+        }))
+    }
+
+    /// A fragment cut at the first key frame of the reference track (among those pending)
+    /// that falls inside it, or left whole.
+    fn cut_at_key(&self, fragment: Fragment) -> Result<(Fragment, Option<Fragment>), PackageError> {
+        let Some(init) = self.init.as_ref() else {
+            return Ok((fragment, None));
+        };
+        let Some(reference) = init.reference_track().map(|t| t.id) else {
+            return Ok((fragment, None));
+        };
+        let (Some(run), Some(track)) = (
+            fragment.runs.first().copied(),
+            fragment.runs.first().and_then(|r| init.track(r.track_id)),
+        ) else {
+            return Ok((fragment, None));
+        };
+        if run.track_id == reference || fragment.runs.len() != 1 {
+            return Ok((fragment, None));
+        }
+        let scale = f64::from(track.timescale.max(1));
+        let (start, end) = (
+            run.decode_time as f64 / scale,
+            run.end_time() as f64 / scale,
+        );
+        let key = self
+            .pending
+            .iter()
+            .filter(|(t, _, _)| *t > start && *t < end)
+            .find(|(_, _, f)| f.starts_with_sync_of(reference))
+            .map(|(t, _, _)| *t);
+        let Some(key) = key else {
+            return Ok((fragment, None));
+        };
+        let at = (key * scale).round() as u64;
+        match fmp4::split_at(&fragment, at, init).map_err(|e| self.broken(e))? {
+            Some((first, rest)) => Ok((first, Some(rest))),
+            None => Ok((fragment, None)),
+        }
+    }
+
+    /// The window's view at the end, and where the presentation starts (seconds).
+    fn finish(mut self) -> Result<(Snapshot, f64), PackageError> {
         if let Some(init) = self.init.clone() {
             let held: Vec<Fragment> = self.held.drain().map(|(_, f)| f).collect();
             for fragment in held {
@@ -422,17 +512,19 @@ impl Cutter<'_> {
         self.window.finish();
         self.window
             .write_completed(self.next_to_write, &mut *self.sink)?;
-        Ok(self.window.snapshot(Status::Ended))
+        let start = self.presentation_start.unwrap_or(0.0);
+        Ok((self.window.snapshot(Status::Ended), start))
     }
 }
 
 /// The file cut into segments, each handed to `sink` as it completes; the window's view at
-/// the end (segments without their media), and the settings that cut it.
+/// the end (segments without their media), the settings that cut it, and where its
+/// presentation starts (seconds).
 fn cut(
     input: &Path,
     options: Options,
     sink: &mut dyn FnMut(&MediaInit, &Segment) -> Result<(), PackageError>,
-) -> Result<(Snapshot, HubConfig), PackageError> {
+) -> Result<(Snapshot, HubConfig, f64), PackageError> {
     let segment_secs = options.segment_secs;
     if !(0.5..=30.0).contains(&segment_secs) {
         return Err(PackageError::SegmentDuration(segment_secs));
@@ -455,10 +547,12 @@ fn cut(
         pending: std::collections::VecDeque::new(),
         newest: f64::NEG_INFINITY,
         next_to_write: 1,
+        presentation_start: None,
         sink,
     };
     read_units(input, options.fragment_secs, &mut |unit| cutter.take(unit))?;
-    Ok((cutter.finish()?, config))
+    let (snapshot, start) = cutter.finish()?;
+    Ok((snapshot, config, start))
 }
 
 /// Reads an MP4 file, progressive or fragmented, as the units the live splitter would give:
@@ -553,6 +647,7 @@ fn write_manifests(
     out: &Path,
     snapshot: &Snapshot,
     config: &HubConfig,
+    presentation_start: f64,
 ) -> Result<Packaged, PackageError> {
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
@@ -566,8 +661,16 @@ fn write_manifests(
         return Err(PackageError::NoMedia(input.to_path_buf()));
     }
     let write = |path: &Path, bytes: &[u8]| std::fs::write(path, bytes).map_err(io("write", path));
-    let mpd = manifests::dash_mpd(snapshot, config, Vec::new(), 0, false)
+    let mut mpd = manifests::dash_mpd(snapshot, config, Vec::new(), 0, false)
         .ok_or(PackageError::NothingToDescribe)?;
+    // Every track's Period starts at the same instant: the reference track's first frame.
+    for period in &mut mpd.periods {
+        for set in &mut period.adaptation_sets {
+            let r = &mut set.representation;
+            r.presentation_time_offset =
+                (presentation_start * f64::from(r.timescale)).round() as u64;
+        }
+    }
     write(&out.join("manifest.mpd"), dash::render(&mpd).as_bytes())?;
     let uris = HlsUris {
         map: "init.mp4",
@@ -671,7 +774,7 @@ fn progressive_units(
 /// key-frame spacing, and the segments it would cut (number, start, length, size).
 pub fn describe(input: &Path, options: Options) -> Result<String, PackageError> {
     use std::fmt::Write as _;
-    let (snapshot, _) = cut(input, options, &mut |_, _| Ok(()))?;
+    let (snapshot, _, _) = cut(input, options, &mut |_, _| Ok(()))?;
     let init = snapshot
         .init
         .as_ref()

@@ -517,3 +517,130 @@ pub fn with_sample_duration(
     bytes.extend_from_slice(&fragment.bytes[fragment.mdat_start..]);
     Fragment::parse(bytes.freeze(), fragment.offset, init)
 }
+
+/// The samples of a fragment of one track, its data where its moof says (as
+/// [`split_by_track`] leaves it), each with where its data lies in the fragment's bytes: its
+/// track and them, or `None` for a fragment of another form (several tracks, data placed
+/// elsewhere).
+fn samples_of(
+    fragment: &Fragment,
+    init: &InitSegment,
+) -> Result<Option<(u32, Vec<super::progressive::SampleRef>)>> {
+    use super::moof::{
+        SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT, SAMPLE_DURATION_PRESENT, SAMPLE_FLAGS_PRESENT,
+        SAMPLE_SIZE_PRESENT,
+    };
+    let ([run], [Some(data_start)]) = (fragment.runs.as_slice(), fragment.data_starts.as_slice())
+    else {
+        return Ok(None);
+    };
+    let Some(track) = init.track(run.track_id) else {
+        return Ok(None);
+    };
+    let moof_bytes = fragment
+        .bytes
+        .slice(fragment.moof_start..fragment.mdat_start);
+    let moof = super::Moof::decode(&moof_bytes)?;
+    let [traf] = moof.traf.as_slice() else {
+        return Ok(None);
+    };
+    let defaults = SampleDefaults {
+        duration: traf
+            .tfhd
+            .default_sample_duration
+            .unwrap_or(track.defaults.default_sample_duration),
+        size: traf
+            .tfhd
+            .default_sample_size
+            .unwrap_or(track.defaults.default_sample_size),
+        flags: traf
+            .tfhd
+            .default_sample_flags
+            .unwrap_or(track.defaults.default_sample_flags),
+    };
+    let mut samples = Vec::with_capacity(run.sample_count as usize);
+    let (mut time, mut offset) = (run.decode_time, *data_start as u64);
+    for trun in &traf.trun {
+        for i in 0..trun.sample_count as usize {
+            let stored = trun.samples.get(i);
+            let field = |bit: u32| stored.filter(|_| trun.sample_fields & bit != 0);
+            let duration = field(SAMPLE_DURATION_PRESENT).map_or(defaults.duration, |s| s.duration);
+            let size = field(SAMPLE_SIZE_PRESENT).map_or(defaults.size, |s| s.size);
+            let flags = match (i, trun.first_sample_flags) {
+                (0, Some(first)) => first,
+                _ => field(SAMPLE_FLAGS_PRESENT).map_or(defaults.flags, |s| s.flags),
+            };
+            let composition_offset =
+                field(SAMPLE_COMPOSITION_TIME_OFFSETS_PRESENT).map_or(0, |s| s.composition_offset);
+            samples.push(super::progressive::SampleRef {
+                offset,
+                size,
+                duration,
+                decode_time: time,
+                composition_offset: i32::try_from(composition_offset).unwrap_or(0),
+                sync: is_sync(flags),
+            });
+            time = time.saturating_add(u64::from(duration));
+            offset = offset.saturating_add(u64::from(size));
+        }
+    }
+    if offset > fragment.bytes.len() as u64 {
+        return Err(Error::new(
+            ErrorKind::InvalidValue("trun sample data lies outside the mdat"),
+            fragment.offset,
+            super::BoxPath::root(),
+        ));
+    }
+    Ok(Some((track.id, samples)))
+}
+
+/// The earliest presentation time (decode time plus composition offset) of a fragment of
+/// one track, in its timescale; `None` for a fragment of another form or without samples.
+pub fn earliest_presentation(fragment: &Fragment, init: &InitSegment) -> Result<Option<u64>> {
+    Ok(samples_of(fragment, init)?.and_then(|(_, samples)| {
+        samples
+            .iter()
+            .map(|s| {
+                s.decode_time
+                    .saturating_add_signed(i64::from(s.composition_offset))
+            })
+            .min()
+    }))
+}
+
+/// A fragment of one track, its data where its moof says (as [`split_by_track`] leaves it),
+/// cut in two at decode time `at` (in the track's timescale): the samples that start before
+/// `at`, and those from it on, each in a fragment of its own with its own `tfdt`, its media
+/// copied once. `None` when `at` does not fall between two of its samples, or the fragment
+/// is of another form (several tracks, data placed elsewhere), which is left whole.
+pub fn split_at(
+    fragment: &Fragment,
+    at: u64,
+    init: &InitSegment,
+) -> Result<Option<(Fragment, Fragment)>> {
+    use super::progressive::{Run, SampleRef, fragment_header};
+    let [run] = fragment.runs.as_slice() else {
+        return Ok(None);
+    };
+    if at <= run.decode_time || at >= run.end_time() {
+        return Ok(None);
+    }
+    let Some((track_id, samples)) = samples_of(fragment, init)? else {
+        return Ok(None);
+    };
+    let Some(cut) = samples.iter().position(|s| s.decode_time >= at) else {
+        return Ok(None);
+    };
+    if cut == 0 {
+        return Ok(None);
+    }
+    let build = |samples: &[SampleRef]| -> Result<Fragment> {
+        let run = Run { track_id, samples };
+        let (mut buf, _) = fragment_header(fragment.sequence, &[run]);
+        let (first, last) = (samples[0], samples[samples.len() - 1]);
+        let range = first.offset as usize..(last.offset + u64::from(last.size)) as usize;
+        buf.extend_from_slice(&fragment.bytes[range]);
+        Fragment::parse(buf.freeze(), fragment.offset, init)
+    };
+    Ok(Some((build(&samples[..cut])?, build(&samples[cut..])?)))
+}

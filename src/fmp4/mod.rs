@@ -55,7 +55,9 @@ pub mod writer;
 pub use atom::{Atom, Dump, Opaque, RawBox};
 pub use error::{BoxPath, Error, ErrorKind, MAX_DEPTH, Result};
 pub use fourcc::FourCC;
-pub use fragment::{Fragment, TrackRun, split_by_track, with_sample_duration};
+pub use fragment::{
+    Fragment, TrackRun, earliest_presentation, split_at, split_by_track, with_sample_duration,
+};
 pub use ftyp::{Ftyp, Styp};
 pub use header::{BoxHeader, MAX_HEADER_LEN};
 pub use init::{InitSegment, Track, TrackKind};

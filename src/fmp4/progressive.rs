@@ -407,6 +407,22 @@ fn read_stss(raw: &RawBox) -> Result<Vec<u32>> {
     })
 }
 
+/// Where an init segment's edit list starts `track`'s presentation: the first non-empty
+/// edit's media time (in the track's timescale), 0 without one or without such a track.
+pub fn edit_start(init: &crate::fmp4::InitSegment, track: u32) -> Result<i64> {
+    let mut r = Reader::new(&init.bytes, 0);
+    while let Some(child) = r.next_box()? {
+        if child.kind() == Moov::KIND {
+            let moov = child.decode::<Moov>()?;
+            return match moov.trak.iter().find(|t| t.tkhd.track_id == track) {
+                Some(trak) => edit_media_time(trak),
+                None => Ok(0),
+            };
+        }
+    }
+    Ok(0)
+}
+
 /// The first non-empty edit's media time, 0 without an edit list.
 fn edit_media_time(trak: &Trak) -> Result<i64> {
     let Some(edts) = &trak.edts else {

@@ -355,13 +355,14 @@ fn reencode(fragment: Fragment, plan: &Plan, sequence: Option<u32>) -> Result<Fr
 
 /// The bytes of a fragment (`[prefix] moof mdat`) whose track fragments lack a `tfdt` (older
 /// muxers' and Smooth Streaming's fragments, timed only by their order), with one added to
-/// each, version 1, at the decode time `time_of(track_id)` gives: the end of the track's
-/// previous fragment. Data offsets counted from the moof move with it. `None` when no track
+/// each, version 1, at the decode time `time_of(track_id, tfxd)` gives from the time in a
+/// Smooth Streaming `tfxd` box of the track fragment, if it has one (or else from the end of
+/// the track's previous fragment). Data offsets counted from the moof move with it. `None` when no track
 /// fragment lacks one.
 pub fn add_missing_tfdt(
     bytes: &Bytes,
     offset: u64,
-    time_of: impl Fn(u32) -> u64,
+    mut time_of: impl FnMut(u32, Option<u64>) -> u64,
 ) -> Result<Option<Bytes>> {
     let mut r = Reader::new(bytes, offset);
     let mut moof_at = None;
@@ -384,7 +385,7 @@ pub fn add_missing_tfdt(
         if traf.tfdt.is_none() {
             traf.tfdt = Some(Tfdt {
                 version: 1,
-                base_media_decode_time: time_of(traf.tfhd.track_id),
+                base_media_decode_time: time_of(traf.tfhd.track_id, traf.smooth_time()),
             });
         }
     }

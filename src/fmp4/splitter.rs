@@ -73,6 +73,10 @@ pub struct Splitter {
     /// Per track, where its last fragment ended: the decode time of a next one without a
     /// `tfdt`.
     track_ends: Vec<(u32, u64)>,
+    /// Per track, what its Smooth Streaming `tfxd` times are moved by: ffmpeg's ismv writes
+    /// a track that starts before zero (AAC's priming) with a negative first time, so the
+    /// track starts at zero instead, every fragment moved alike.
+    smooth_shifts: Vec<(u32, u64)>,
 }
 
 impl Default for Splitter {
@@ -94,6 +98,7 @@ impl Splitter {
             init: None,
             failed: None,
             track_ends: Vec::new(),
+            smooth_shifts: Vec::new(),
         }
     }
 
@@ -293,13 +298,28 @@ impl Splitter {
                     .as_ref()
                     .ok_or_else(|| self.error(ErrorKind::MissingBox(Moov::KIND), 0, None))?;
                 let fragment = match Fragment::parse(bytes.clone(), offset, init) {
-                    // Timed only by order: from where the track's last fragment ended.
+                    // Timed by a Smooth `tfxd`, else only by order: from where the track's
+                    // last fragment ended.
                     Err(err) if err.kind == ErrorKind::MissingBox(Tfdt::KIND) => {
                         let ends = &self.track_ends;
-                        let time_of = |track: u32| {
-                            ends.iter()
+                        let shifts = &mut self.smooth_shifts;
+                        let time_of = |track: u32, smooth: Option<u64>| match smooth {
+                            Some(time) => {
+                                let shift = match shifts.iter().find(|(t, _)| *t == track) {
+                                    Some((_, shift)) => *shift,
+                                    None => {
+                                        // A first time past 2^63 is a negative one.
+                                        let shift = (time as i64).min(0).unsigned_abs();
+                                        shifts.push((track, shift));
+                                        shift
+                                    }
+                                };
+                                time.wrapping_add(shift)
+                            }
+                            None => ends
+                                .iter()
                                 .find(|(t, _)| *t == track)
-                                .map_or(0, |(_, end)| *end)
+                                .map_or(0, |(_, end)| *end),
                         };
                         match rewriter::add_missing_tfdt(&bytes, offset, time_of)? {
                             Some(fixed) => Fragment::parse(fixed, offset, init)?,

@@ -224,6 +224,7 @@ pub struct MpdSet {
     pub codecs: String,
     pub timescale: u64,
     pub start_number: u64,
+    pub presentation_time_offset: u64,
     pub initialization: String,
     pub media: String,
     /// (t, d) per segment, `r` expanded.
@@ -268,6 +269,9 @@ pub fn parse_mpd(text: &str) -> Vec<MpdSet> {
                 start_number: attr(template, "startNumber")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1),
+                presentation_time_offset: attr(template, "presentationTimeOffset")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
                 initialization: attr(template, "initialization").expect("initialization"),
                 media: attr(template, "media").expect("media"),
                 timeline,
