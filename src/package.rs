@@ -344,10 +344,24 @@ impl Cutter<'_> {
                     .init
                     .clone()
                     .ok_or_else(|| PackageError::NoInit(self.input.to_path_buf()))?;
-                // One track a fragment, for Representations of one track each.
+                // One track a fragment, for Representations of one track each; the
+                // video reference track's a group of pictures each, so segments can be
+                // cut at any of its key frames.
+                let reference = init
+                    .reference_track()
+                    .filter(|t| t.kind == fmp4::TrackKind::Video)
+                    .map(|t| t.id);
                 let parts = fmp4::split_by_track(&fragment, &init).map_err(|e| self.broken(e))?;
                 for part in parts {
-                    self.hold(part, &init)?;
+                    if part.runs.first().map(|r| r.track_id) == reference {
+                        let pieces =
+                            fmp4::split_at_key_frames(&part, &init).map_err(|e| self.broken(e))?;
+                        for piece in pieces {
+                            self.hold(piece, &init)?;
+                        }
+                    } else {
+                        self.hold(part, &init)?;
+                    }
                 }
             }
         }

@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::server::*;
@@ -15,10 +15,6 @@ use common::*;
 
 /// One browser at a time: two software decoders at once on two cores skew every figure.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
 
 fn found(program: &str, arg: &str) -> bool {
     Command::new(program)
@@ -39,7 +35,6 @@ fn missing(what: &str) -> bool {
 
 /// Node.js with the npm packages of tests/browser installed (once per test run), and Chromium.
 fn chromium_ready() -> bool {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
     if !found("node", "--version") {
         return !missing("Node.js");
     }
@@ -50,32 +45,7 @@ fn chromium_ready() -> bool {
     {
         return !missing("Chromium (Debian package chromium)");
     }
-    let ready = READY.get_or_init(|| {
-        let dir = browser_dir();
-        if dir
-            .join("node_modules/playwright-core/package.json")
-            .exists()
-        {
-            return Ok(());
-        }
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .output()
-            .map_err(|e| format!("running npm: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "npm ci failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    match ready {
-        Ok(()) => true,
-        Err(e) => panic!("{e}"),
-    }
+    node_modules_ready()
 }
 
 /// Runs a scenario script; returns its RESULT, or panics with its FAIL and the server's log.

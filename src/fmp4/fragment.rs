@@ -618,7 +618,7 @@ pub fn split_at(
     at: u64,
     init: &InitSegment,
 ) -> Result<Option<(Fragment, Fragment)>> {
-    use super::progressive::{Run, SampleRef, fragment_header};
+    use super::progressive::SampleRef;
     let [run] = fragment.runs.as_slice() else {
         return Ok(None);
     };
@@ -634,13 +634,44 @@ pub fn split_at(
     if cut == 0 {
         return Ok(None);
     }
-    let build = |samples: &[SampleRef]| -> Result<Fragment> {
-        let run = Run { track_id, samples };
-        let (mut buf, _) = fragment_header(fragment.sequence, &[run]);
-        let (first, last) = (samples[0], samples[samples.len() - 1]);
-        let range = first.offset as usize..(last.offset + u64::from(last.size)) as usize;
-        buf.extend_from_slice(&fragment.bytes[range]);
-        Fragment::parse(buf.freeze(), fragment.offset, init)
-    };
+    let build = |part: &[SampleRef]| piece(fragment, init, track_id, part);
     Ok(Some((build(&samples[..cut])?, build(&samples[cut..])?)))
+}
+
+/// A fragment of `samples` (consecutive, at least one) of `fragment`'s one track, with its
+/// own `tfdt`, their media copied from `fragment` once.
+fn piece(
+    fragment: &Fragment,
+    init: &InitSegment,
+    track_id: u32,
+    samples: &[super::progressive::SampleRef],
+) -> Result<Fragment> {
+    use super::progressive::{Run, fragment_header};
+    let run = Run { track_id, samples };
+    let (mut buf, _) = fragment_header(fragment.sequence, &[run]);
+    let (first, last) = (samples[0], samples[samples.len() - 1]);
+    let range = first.offset as usize..(last.offset + u64::from(last.size)) as usize;
+    buf.extend_from_slice(&fragment.bytes[range]);
+    Fragment::parse(buf.freeze(), fragment.offset, init)
+}
+
+/// A fragment of one track cut before each of its key frames but the first, so that every
+/// group of pictures starts a fragment of its own (a muxer that writes the whole track in
+/// one `moof`, as mux.js does, or a key frame inside a fragment): the pieces in order, each
+/// with its own `tfdt`, its media copied once; the fragment itself when it has no key frame
+/// after its first sample, or is of another form than [`split_at`] takes.
+pub fn split_at_key_frames(fragment: &Fragment, init: &InitSegment) -> Result<Vec<Fragment>> {
+    let Some((track_id, samples)) = samples_of(fragment, init)? else {
+        return Ok(vec![fragment.clone()]);
+    };
+    let mut starts: Vec<usize> = (1..samples.len()).filter(|&i| samples[i].sync).collect();
+    if starts.is_empty() {
+        return Ok(vec![fragment.clone()]);
+    }
+    starts.insert(0, 0);
+    starts.push(samples.len());
+    starts
+        .windows(2)
+        .map(|w| piece(fragment, init, track_id, &samples[w[0]..w[1]]))
+        .collect()
 }

@@ -56,7 +56,8 @@ pub use atom::{Atom, Dump, Opaque, RawBox};
 pub use error::{BoxPath, Error, ErrorKind, MAX_DEPTH, Result};
 pub use fourcc::FourCC;
 pub use fragment::{
-    Fragment, TrackRun, earliest_presentation, split_at, split_by_track, with_sample_duration,
+    Fragment, TrackRun, earliest_presentation, split_at, split_at_key_frames, split_by_track,
+    with_sample_duration,
 };
 pub use ftyp::{Ftyp, Styp};
 pub use header::{BoxHeader, MAX_HEADER_LEN};

@@ -52,6 +52,57 @@ pub fn have_tool_with(tool: &str, version_flag: &str) -> bool {
     found
 }
 
+/// The folder of the Node.js scripts and their npm packages.
+pub fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Node.js, with every npm package that `tests/browser/package.json` names installed (by
+/// `npm ci`, once per test binary, when one is missing). In CI a failure to get them fails;
+/// elsewhere a missing Node.js skips the test loudly.
+pub fn node_modules_ready() -> bool {
+    static READY: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    if !have_tool_with("node", "--version") {
+        return false;
+    }
+    let ready = READY.get_or_init(|| {
+        let dir = browser_dir();
+        let manifest = std::fs::read_to_string(dir.join("package.json"))
+            .map_err(|e| format!("reading tests/browser/package.json: {e}"))?;
+        let manifest: serde_json::Value =
+            serde_json::from_str(&manifest).map_err(|e| format!("package.json: {e}"))?;
+        let names: Vec<String> = manifest["dependencies"]
+            .as_object()
+            .map(|deps| deps.keys().cloned().collect())
+            .unwrap_or_default();
+        if names.iter().all(|name| {
+            dir.join("node_modules")
+                .join(name)
+                .join("package.json")
+                .exists()
+        }) {
+            return Ok(());
+        }
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("running npm: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "npm ci failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    match ready {
+        Ok(()) => true,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// The value of the Prometheus series `series` (name and labels, as written) in `text`.
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
