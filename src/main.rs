@@ -81,16 +81,26 @@ fn probe(input: &std::path::Path) -> Result<(), String> {
     let data = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
     let dump = fmp4::probe::dump(&bytes::Bytes::from(data))
         .map_err(|e| format!("{}: {e}", input.display()))?;
-    print!("{dump}");
     // What package would cut; a file it cannot package still has its box tree above.
     let options = package::Options {
         segment_secs: 2.0,
         fragment_secs: None,
         on_demand: false,
     };
-    match package::describe(input, options) {
-        Ok(plan) => print!("\n{plan}"),
-        Err(err) => println!("\npackage would refuse it: {err}"),
+    let plan = match package::describe(input, options) {
+        Ok(plan) => format!("\n{plan}"),
+        Err(err) => format!("\npackage would refuse it: {err}\n"),
+    };
+    // A reader that stops early (`probe FILE | head`) is not an error.
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(dump.as_bytes())
+        .and_then(|()| out.write_all(plan.as_bytes()))
+    {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to standard output: {err}"))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }

@@ -246,6 +246,7 @@ fn package_on_demand(input: &Path, out: &Path, options: Options) -> Result<Packa
         return Err(PackageError::NoMedia(input.to_path_buf()));
     }
     let mut bases = std::collections::HashMap::new();
+    let mut playlists = Vec::new();
     for (track, (path, file, references)) in media {
         drop(file);
         let track_init = init
@@ -272,6 +273,14 @@ fn package_on_demand(input: &Path, out: &Path, options: Options) -> Result<Packa
         std::io::copy(&mut media, &mut file).map_err(io("write", &target))?;
         std::fs::remove_file(&path).map_err(io("remove", &path))?;
         let init_len = track_init.len() as u64;
+        playlists.push(OnDemandTrack {
+            track,
+            file: name.clone(),
+            init_len,
+            media_start: init_len + sidx.len() as u64,
+            timescale,
+            references,
+        });
         bases.insert(
             track.to_string(),
             dash::SegmentBase {
@@ -286,11 +295,138 @@ fn package_on_demand(input: &Path, out: &Path, options: Options) -> Result<Packa
     let text = dash::render_on_demand(&mpd, &|id| bases.get(id).cloned());
     let path = out.join("manifest.mpd");
     std::fs::write(&path, text).map_err(io("write", &path))?;
+    write_on_demand_hls(out, &init.segment, &playlists)?;
     Ok(Packaged {
         segments: snapshot.segments.len(),
         duration_secs: snapshot.segments.iter().map(|s| s.duration_secs()).sum(),
         tracks: init.segment.tracks.len(),
     })
+}
+
+/// One track's on-demand file, as its HLS playlist lists it.
+struct OnDemandTrack {
+    track: u32,
+    file: String,
+    init_len: u64,
+    /// Where the first segment starts: after the init and the `sidx`.
+    media_start: u64,
+    timescale: u32,
+    references: Vec<fmp4::sidx::Reference>,
+}
+
+/// HLS over the on-demand files: a media playlist per track (`{track}.m3u8`) of byte ranges
+/// (the init, then each segment, as the `sidx` indexes them), and `index.m3u8`, whose video
+/// variant names the audio as a rendition group (or, without video, the audio is the variant).
+fn write_on_demand_hls(
+    out: &Path,
+    init: &InitSegment,
+    tracks: &[OnDemandTrack],
+) -> Result<(), PackageError> {
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|source| PackageError::Io {
+            what: "write",
+            path,
+            source,
+        })
+    };
+    // Peak bits per second of each track's segments.
+    let mut peaks = std::collections::HashMap::new();
+    for t in tracks {
+        let scale = f64::from(t.timescale.max(1));
+        let mut offset = t.media_start;
+        let mut segments = Vec::with_capacity(t.references.len());
+        let mut peak: f64 = 0.0;
+        let mut longest: f64 = 0.0;
+        for r in &t.references {
+            let secs = f64::from(r.duration) / scale;
+            longest = longest.max(secs);
+            if secs > 0.0 {
+                peak = peak.max(f64::from(r.size) * 8.0 / secs);
+            }
+            segments.push(hls::Segment {
+                uri: t.file.clone(),
+                duration_secs: secs,
+                program_date_time_ms: None,
+                parts: Vec::new(),
+                discontinuity: false,
+                map_uri: None,
+                byte_range: Some(hls::ByteRange {
+                    offset,
+                    len: u64::from(r.size),
+                }),
+            });
+            offset += u64::from(r.size);
+        }
+        peaks.insert(t.track, peak.ceil() as u64);
+        let playlist = hls::MediaPlaylist {
+            target_duration_secs: longest.round().max(1.0) as u64,
+            part_target_secs: 0.0,
+            media_sequence: 1,
+            discontinuity_sequence: 0,
+            map_uri: t.file.clone(),
+            map_byte_range: Some(hls::ByteRange {
+                offset: 0,
+                len: t.init_len,
+            }),
+            segments,
+            open_parts: Vec::new(),
+            open_program_date_time_ms: None,
+            preload_hint_uri: None,
+            kind: hls::PlaylistKind::Finished,
+        };
+        write(&format!("{}.m3u8", t.track), hls::media(&playlist))?;
+    }
+    let of_kind = |kind: fmp4::TrackKind| {
+        tracks
+            .iter()
+            .filter_map(move |t| init.track(t.track).filter(|i| i.kind == kind))
+    };
+    let audio: Vec<&fmp4::Track> = of_kind(fmp4::TrackKind::Audio).collect();
+    let codec = |t: &fmp4::Track| t.codec.clone().unwrap_or_default();
+    let mut multivariant = hls::Multivariant::default();
+    let videos: Vec<&fmp4::Track> = of_kind(fmp4::TrackKind::Video).collect();
+    if videos.is_empty() {
+        for a in &audio {
+            multivariant.variants.push(hls::Variant {
+                bandwidth: peaks.get(&a.id).copied().unwrap_or(0),
+                codecs: codec(a),
+                resolution: None,
+                frame_rate: None,
+                uri: format!("{}.m3u8", a.id),
+                audio_group: None,
+            });
+        }
+    } else {
+        for (i, a) in audio.iter().enumerate() {
+            multivariant.audio.push(hls::AudioRendition {
+                group_id: "audio".into(),
+                name: format!("audio {}", a.id),
+                uri: format!("{}.m3u8", a.id),
+                channels: Some(a.channels).filter(|c| *c > 0),
+                default: i == 0,
+            });
+        }
+        let audio_peak = audio
+            .iter()
+            .filter_map(|a| peaks.get(&a.id))
+            .copied()
+            .max()
+            .unwrap_or(0);
+        for v in videos {
+            let mut codecs = vec![codec(v)];
+            codecs.extend(audio.first().map(|a| codec(a)));
+            multivariant.variants.push(hls::Variant {
+                bandwidth: peaks.get(&v.id).copied().unwrap_or(0) + audio_peak,
+                codecs: codecs.join(","),
+                resolution: Some((v.width, v.height)),
+                frame_rate: None,
+                uri: format!("{}.m3u8", v.id),
+                audio_group: (!audio.is_empty()).then(|| "audio".to_string()),
+            });
+        }
+    }
+    write("index.m3u8", hls::multivariant(&multivariant))
 }
 
 /// How far (seconds of media) a fragment may arrive behind one of another track that comes

@@ -777,8 +777,9 @@ fn dash_js_and_hls_js_play_what_package_wrote_to_the_end() {
         ("live", "manifest.mpd", "dash"),
         ("live", "index.m3u8", "hls"),
         ("onDemand", "manifest.mpd", "dash"),
+        ("onDemand", "index.m3u8", "hls"),
     ] {
-        let out_dir = temp_dir("packaged-out").join(profile);
+        let out_dir = temp_dir("packaged-out").join(format!("{profile}-{player}"));
         let packaged = Command::new(BIN)
             .args(["package", input.to_str().expect("utf-8"), "--out"])
             .arg(&out_dir)

@@ -183,6 +183,7 @@ fn segment(number: u64, with_parts: bool) -> Segment {
         },
         discontinuity: false,
         map_uri: None,
+        byte_range: None,
     }
 }
 
@@ -194,6 +195,7 @@ fn live_low_latency_media_playlist() {
         media_sequence: 1_796_000_000,
         discontinuity_sequence: 0,
         map_uri: "/dash/live/init.mp4".into(),
+        map_byte_range: None,
         segments: (1_796_000_000..1_796_000_004)
             .map(|n| segment(n, n >= 1_796_000_002))
             .collect(),
@@ -225,6 +227,7 @@ fn recording_playlists_while_made_and_finished() {
         media_sequence: 1_796_000_000,
         discontinuity_sequence: 0,
         map_uri: "init.mp4".into(),
+        map_byte_range: None,
         segments,
         open_parts: Vec::new(),
         open_program_date_time_ms: None,
@@ -239,11 +242,15 @@ fn recording_playlists_while_made_and_finished() {
 #[test]
 fn multivariant_playlist() {
     let text = hls::multivariant(&Multivariant {
-        bandwidth: 1_500_000,
-        codecs: "avc1.64001f,mp4a.40.2".into(),
-        resolution: Some((1280, 720)),
-        frame_rate: Some(30.0),
-        media_uri: "live.m3u8".into(),
+        variants: vec![hls::Variant {
+            bandwidth: 1_500_000,
+            codecs: "avc1.64001f,mp4a.40.2".into(),
+            resolution: Some((1280, 720)),
+            frame_rate: Some(30.0),
+            uri: "live.m3u8".into(),
+            audio_group: None,
+        }],
+        audio: Vec::new(),
     });
     check("multivariant.m3u8", &text);
 }

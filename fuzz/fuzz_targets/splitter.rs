@@ -1,6 +1,8 @@
 //! The splitter fed arbitrary bytes in arbitrary chunks: no panic, no hang, and every
 //! fragment it hands out can be rewritten (shifted, renumbered, durations filled) into a
-//! fragment that parses again with the same samples.
+//! fragment that parses again with the same samples; and cut by track, at key frames and at
+//! a time (what `package` does to other muxers' fragments) into pieces that hold every
+//! sample once, in order.
 #![no_main]
 
 use bytes::Bytes;
@@ -29,6 +31,7 @@ fuzz_target!(|input: &[u8]| {
                     let Some(init) = init.as_ref() else {
                         panic!("a fragment before any init");
                     };
+                    check_cuts(&fragment, init);
                     check_rewrite(fragment, init);
                 }
                 Ok(None) => break,
@@ -38,6 +41,44 @@ fuzz_target!(|input: &[u8]| {
     }
     let _ = splitter.finish();
 });
+
+fn check_cuts(fragment: &Fragment, init: &websocketlivestream::fmp4::InitSegment) {
+    use websocketlivestream::fmp4::{split_at, split_at_key_frames, split_by_track};
+    let Ok(parts) = split_by_track(fragment, init) else {
+        return;
+    };
+    let samples = |fs: &[Fragment], track: u32| -> (u32, u64) {
+        fs.iter()
+            .filter_map(|f| f.run(track))
+            .fold((0, 0), |(n, d), r| (n + r.sample_count, d + r.data_size))
+    };
+    for run in &fragment.runs {
+        let kept = samples(&parts, run.track_id);
+        assert_eq!(kept, (run.sample_count, run.data_size), "split by track");
+    }
+    for part in &parts {
+        let Some(run) = part.runs.first().copied() else {
+            continue;
+        };
+        if let Ok(pieces) = split_at_key_frames(part, init) {
+            assert_eq!(samples(&pieces, run.track_id), (run.sample_count, run.data_size));
+            let mut time = run.decode_time;
+            for piece in &pieces {
+                let r = piece.run(run.track_id).expect("a piece of the track");
+                assert_eq!(r.decode_time, time, "pieces follow each other");
+                time = r.end_time();
+            }
+        }
+        let middle = run.decode_time.saturating_add(run.duration / 2);
+        if let Ok(Some((before, after))) = split_at(part, middle, init) {
+            let (b, a) = (before.runs[0], after.runs[0]);
+            assert_eq!(b.sample_count + a.sample_count, run.sample_count);
+            assert_eq!(b.data_size + a.data_size, run.data_size);
+            assert_eq!(b.end_time(), a.decode_time);
+            assert!(a.decode_time >= middle);
+        }
+    }
+}
 
 fn check_rewrite(fragment: Fragment, init: &websocketlivestream::fmp4::InitSegment) {
     let shifts: Vec<TrackShift> = fragment

@@ -57,6 +57,17 @@ impl Fragment {
     /// Reads a fragment from `bytes`, which must hold exactly `[prefix boxes] moof mdat`,
     /// using `init` for the track sample defaults.
     pub fn parse(bytes: Bytes, offset: u64, init: &InitSegment) -> Result<Self> {
+        Self::parse_placing(bytes, offset, init, None)
+    }
+
+    /// [`Fragment::parse`], also saying where each `trun`'s data lies in `bytes`, per `traf`
+    /// (`None` for a run whose place an absolute `base_data_offset` loses).
+    fn parse_placing(
+        bytes: Bytes,
+        offset: u64,
+        init: &InitSegment,
+        mut placed: Option<&mut Vec<RunPlaces>>,
+    ) -> Result<Self> {
         let mut r = Reader::new(&bytes, offset);
         let mut prft = None;
         let mut moof: Option<(usize, u64)> = None;
@@ -134,8 +145,13 @@ impl Fragment {
                     }
                     sequence = Some(part.decode::<Mfhd>()?.sequence_number);
                 } else if kind == TRAF {
+                    let runs_placed = placed.as_deref_mut().map(|p| {
+                        p.push(Vec::new());
+                        p.last_mut().expect("just pushed")
+                    });
                     let (run, data_start) = read_traf(
                         part,
+                        runs_placed,
                         init,
                         DataLayout {
                             stream_offset: offset,
@@ -217,6 +233,7 @@ struct DataLayout {
 
 fn read_traf(
     mut traf: super::reader::Child<'_>,
+    mut placed_runs: Option<&mut RunPlaces>,
     init: &InitSegment,
     layout: DataLayout,
     data_end: &mut usize,
@@ -347,6 +364,9 @@ fn read_traf(
                         base = Some(layout.moof_start);
                     }
                 }
+                if let Some(runs) = placed_runs.as_deref_mut() {
+                    runs.push(placed);
+                }
                 match placed {
                     Some((start, end)) => {
                         if data_start.is_none() {
@@ -366,6 +386,8 @@ fn read_traf(
                         ));
                     }
                 }
+            } else if let Some(runs) = placed_runs.as_deref_mut() {
+                runs.push(None);
             }
             if lost {
                 contiguous = false;
@@ -390,8 +412,8 @@ fn read_traf(
 
 /// A fragment of several track fragments as one fragment per track fragment, each its own
 /// `moof` (the `traf`, its `tfhd` counting from the `moof`, its runs' offsets set anew) and
-/// `mdat` (that track's bytes, copied once); so is one whose data is placed by an absolute
-/// `base_data_offset`. A fragment of one track placed from its `moof` is given back as it is.
+/// `mdat` (that track's bytes, copied once, gathered from wherever its runs put them); so is
+/// one whose data is placed by an absolute `base_data_offset`. A fragment of one track placed from its `moof` is given back as it is.
 /// What needs it: a DASH Representation of one track, whose segments must hold only its
 /// own samples (ffmpeg's `frag_keyframe` puts every track in one `moof`).
 pub fn split_by_track(fragment: &Fragment, init: &InitSegment) -> Result<Vec<Fragment>> {
@@ -404,40 +426,75 @@ pub fn split_by_track(fragment: &Fragment, init: &InitSegment) -> Result<Vec<Fra
     if fragment.runs.len() <= 1 && moof.traf.iter().all(|t| t.tfhd.base_data_offset.is_none()) {
         return Ok(vec![fragment.clone()]);
     }
+    // Where each run's data is, for track fragments whose runs do not follow each other
+    // (GStreamer's isofmp4mux interleaves the tracks' chunks in one mdat).
+    let placements = if fragment.data_starts.iter().any(Option::is_none)
+        || moof.traf.iter().any(|t| t.trun.len() > 1)
+    {
+        let mut placed = Vec::new();
+        Fragment::parse_placing(
+            fragment.bytes.clone(),
+            fragment.offset,
+            init,
+            Some(&mut placed),
+        )?;
+        placed
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::with_capacity(moof.traf.len());
-    for ((traf, run), start) in moof
+    for (index, ((traf, run), start)) in moof
         .traf
         .iter()
         .zip(&fragment.runs)
         .zip(&fragment.data_starts)
+        .enumerate()
     {
         if run.sample_count == 0 {
             continue;
         }
-        let Some(start) = *start else {
-            return Err(Error::new(
-                ErrorKind::Unsupported("a track fragment whose runs are not one after another"),
-                fragment.offset + fragment.moof_start as u64,
+        let outside = || {
+            Error::new(
+                ErrorKind::InvalidValue("trun sample data lies outside the mdat"),
+                fragment.offset,
                 super::BoxPath::root(),
-            ));
+            )
         };
-        let len = usize::try_from(run.data_size).unwrap_or(usize::MAX);
-        let data = fragment
-            .bytes
-            .get(start..start.saturating_add(len))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidValue("trun sample data lies outside the mdat"),
-                    fragment.offset,
-                    super::BoxPath::root(),
-                )
-            })?;
+        let runs = placements.get(index).map(Vec::as_slice).unwrap_or_default();
+        let data: std::borrow::Cow<'_, [u8]> = match *start {
+            Some(start) if runs.len() <= 1 => {
+                let len = usize::try_from(run.data_size).unwrap_or(usize::MAX);
+                let data = fragment
+                    .bytes
+                    .get(start..start.saturating_add(len))
+                    .ok_or_else(outside)?;
+                std::borrow::Cow::Borrowed(data)
+            }
+            _ => {
+                if runs.is_empty() || runs.iter().any(Option::is_none) {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported(
+                            "a track fragment whose data an absolute base_data_offset places \
+                             outside its fragment",
+                        ),
+                        fragment.offset + fragment.moof_start as u64,
+                        super::BoxPath::root(),
+                    ));
+                }
+                let mut gathered = Vec::with_capacity(run.data_size as usize);
+                for (s, e) in runs.iter().flatten() {
+                    gathered.extend_from_slice(fragment.bytes.get(*s..*e).ok_or_else(outside)?);
+                }
+                std::borrow::Cow::Owned(gathered)
+            }
+        };
         let mut traf = traf.clone();
         traf.tfhd.base_data_offset = None;
         traf.tfhd.other_flags |= super::moof::DEFAULT_BASE_IS_MOOF;
-        for (i, trun) in traf.trun.iter_mut().enumerate() {
-            // The first run is placed below; the others follow it, as they did.
-            trun.data_offset = (i == 0).then_some(0);
+        // Every run placed explicitly, one after another in the new mdat (a run without a
+        // data offset is not read as following the one before by every reader: ffmpeg 5.1).
+        for trun in &mut traf.trun {
+            trun.data_offset = Some(0);
         }
         let mut single = super::Moof {
             mfhd: moof.mfhd,
@@ -450,13 +507,20 @@ pub fn split_by_track(fragment: &Fragment, init: &InitSegment) -> Result<Vec<Fra
             8
         };
         let moof_len = single.encoded_len();
-        if let Some(trun) = single.traf[0].trun.first_mut() {
-            trun.data_offset = i32::try_from(moof_len + header).ok();
+        let mut at = moof_len + header;
+        let sizes: Vec<usize> = if runs.len() == single.traf[0].trun.len() {
+            runs.iter().flatten().map(|(s, e)| e - s).collect()
+        } else {
+            vec![data.len()]
+        };
+        for (trun, size) in single.traf[0].trun.iter_mut().zip(sizes) {
+            trun.data_offset = i32::try_from(at).ok();
+            at += size;
         }
         let mut bytes = bytes::BytesMut::with_capacity(moof_len + header + data.len());
         single.encode(&mut bytes);
         super::mdat::put_header(&mut bytes, data.len() as u64);
-        bytes.extend_from_slice(data);
+        bytes.extend_from_slice(&data);
         out.push(Fragment::parse(bytes.freeze(), fragment.offset, init)?);
     }
     Ok(out)
@@ -518,6 +582,14 @@ pub fn with_sample_duration(
     Fragment::parse(bytes.freeze(), fragment.offset, init)
 }
 
+/// Per `trun` of a `traf`, where its data lies in the fragment's bytes (`start..end`), or
+/// `None` where an absolute `base_data_offset` loses it.
+type RunPlaces = Vec<Option<(usize, usize)>>;
+
+/// The most samples a fragment of one track may have to be cut by sample: an hour of 48 kHz
+/// AAC in one moof (mux.js writes a track a moof) is 170,000.
+pub const MAX_FRAGMENT_SAMPLES: u32 = 1 << 21;
+
 /// The samples of a fragment of one track, its data where its moof says (as
 /// [`split_by_track`] leaves it), each with where its data lies in the fragment's bytes: its
 /// track and them, or `None` for a fragment of another form (several tracks, data placed
@@ -537,6 +609,17 @@ fn samples_of(
     let Some(track) = init.track(run.track_id) else {
         return Ok(None);
     };
+    // Samples listed by defaults alone take no bytes in the trun: bound them here.
+    if run.sample_count > MAX_FRAGMENT_SAMPLES {
+        return Err(Error::new(
+            ErrorKind::TooLarge {
+                size: u64::from(run.sample_count),
+                max: u64::from(MAX_FRAGMENT_SAMPLES),
+            },
+            fragment.offset + fragment.moof_start as u64,
+            super::BoxPath::root(),
+        ));
+    }
     let moof_bytes = fragment
         .bytes
         .slice(fragment.moof_start..fragment.mdat_start);

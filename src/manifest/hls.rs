@@ -1,5 +1,5 @@
 //! HLS playlists (RFC 8216 and its second edition's low-latency extensions): a multivariant
-//! playlist naming the one rendition, and a media playlist whose segments are the DASH
+//! playlist naming the renditions, and a media playlist whose segments are the DASH
 //! segments, byte for byte, with parts made of whole fragments. The same media playlist
 //! describes a recording: growing while it is made, finished with `EXT-X-ENDLIST`.
 
@@ -10,32 +10,78 @@ use super::xs_datetime;
 /// PART-HOLD-BACK, in part targets.
 pub const PART_HOLD_BACK_PARTS: f64 = 2.0;
 
-/// The multivariant playlist: one variant, its codecs and resolution.
-#[derive(Debug, Clone, PartialEq)]
+/// The multivariant playlist: a variant per rendition (each with its codecs, size and
+/// bandwidth), and the audio renditions they share as a group (`EXT-X-MEDIA`).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Multivariant {
+    pub variants: Vec<Variant>,
+    /// Audio in playlists of its own, named by the variants' `audio_group`.
+    pub audio: Vec<AudioRendition>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// Peak bits per second of everything a player fetches for it (its audio group's too).
     pub bandwidth: u64,
+    /// Every codec a player needs for it, its audio group's included.
     pub codecs: String,
     pub resolution: Option<(u16, u16)>,
     pub frame_rate: Option<f64>,
-    pub media_uri: String,
+    pub uri: String,
+    pub audio_group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioRendition {
+    pub group_id: String,
+    pub name: String,
+    pub uri: String,
+    pub channels: Option<u16>,
+    pub default: bool,
 }
 
 pub fn multivariant(m: &Multivariant) -> String {
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let _ = write!(
-        out,
-        "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
-        m.bandwidth.max(1),
-        m.codecs
-    );
-    if let Some((w, h)) = m.resolution {
-        let _ = write!(out, ",RESOLUTION={w}x{h}");
+    for audio in &m.audio {
+        let yes_no = |b: bool| if b { "YES" } else { "NO" };
+        let _ = write!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{}\",NAME=\"{}\",DEFAULT={},AUTOSELECT=YES",
+            audio.group_id,
+            audio.name,
+            yes_no(audio.default)
+        );
+        if let Some(channels) = audio.channels {
+            let _ = write!(out, ",CHANNELS=\"{channels}\"");
+        }
+        let _ = writeln!(out, ",URI=\"{}\"", audio.uri);
     }
-    if let Some(fps) = m.frame_rate {
-        let _ = write!(out, ",FRAME-RATE={fps:.3}");
+    for v in &m.variants {
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
+            v.bandwidth.max(1),
+            v.codecs
+        );
+        if let Some((w, h)) = v.resolution {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        if let Some(fps) = v.frame_rate {
+            let _ = write!(out, ",FRAME-RATE={fps:.3}");
+        }
+        if let Some(group) = &v.audio_group {
+            let _ = write!(out, ",AUDIO=\"{group}\"");
+        }
+        let _ = writeln!(out, "\n{}", v.uri);
     }
-    let _ = writeln!(out, "\n{}", m.media_uri);
     out
+}
+
+/// A range of a file's bytes (`EXT-X-BYTERANGE`, `EXT-X-MAP`'s `BYTERANGE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub offset: u64,
+    pub len: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +103,8 @@ pub struct Segment {
     pub discontinuity: bool,
     /// A new init segment from this segment on (`EXT-X-MAP` again, after the discontinuity).
     pub map_uri: Option<String>,
+    /// The segment is this range of `uri` (an on-demand file holding them all).
+    pub byte_range: Option<ByteRange>,
 }
 
 /// What a media playlist is for.
@@ -78,6 +126,8 @@ pub struct MediaPlaylist {
     pub media_sequence: u64,
     pub discontinuity_sequence: u64,
     pub map_uri: String,
+    /// The init is this range of `map_uri`.
+    pub map_byte_range: Option<ByteRange>,
     pub segments: Vec<Segment>,
     /// Parts of the segment being built, after the last complete one.
     pub open_parts: Vec<Part>,
@@ -139,7 +189,18 @@ pub fn media(p: &MediaPlaylist) -> String {
         PlaylistKind::Finished => out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
         _ => {}
     }
-    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", p.map_uri);
+    match p.map_byte_range {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "#EXT-X-MAP:URI=\"{}\",BYTERANGE=\"{}@{}\"",
+                p.map_uri, r.len, r.offset
+            );
+        }
+        None => {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", p.map_uri);
+        }
+    }
     for segment in &p.segments {
         if segment.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
@@ -155,11 +216,11 @@ pub fn media(p: &MediaPlaylist) -> String {
                 write_part(&mut out, part);
             }
         }
-        let _ = writeln!(
-            out,
-            "#EXTINF:{:.5},\n{}",
-            segment.duration_secs, segment.uri
-        );
+        let _ = writeln!(out, "#EXTINF:{:.5},", segment.duration_secs);
+        if let Some(r) = segment.byte_range {
+            let _ = writeln!(out, "#EXT-X-BYTERANGE:{}@{}", r.len, r.offset);
+        }
+        let _ = writeln!(out, "{}", segment.uri);
     }
     if low_latency {
         if let Some(ms) = p.open_program_date_time_ms

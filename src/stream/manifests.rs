@@ -298,11 +298,15 @@ pub fn hls_multivariant(snapshot: &Snapshot, media_uri: &str) -> Option<String> 
     let init = snapshot.init.as_ref()?;
     let video = init.segment.video();
     Some(hls::multivariant(&Multivariant {
-        bandwidth: snapshot.bitrate_bps().max(1000),
-        codecs: init.segment.codecs(),
-        resolution: video.map(|v| (v.width, v.height)),
-        frame_rate: frame_rate(snapshot),
-        media_uri: media_uri.to_string(),
+        variants: vec![hls::Variant {
+            bandwidth: snapshot.bitrate_bps().max(1000),
+            codecs: init.segment.codecs(),
+            resolution: video.map(|v| (v.width, v.height)),
+            frame_rate: frame_rate(snapshot),
+            uri: media_uri.to_string(),
+            audio_group: None,
+        }],
+        audio: Vec::new(),
     }))
 }
 
@@ -356,6 +360,7 @@ pub fn hls_media(
             },
             discontinuity: s.discontinuity && i > 0,
             map_uri: None,
+            byte_range: None,
         })
         .collect();
     let open = snapshot.open.as_ref().filter(|_| !ended);
@@ -385,6 +390,7 @@ pub fn hls_media(
             .discontinuities
             .saturating_sub(in_window_discontinuities),
         map_uri: format!("{}{}", uris.map, uris.query),
+        map_byte_range: None,
         segments: listed,
         open_parts,
         open_program_date_time_ms: open.map(|s| s.wall_start_ms),

@@ -391,6 +391,7 @@ impl Recording {
                     parts: Vec::new(),
                     discontinuity: starts_run,
                     map_uri: starts_run.then(|| run.init_file.clone()),
+                    byte_range: None,
                 });
             }
         }
@@ -407,6 +408,7 @@ impl Recording {
                 .runs
                 .front()
                 .map_or_else(|| "init.mp4".into(), |r| r.init_file.clone()),
+            map_byte_range: None,
             segments,
             open_parts: Vec::new(),
             open_program_date_time_ms: None,
