@@ -773,13 +773,75 @@ fn dash_js_and_hls_js_play_what_package_wrote_to_the_end() {
         .status()
         .expect("ffmpeg");
     assert!(status.success(), "ffmpeg could not write the input");
-    for (profile, manifest, player) in [
-        ("live", "manifest.mpd", "dash"),
-        ("live", "index.m3u8", "hls"),
-        ("onDemand", "manifest.mpd", "dash"),
-        ("onDemand", "index.m3u8", "hls"),
+    // The same six seconds written by other muxers: mediabunny (progressive), mux.js (a
+    // track a moof, from MPEG-TS), mp4box.js (its segmenter's per-track moofs), and
+    // GStreamer's mp4mux.
+    let ts = temp_dir("packaged-in").join("everyday.ts");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&input)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(&ts)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg could not write the TS");
+    let muxed = temp_dir("packaged-muxers");
+    let out = Command::new("node")
+        .arg("muxers.mjs")
+        .arg("--input-mp4")
+        .arg(&input)
+        .arg("--input-ts")
+        .arg(&ts)
+        .arg("--out")
+        .arg(&muxed)
+        .current_dir(browser_dir())
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "muxers.mjs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut inputs = vec![("ffmpeg", input.clone())];
+    for (muxer, file) in [
+        ("mediabunny", "mediabunny-moov-last.mp4"),
+        ("mux.js", "muxjs.mp4"),
+        ("mp4box.js", "mp4box-segmented.mp4"),
     ] {
-        let out_dir = temp_dir("packaged-out").join(format!("{profile}-{player}"));
+        let path = muxed.join(file);
+        assert!(path.exists(), "muxers.mjs wrote no {file}");
+        inputs.push((muxer, path));
+    }
+    if have_tool_with("gst-launch-1.0", "--version") {
+        let path = temp_dir("packaged-in").join("gst-mp4mux.mp4");
+        let pipeline = format!(
+            "videotestsrc num-buffers=180 ! video/x-raw,width=640,height=360,framerate=30/1 ! \
+             x264enc key-int-max=30 bframes=2 ! h264parse ! mp4mux name=mux ! filesink \
+             location={} audiotestsrc num-buffers=282 ! audio/x-raw,rate=48000 ! voaacenc ! \
+             aacparse ! mux.",
+            path.display()
+        );
+        let out = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(pipeline.split_whitespace())
+            .output()
+            .expect("gst-launch-1.0");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        inputs.push(("GStreamer mp4mux", path));
+    }
+    let mut plays = Vec::new();
+    for (muxer, path) in &inputs {
+        plays.push((*muxer, path.clone(), "live", "manifest.mpd", "dash"));
+        plays.push((*muxer, path.clone(), "live", "index.m3u8", "hls"));
+    }
+    plays.push(("ffmpeg", input.clone(), "onDemand", "manifest.mpd", "dash"));
+    plays.push(("ffmpeg", input.clone(), "onDemand", "index.m3u8", "hls"));
+    for (n, (muxer, input, profile, manifest, player)) in plays.into_iter().enumerate() {
+        let out_dir = temp_dir("packaged-out").join(format!("{n}-{profile}-{player}"));
         let packaged = Command::new(BIN)
             .args(["package", input.to_str().expect("utf-8"), "--out"])
             .arg(&out_dir)
@@ -788,7 +850,7 @@ fn dash_js_and_hls_js_play_what_package_wrote_to_the_end() {
             .expect("package");
         assert!(
             packaged.status.success(),
-            "{}",
+            "{muxer}: {}",
             String::from_utf8_lossy(&packaged.stderr)
         );
         let out = Command::new("node")
@@ -804,21 +866,21 @@ fn dash_js_and_hls_js_play_what_package_wrote_to_the_end() {
             .find_map(|l| l.strip_prefix("RESULT "))
             .unwrap_or_else(|| {
                 panic!(
-                    "{player} on the {profile} profile failed:\n{stdout}\n{}",
+                    "{player} on the {profile} profile of {muxer}'s file failed:\n{stdout}\n{}",
                     String::from_utf8_lossy(&out.stderr)
                 )
             });
-        eprintln!("packaged.mjs {player} {profile}: {line}");
+        eprintln!("packaged.mjs {muxer} {player} {profile}: {line}");
         let result: serde_json::Value = serde_json::from_str(line).expect("RESULT is JSON");
         let duration = result["duration"].as_f64().unwrap_or(0.0);
         assert!(
             (duration - 6.0).abs() < 0.2 && result["currentTime"].as_f64() >= Some(duration - 0.2),
-            "{player} {profile}: {result}"
+            "{muxer} {player} {profile}: {result}"
         );
         // 180 frames in the file; at 4x a few may be dropped, none may go undecoded.
         assert!(
             result["decodedFrames"].as_u64() >= Some(175),
-            "{player} {profile}: {result}"
+            "{muxer} {player} {profile}: {result}"
         );
         if profile == "onDemand" {
             assert!(
