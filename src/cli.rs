@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::server::auth::{Auth, AuthSettings, KeySource};
 use crate::server::tls::CertSource;
 use crate::server::{Limits, MIN_HEADER_BYTES, ServeSettings};
+use crate::source::ffmpeg::Rendition;
 use crate::source::{EncoderOptions, Ingest, SourceSpec, ffmpeg};
 use crate::stream::record::RecordConfig;
 use crate::stream::{Access, HubConfig, StreamDef};
@@ -65,6 +66,11 @@ pub struct ServeArgs {
     /// How ffmpeg hands over frames: auto (lowest latency) or fmp4.
     #[arg(long, value_enum)]
     pub ingest: Option<IngestArg>,
+    /// Encode a ladder of renditions for the streams given here, top rung first, as
+    /// HEIGHT:KBPS (e.g. 720:1500,360:400,180:150): one decode, an encoder a rung, the audio
+    /// once; players and the WebSocket pick or switch between them.
+    #[arg(long, value_name = "LADDER")]
+    pub renditions: Option<String>,
     /// Serve https:// and wss:// with this certificate chain (PEM, leaf first); reloaded when
     /// the file changes.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -302,6 +308,9 @@ pub struct StreamConfig {
     pub audio_bitrate_kbps: Option<u32>,
     #[serde(default)]
     pub input_args: Vec<String>,
+    /// A ladder, top rung first: `[{height = 720, video_bitrate_kbps = 1500}, ...]`.
+    #[serde(default)]
+    pub renditions: Vec<Rendition>,
 }
 
 /// A stream's `record`: on, off, or a folder of its own.
@@ -384,6 +393,7 @@ impl StreamConfig {
             audio: self.audio.unwrap_or(d.audio),
             audio_bitrate_kbps: self.audio_bitrate_kbps.unwrap_or(d.audio_bitrate_kbps),
             input_args: self.input_args.clone(),
+            renditions: self.renditions.clone(),
         }
     }
 }
@@ -449,6 +459,10 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
         .unwrap_or_default();
     let default_encoder = EncoderOptions {
         ingest,
+        renditions: match &args.renditions {
+            Some(text) => crate::source::ffmpeg::parse_renditions(text)?,
+            None => Vec::new(),
+        },
         ..EncoderOptions::default()
     };
 
@@ -552,6 +566,35 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
     for (i, stream) in streams.iter().enumerate() {
         if streams[..i].iter().any(|s| s.name == stream.name) {
             return Err(format!("stream name {} is given twice", stream.name));
+        }
+        let renditions = &stream.encoder.renditions;
+        if !renditions.is_empty() {
+            crate::source::ffmpeg::check_renditions(renditions)
+                .map_err(|e| format!("stream {}: {e}", stream.name))?;
+            if !matches!(
+                stream.source,
+                SourceSpec::TestSrc
+                    | SourceSpec::Webcam(_)
+                    | SourceSpec::File(_)
+                    | SourceSpec::Url(_)
+            ) {
+                return Err(format!(
+                    "stream {}: renditions need a source ffmpeg encodes (testsrc, webcam, a file, a URL), not {}",
+                    stream.name, stream.source
+                ));
+            }
+            if stream.on_demand.is_some() {
+                return Err(format!(
+                    "stream {}: on_demand does not apply to a stream with renditions yet",
+                    stream.name
+                ));
+            }
+            if stream.encoder.ingest == Ingest::Fmp4 {
+                return Err(format!(
+                    "stream {}: renditions are encoded with the zero-wait ingest (ingest = \"auto\")",
+                    stream.name
+                ));
+            }
         }
         // A file plays without ffmpeg when our reader takes it as it is.
         let needs_ffmpeg = match &stream.source {

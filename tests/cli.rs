@@ -169,6 +169,16 @@ fn mistakes_get_one_clear_line_and_a_failing_exit() {
             "cannot record stream s to /dev/null/recordings/s",
         ),
         (vec!["probe", "/no/such/file.mp4"], "cannot read"),
+        (vec!["--renditions", "360:400"], "give two rungs or more"),
+        (
+            vec!["--renditions", "180:150,360:400"],
+            "from the highest to the lowest",
+        ),
+        (vec!["--renditions", "360x400"], "each rung is HEIGHT:KBPS"),
+        (
+            vec!["--stream", "s=sample", "--renditions", "360:400,180:150"],
+            "renditions need a source ffmpeg encodes",
+        ),
         (
             vec!["package", "/no/such.mp4", "--out", "/tmp/x"],
             "cannot read",

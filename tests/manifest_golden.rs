@@ -33,6 +33,7 @@ fn video(timeline: Vec<(u64, u64)>) -> AdaptationSet {
         id: 0,
         content_type: "video",
         mime_type: "video/mp4",
+        alternatives: Vec::new(),
         representation: Representation {
             id: "1".into(),
             codecs: "avc1.64001f".into(),
@@ -57,6 +58,7 @@ fn audio(timeline: Vec<(u64, u64)>) -> AdaptationSet {
         id: 1,
         content_type: "audio",
         mime_type: "audio/mp4",
+        alternatives: Vec::new(),
         representation: Representation {
             id: "2".into(),
             codecs: "mp4a.40.2".into(),

@@ -71,6 +71,8 @@ pub struct AdaptationSet {
     pub content_type: &'static str,
     pub mime_type: &'static str,
     pub representation: Representation,
+    /// Further Representations of the same content (a ladder's lower rungs), after it.
+    pub alternatives: Vec<Representation>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,41 +238,42 @@ fn write_period(out: &mut String, period: &Period, low_latency: Option<&LowLaten
         iso8601_duration(period.start_secs)
     );
     for set in &period.adaptation_sets {
-        let r = &set.representation;
         let _ = writeln!(
             out,
             "    <AdaptationSet id=\"{}\" contentType=\"{}\" mimeType=\"{}\" segmentAlignment=\"true\" startWithSAP=\"1\">",
             set.id, set.content_type, set.mime_type
         );
-        write_representation_start(out, r);
-        let _ = write!(
-            out,
-            "        <SegmentTemplate timescale=\"{}\" initialization=\"{}\" media=\"{}\" startNumber=\"{}\"",
-            r.timescale,
-            attr(&r.initialization),
-            attr(&r.media),
-            r.start_number
-        );
-        if r.presentation_time_offset > 0 {
+        for r in std::iter::once(&set.representation).chain(&set.alternatives) {
+            write_representation_start(out, r);
             let _ = write!(
                 out,
-                " presentationTimeOffset=\"{}\"",
-                r.presentation_time_offset
+                "        <SegmentTemplate timescale=\"{}\" initialization=\"{}\" media=\"{}\" startNumber=\"{}\"",
+                r.timescale,
+                attr(&r.initialization),
+                attr(&r.media),
+                r.start_number
             );
+            if r.presentation_time_offset > 0 {
+                let _ = write!(
+                    out,
+                    " presentationTimeOffset=\"{}\"",
+                    r.presentation_time_offset
+                );
+            }
+            if let Some(ll) = low_latency {
+                let _ = write!(
+                    out,
+                    " availabilityTimeOffset=\"{:.3}\" availabilityTimeComplete=\"false\"",
+                    ll.availability_time_offset_secs
+                );
+            }
+            out.push_str(">\n");
+            out.push_str("          <SegmentTimeline>\n");
+            write_timeline(out, &r.timeline);
+            out.push_str("          </SegmentTimeline>\n");
+            out.push_str("        </SegmentTemplate>\n");
+            out.push_str("      </Representation>\n");
         }
-        if let Some(ll) = low_latency {
-            let _ = write!(
-                out,
-                " availabilityTimeOffset=\"{:.3}\" availabilityTimeComplete=\"false\"",
-                ll.availability_time_offset_secs
-            );
-        }
-        out.push_str(">\n");
-        out.push_str("          <SegmentTimeline>\n");
-        write_timeline(out, &r.timeline);
-        out.push_str("          </SegmentTimeline>\n");
-        out.push_str("        </SegmentTemplate>\n");
-        out.push_str("      </Representation>\n");
         out.push_str("    </AdaptationSet>\n");
     }
     out.push_str("  </Period>\n");

@@ -29,6 +29,23 @@ pub struct StreamInfo {
     /// Who publishes to a `publish` stream now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publisher: Option<PublisherJson>,
+    /// A ladder's rungs, top first (`?rendition=NAME` on the WebSocket picks one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<RenditionJson>,
+    /// For a lower rung's own stream: the stream whose ladder it is part of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendition_of: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct RenditionJson {
+    pub name: String,
+    /// The stream that serves it (its DASH, HLS and WebSocket paths).
+    pub stream: String,
+    pub height: u32,
+    pub video_bitrate_kbps: u32,
+    pub bitrate_bps: u64,
+    pub viewers: u64,
 }
 
 #[derive(Serialize)]
@@ -71,6 +88,19 @@ pub async fn streams(State(app): State<AppState>) -> Response {
                         protocol: p.protocol,
                         since_ms: p.since_ms,
                     }),
+                renditions: stream
+                    .renditions
+                    .iter()
+                    .map(|r| RenditionJson {
+                        name: r.name.clone(),
+                        stream: r.stream.clone(),
+                        height: r.height,
+                        video_bitrate_kbps: r.video_bitrate_kbps,
+                        bitrate_bps: r.hub.snapshot().bitrate_bps(),
+                        viewers: r.hub.viewers(),
+                    })
+                    .collect(),
+                rendition_of: stream.rendition_of.clone(),
             }
         })
         .collect();

@@ -218,10 +218,15 @@ pub async fn dash_manifest(
         true,
     )
     .ok_or_else(|| ApiError::NotLive(name.clone()))?;
+    if stream.renditions.len() > 1 {
+        add_rungs(&mut mpd, &stream, &headers, now);
+    }
     if !carried.is_empty() {
         for set in mpd.periods.iter_mut().flat_map(|p| &mut p.adaptation_sets) {
-            set.representation.initialization.push_str(&carried);
-            set.representation.media.push_str(&carried);
+            for r in std::iter::once(&mut set.representation).chain(&mut set.alternatives) {
+                r.initialization.push_str(&carried);
+                r.media.push_str(&carried);
+            }
         }
     }
     Ok(respond(
@@ -230,6 +235,57 @@ pub async fn dash_manifest(
         "no-cache",
         None,
     ))
+}
+
+/// A ladder's MPD: its video AdaptationSet gets a Representation per rung, named by the rung
+/// (`720`, `360`), each with its own timeline and its files at its own stream's paths
+/// (`../NAME@360/1/…`); the audio, which every rung shares, is the top rung's.
+fn add_rungs(mpd: &mut dash::Mpd, stream: &Stream, headers: &HeaderMap, now: u64) {
+    let named = |mut r: dash::Representation, rung: &crate::stream::Rung, prefix: &str| {
+        let id = r.id.clone();
+        let place =
+            |template: &str| format!("{prefix}{}", template.replace("$RepresentationID$", &id));
+        r.initialization = place(&r.initialization);
+        r.media = place(&r.media);
+        r.id = rung.name.clone();
+        r
+    };
+    // Each lower rung's MPD, made from its own window (not live yet: left out).
+    let lower: Vec<(&crate::stream::Rung, dash::Mpd)> = stream
+        .renditions
+        .iter()
+        .skip(1)
+        .filter_map(|rung| {
+            let snapshot = rung.hub.snapshot();
+            let times = time_url(headers).into_iter().collect();
+            Some((
+                rung,
+                manifests::dash_mpd(&snapshot, rung.hub.config(), times, now, true)?,
+            ))
+        })
+        .collect();
+    let top = &stream.renditions[0];
+    for (index, period) in mpd.periods.iter_mut().enumerate() {
+        for set in &mut period.adaptation_sets {
+            if set.content_type != "video" {
+                continue;
+            }
+            set.representation = named(set.representation.clone(), top, "");
+            for (rung, rung_mpd) in &lower {
+                let found = rung_mpd
+                    .periods
+                    .get(index)
+                    .into_iter()
+                    .flat_map(|p| &p.adaptation_sets)
+                    .find(|s| s.content_type == "video");
+                if let Some(found) = found {
+                    let prefix = format!("../{}/", rung.stream);
+                    set.alternatives
+                        .push(named(found.representation.clone(), rung, &prefix));
+                }
+            }
+        }
+    }
 }
 
 pub async fn dash_file(
@@ -280,8 +336,28 @@ pub async fn hls_multivariant(
 ) -> Result<Response, ApiError> {
     let (stream, carried) = stream(&app, &name, &headers, query.as_deref())?;
     let snapshot = stream.hub.snapshot();
-    let body = manifests::hls_multivariant(&snapshot, &format!("live.m3u8{carried}"))
-        .ok_or_else(|| ApiError::NotLive(name.clone()))?;
+    let body = if stream.renditions.len() > 1 {
+        // A variant per rung: the top's playlist beside this one, the others' at theirs.
+        let snapshots: Vec<_> = stream.renditions.iter().map(|r| r.hub.snapshot()).collect();
+        let rungs: Vec<(&crate::stream::Snapshot, String)> = stream
+            .renditions
+            .iter()
+            .zip(&snapshots)
+            .enumerate()
+            .map(|(i, (rung, snapshot))| {
+                let uri = if i == 0 {
+                    format!("live.m3u8{carried}")
+                } else {
+                    format!("../{}/live.m3u8{carried}", rung.stream)
+                };
+                (snapshot, uri)
+            })
+            .collect();
+        manifests::hls_ladder(&rungs)
+    } else {
+        manifests::hls_multivariant(&snapshot, &format!("live.m3u8{carried}"))
+    }
+    .ok_or_else(|| ApiError::NotLive(name.clone()))?;
     Ok(respond(Body::from(body), M3U8_TYPE, "no-cache", None))
 }
 

@@ -37,7 +37,13 @@ fn template(name: &str) -> Result<String, ApiError> {
 
 pub async fn index(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
     let mut items = String::new();
-    for stream in app.streams.all() {
+    // A ladder's lower rungs are watched through it (the page picks the rung).
+    for stream in app
+        .streams
+        .all()
+        .into_iter()
+        .filter(|s| s.rendition_of.is_none())
+    {
         let snapshot = stream.hub.snapshot();
         let name = escape(&stream.name);
         let detail = snapshot
@@ -49,7 +55,13 @@ pub async fn index(State(app): State<AppState>) -> Result<Html<String>, ApiError
                     .video()
                     .map(|v| format!(" {}x{}", v.width, v.height))
                     .unwrap_or_default();
-                format!("{}{size}", init.segment.codecs())
+                let rungs: Vec<&str> = stream.renditions.iter().map(|r| r.name.as_str()).collect();
+                let ladder = if rungs.is_empty() {
+                    String::new()
+                } else {
+                    format!(", renditions {}", rungs.join("/"))
+                };
+                format!("{}{size}{ladder}", init.segment.codecs())
             })
             .unwrap_or_default();
         items.push_str(&format!(

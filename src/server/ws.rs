@@ -88,8 +88,32 @@ pub async fn upgrade(
     mut request: Request,
 ) -> Result<Response, ApiError> {
     // An unknown stream is 404 before anything about the upgrade is looked at.
-    let fanout = app.fanout(&name).ok_or(ApiError::NotFound("stream"))?;
+    let mut fanout = app.fanout(&name).ok_or(ApiError::NotFound("stream"))?;
     let stream = fanout.stream().clone();
+    // `?rendition=360`: that rung of the stream's ladder (its own fan-out); `auto` or none:
+    // the top rung.
+    let asked = request.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "rendition")
+            .map(|(_, v)| v.to_string())
+    });
+    if let Some(asked) = asked.filter(|a| a != "auto") {
+        let rung = stream.rung(&asked).ok_or_else(|| {
+            let have: Vec<&str> = stream.renditions.iter().map(|r| r.name.as_str()).collect();
+            ApiError::BadRequest(if have.is_empty() {
+                format!("stream {name} has no renditions")
+            } else {
+                format!(
+                    "stream {name} has no rendition {asked:?} (it has {})",
+                    have.join(", ")
+                )
+            })
+        })?;
+        fanout = app
+            .fanout(&rung.stream)
+            .ok_or(ApiError::NotFound("stream"))?;
+    }
     let headers = request.headers();
     check_origin(headers)?;
     let key = handshake_key(headers)?;

@@ -47,6 +47,9 @@ pub fn route(path: &Path, encoder: &EncoderOptions) -> Route {
     if encoder.width.is_some() || encoder.height.is_some() {
         return Route::Ffmpeg("--width/--height ask for it to be scaled".into());
     }
+    if !encoder.renditions.is_empty() {
+        return Route::Ffmpeg("its renditions are encoded from it".into());
+    }
     let mut init = None;
     let read = read_units(path, PER_FRAME, &mut |unit| {
         if let Unit::Init(i) = unit {

@@ -50,6 +50,8 @@ pub struct FlvIngest {
     last_video_ms: Option<u32>,
     audio_next: Option<u64>,
     clock: VecDeque<f64>,
+    /// The tracks to wait for when fed tags rather than an FLV stream with its header.
+    announced: Option<Header>,
 }
 
 impl Default for FlvIngest {
@@ -67,6 +69,7 @@ impl Default for FlvIngest {
             last_video_ms: None,
             audio_next: None,
             clock: VecDeque::with_capacity(CLOCK_WINDOW),
+            announced: None,
         }
     }
 }
@@ -171,13 +174,34 @@ impl FlvIngest {
         }
     }
 
+    /// An ingest fed tags one at a time ([`FlvIngest::take_tag`]), not an FLV stream: a
+    /// ladder's rung, its own video with the audio all rungs share. `announced` says which
+    /// tracks to wait for before the init.
+    pub fn for_tags(announced: Header) -> Self {
+        Self {
+            announced: Some(announced),
+            ..Self::default()
+        }
+    }
+
+    /// One tag, read elsewhere; what it completes comes out.
+    pub fn take_tag(
+        &mut self,
+        tag: flv::Tag,
+        arrived: SystemTime,
+    ) -> Result<Vec<Unit>, SourceError> {
+        let mut units = Vec::new();
+        self.tag(tag, arrived, &mut units)?;
+        Ok(units)
+    }
+
     /// The input ended: an error if it stopped inside a tag.
     pub fn finish(&self) -> Result<(), SourceError> {
         Ok(self.reader.finish()?)
     }
 
     fn announced(&self) -> Header {
-        self.reader.header().unwrap_or(Header {
+        self.announced.or(self.reader.header()).unwrap_or(Header {
             audio: true,
             video: true,
         })

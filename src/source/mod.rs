@@ -42,6 +42,12 @@ pub use supervisor::Backoff;
 pub enum SourceEvent {
     Init(Arc<InitSegment>),
     Fragment(Fragment),
+    /// An init or fragment of a ladder's lower rung `rung` (1 and on; rung 0, the top, is the
+    /// stream's own `Init` and `Fragment`).
+    Rendition {
+        rung: usize,
+        unit: Unit,
+    },
     /// The source broke and will try again after `retry_in`.
     Restarting {
         error: SourceError,

@@ -111,6 +111,7 @@ pub fn track_set(
         id: u32::try_from(index).unwrap_or(u32::MAX),
         content_type,
         mime_type,
+        alternatives: Vec::new(),
         representation: Representation {
             id: track.id.to_string(),
             codecs: track.codec.clone().unwrap_or_default(),
@@ -148,6 +149,7 @@ pub fn muxed_set(
         } else {
             "audio/mp4"
         },
+        alternatives: Vec::new(),
         representation: Representation {
             id: "muxed".into(),
             codecs: init.codecs(),
@@ -295,17 +297,32 @@ pub struct HlsUris<'a> {
 }
 
 pub fn hls_multivariant(snapshot: &Snapshot, media_uri: &str) -> Option<String> {
-    let init = snapshot.init.as_ref()?;
-    let video = init.segment.video();
+    hls_ladder(&[(snapshot, media_uri.to_string())])
+}
+
+/// The multivariant playlist of a ladder: a variant per rung that is live, each its own media
+/// playlist at `uri` (its segments carry the audio too); `None` if no rung is live.
+pub fn hls_ladder(rungs: &[(&Snapshot, String)]) -> Option<String> {
+    let variants: Vec<hls::Variant> = rungs
+        .iter()
+        .filter_map(|(snapshot, uri)| {
+            let init = snapshot.init.as_ref()?;
+            let video = init.segment.video();
+            Some(hls::Variant {
+                bandwidth: snapshot.bitrate_bps().max(1000),
+                codecs: init.segment.codecs(),
+                resolution: video.map(|v| (v.width, v.height)),
+                frame_rate: frame_rate(snapshot),
+                uri: uri.clone(),
+                audio_group: None,
+            })
+        })
+        .collect();
+    if variants.is_empty() {
+        return None;
+    }
     Some(hls::multivariant(&Multivariant {
-        variants: vec![hls::Variant {
-            bandwidth: snapshot.bitrate_bps().max(1000),
-            codecs: init.segment.codecs(),
-            resolution: video.map(|v| (v.width, v.height)),
-            frame_rate: frame_rate(snapshot),
-            uri: media_uri.to_string(),
-            audio_group: None,
-        }],
+        variants,
         audio: Vec::new(),
     }))
 }

@@ -83,6 +83,35 @@ pub struct Stream {
     /// Viewers admitted and not yet gone, counted at the upgrade (before they reach the hub),
     /// so that `max_viewers` holds even for viewers arriving at once.
     pub admitted: std::sync::atomic::AtomicU64,
+    /// A ladder's rungs, top first (the first is this stream itself); empty without one.
+    pub renditions: Vec<Rung>,
+    /// For a lower rung's stream (`NAME@HEIGHT`): the stream whose ladder it is part of.
+    pub rendition_of: Option<String>,
+}
+
+/// One rung of a stream's ladder.
+#[derive(Clone)]
+pub struct Rung {
+    /// Its name among the rungs (the height: `360`).
+    pub name: String,
+    /// The stream that serves it: the ladder's own name for the top rung, `NAME@HEIGHT` for
+    /// the others.
+    pub stream: String,
+    pub height: u32,
+    pub video_bitrate_kbps: u32,
+    pub hub: Arc<Hub>,
+}
+
+impl Stream {
+    /// The rung named `name` (its height), if this stream has a ladder.
+    pub fn rung(&self, name: &str) -> Option<&Rung> {
+        self.renditions.iter().find(|r| r.name == name)
+    }
+}
+
+/// The stream name of rung `height` of stream `name`.
+pub fn rung_stream_name(name: &str, height: u32) -> String {
+    format!("{name}@{height}")
 }
 
 /// Every stream of the server, in the order they were given, then those publishers made by
@@ -192,14 +221,15 @@ impl Streams {
             takeover: false,
         };
         tracing::info!(stream = %name, "a publisher made a new stream");
-        let stream = spawn(
+        let made = spawn(
             def,
             &spawner.config,
             spawner.first_number,
             &spawner.cancel,
             &spawner.tracker,
         );
-        list.push(stream.clone());
+        let stream = made[0].clone();
+        list.extend(made);
         Ok(stream)
     }
 }
@@ -218,7 +248,7 @@ pub fn start(
     let first_number = unix_millis(SystemTime::now()) / 1000;
     let list = defs
         .into_iter()
-        .map(|def| spawn(def, config, first_number, cancel, tracker))
+        .flat_map(|def| spawn(def, config, first_number, cancel, tracker))
         .collect();
     Streams {
         list: RwLock::new(list),
@@ -233,34 +263,83 @@ pub fn start(
     }
 }
 
-/// Starts one stream.
+/// Starts one stream: the stream itself first, then, for a ladder, a stream for each lower
+/// rung (`NAME@HEIGHT`), fed by the same source.
 fn spawn(
     def: StreamDef,
     config: &HubConfig,
     first_number: u64,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
-) -> Arc<Stream> {
+) -> Vec<Arc<Stream>> {
+    let hub = Arc::new(Hub::new(config.clone(), first_number));
+    let ladder = &def.encoder.renditions;
+    // Every rung's hub counts its segments from the same number: they are cut at the same
+    // key frames, so segment N is the same stretch of time on every rung.
+    let renditions: Vec<Rung> = ladder
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Rung {
+            name: r.name(),
+            stream: if i == 0 {
+                def.name.clone()
+            } else {
+                rung_stream_name(&def.name, r.height)
+            },
+            height: r.height,
+            video_bitrate_kbps: r.video_bitrate_kbps,
+            hub: if i == 0 {
+                hub.clone()
+            } else {
+                Arc::new(Hub::new(config.clone(), first_number))
+            },
+        })
+        .collect();
     let stream = Arc::new(Stream {
         name: def.name.clone(),
         source: def.source.clone(),
-        hub: Arc::new(Hub::new(config.clone(), first_number)),
+        hub,
         max_viewers: def.max_viewers,
         read: def.read,
         publish: def.publish,
         publish_point: (def.source == SourceSpec::Publish)
             .then(|| Arc::new(source::publish::PublishPoint::new(def.takeover))),
         admitted: Default::default(),
+        renditions: renditions.clone(),
+        rendition_of: None,
     });
+    let mut made = vec![stream.clone()];
+    for rung in renditions.iter().skip(1) {
+        made.push(Arc::new(Stream {
+            name: rung.stream.clone(),
+            source: def.source.clone(),
+            hub: rung.hub.clone(),
+            max_viewers: def.max_viewers,
+            read: def.read,
+            publish: def.publish,
+            publish_point: None,
+            admitted: Default::default(),
+            renditions: Vec::new(),
+            rendition_of: Some(def.name.clone()),
+        }));
+    }
     let span = tracing::info_span!("stream", name = %def.name);
     if let Some(config) = def.record.clone() {
-        tracker.spawn(
-            record::run(stream.hub.clone(), config, cancel.child_token()).instrument(span.clone()),
-        );
+        for rung_stream in &made {
+            // Each rung records beside the others: DIR/NAME/, DIR/NAME@360/, ...
+            let mut config = config.clone();
+            if rung_stream.rendition_of.is_some() {
+                config.dir = config.dir.with_file_name(&rung_stream.name);
+            }
+            tracker.spawn(
+                record::run(rung_stream.hub.clone(), config, cancel.child_token())
+                    .instrument(span.clone()),
+            );
+        }
     }
     tracker
         .spawn(drive(stream.clone(), def, cancel.child_token(), tracker.clone()).instrument(span));
-    stream
+    made
 }
 
 /// Runs a stream: its source all the time, or, on demand, while anyone watches.
@@ -332,8 +411,35 @@ async fn run_source(
     };
     tracker.spawn(source::run(def.source.clone(), def.encoder.clone(), ctx).in_current_span());
     let hub = &stream.hub;
+    // Whatever happens to the source happens to every rung.
+    let every_hub = || {
+        stream
+            .renditions
+            .iter()
+            .skip(1)
+            .map(|r| &r.hub)
+            .chain(std::iter::once(hub))
+    };
     while let Some(event) = rx.recv().await {
         match event {
+            SourceEvent::Rendition { rung, unit } => {
+                let Some(rung) = stream.renditions.get(rung) else {
+                    continue;
+                };
+                match unit {
+                    crate::fmp4::Unit::Init(init) => {
+                        tracing::info!(
+                            rendition = %rung.name,
+                            codecs = %init.codecs(),
+                            "rendition is live"
+                        );
+                        rung.hub.set_init(init);
+                    }
+                    crate::fmp4::Unit::Fragment(fragment) => {
+                        rung.hub.push(fragment, std::time::Instant::now());
+                    }
+                }
+            }
             SourceEvent::Init(init) => {
                 tracing::info!(
                     codecs = %init.codecs(),
@@ -349,7 +455,9 @@ async fn run_source(
                     Restart::Upstream => &hub.counters.upstream_reconnects,
                 };
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                hub.set_status(Status::Restarting(error.to_string()));
+                for hub in every_hub() {
+                    hub.set_status(Status::Restarting(error.to_string()));
+                }
             }
             SourceEvent::Waiting => hub.set_status(Status::Waiting),
             SourceEvent::Finished { error } => {
@@ -358,7 +466,9 @@ async fn run_source(
                     None => Status::Ended,
                 };
                 tracing::info!(status = status.as_str(), "stream finished");
-                hub.end(status);
+                for hub in every_hub() {
+                    hub.end(status.clone());
+                }
             }
         }
     }

@@ -32,6 +32,81 @@ pub struct EncoderOptions {
     pub input_args: Vec<String>,
     /// How ffmpeg hands the frames over.
     pub ingest: Ingest,
+    /// The ladder, top rung first: with two or more, ffmpeg encodes each rung from one decode,
+    /// the key frames at the same instants on all of them, and the audio once.
+    pub renditions: Vec<Rendition>,
+}
+
+/// One rung of a ladder: its picture height (the width follows the source's shape) and video
+/// bitrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rendition {
+    pub height: u32,
+    pub video_bitrate_kbps: u32,
+}
+
+impl Rendition {
+    /// Its name in URLs, the API and the page: the height, `360`.
+    pub fn name(&self) -> String {
+        self.height.to_string()
+    }
+}
+
+/// Why a ladder cannot be encoded.
+pub fn check_renditions(renditions: &[Rendition]) -> Result<(), String> {
+    if renditions.len() == 1 {
+        return Err("renditions: give two rungs or more (one is the stream itself)".into());
+    }
+    if renditions.len() > 6 {
+        return Err(format!(
+            "renditions: {} rungs; at most 6 are encoded at once",
+            renditions.len()
+        ));
+    }
+    for r in renditions {
+        if !(16..=4320).contains(&r.height) || r.height % 2 != 0 {
+            return Err(format!(
+                "renditions: height {} must be even, from 16 to 4320",
+                r.height
+            ));
+        }
+        if !(16..=100_000).contains(&r.video_bitrate_kbps) {
+            return Err(format!(
+                "renditions: video_bitrate_kbps {} is out of range (16 to 100000)",
+                r.video_bitrate_kbps
+            ));
+        }
+    }
+    if renditions.windows(2).any(|w| w[1].height >= w[0].height) {
+        return Err(
+            "renditions: list the rungs from the highest to the lowest, each height once".into(),
+        );
+    }
+    Ok(())
+}
+
+/// `--renditions 720:1500,360:400,180:150`: HEIGHT:KBPS, top rung first.
+pub fn parse_renditions(text: &str) -> Result<Vec<Rendition>, String> {
+    let renditions = text
+        .split(',')
+        .map(|rung| {
+            let (height, kbps) = rung.trim().split_once(':').ok_or_else(|| {
+                format!("--renditions {text:?}: each rung is HEIGHT:KBPS, e.g. 720:1500,360:400")
+            })?;
+            let number = |what: &str, v: &str| {
+                v.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("--renditions {text:?}: {what} {v:?} is not a number"))
+            };
+            Ok(Rendition {
+                height: number("height", height)?,
+                video_bitrate_kbps: number("bitrate", kbps)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    check_renditions(&renditions)?;
+    Ok(renditions)
 }
 
 impl Default for EncoderOptions {
@@ -47,6 +122,7 @@ impl Default for EncoderOptions {
             audio_bitrate_kbps: 96,
             input_args: Vec::new(),
             ingest: Ingest::Auto,
+            renditions: Vec::new(),
         }
     }
 }
@@ -63,6 +139,82 @@ impl EncoderOptions {
 
 /// Everything ffmpeg is told, input and output, without the program name.
 pub fn arguments(spec: &SourceSpec, opts: &EncoderOptions, ingest: Ingest) -> Vec<String> {
+    let Some((mut args, audio_map)) = input_arguments(spec, opts, ingest) else {
+        return Vec::new();
+    };
+    args.extend(["-map".into(), "0:v:0".into()]);
+    if opts.audio {
+        args.extend(["-map".into(), audio_map.into()]);
+    }
+    let scale = matches!(spec, SourceSpec::File(_) | SourceSpec::Url(_))
+        && (opts.width.is_some() || opts.height.is_some());
+    if scale {
+        args.extend([
+            "-vf".into(),
+            format!(
+                "scale={}:{}",
+                opts.width.map_or("-2".into(), |w| w.to_string()),
+                opts.height.map_or("-2".into(), |h| h.to_string())
+            ),
+        ]);
+    }
+    args.extend(video_encoder(opts));
+    if opts.audio {
+        args.extend(audio_encoder(opts));
+    }
+    args.extend(muxer(ingest));
+    args.push("pipe:1".into());
+    args
+}
+
+/// A ladder's command line: one decode, `split` into a scaler and an encoder per rung, each
+/// rung on its own FLV output (`video_outputs`, top rung first), and the audio encoded once on
+/// `audio_output`, so no output waits for another. Every rung keeps the same frames and the
+/// same key-frame interval in frames, so key frames fall on the same instants everywhere.
+pub fn ladder_arguments(
+    spec: &SourceSpec,
+    opts: &EncoderOptions,
+    video_outputs: &[String],
+    audio_output: Option<&str>,
+) -> Vec<String> {
+    let Some((mut args, audio_map)) = input_arguments(spec, opts, Ingest::Auto) else {
+        return Vec::new();
+    };
+    let rungs = opts.renditions.len().min(video_outputs.len());
+    let mut graph = format!("[0:v:0]split={rungs}");
+    for i in 0..rungs {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, rung) in opts.renditions.iter().take(rungs).enumerate() {
+        graph.push_str(&format!(";[s{i}]scale=-2:{}[v{i}]", rung.height));
+    }
+    args.extend(["-filter_complex".into(), graph]);
+    for (i, (rung, output)) in opts.renditions.iter().zip(video_outputs).enumerate() {
+        args.extend(["-map".into(), format!("[v{i}]")]);
+        let rung_opts = EncoderOptions {
+            video_bitrate_kbps: rung.video_bitrate_kbps,
+            ..opts.clone()
+        };
+        args.extend(video_encoder(&rung_opts));
+        args.extend(muxer(Ingest::Auto));
+        args.push(output.clone());
+    }
+    if let Some(output) = audio_output {
+        args.extend(["-map".into(), audio_map.into()]);
+        args.extend(audio_encoder(opts));
+        args.extend(muxer(Ingest::Auto));
+        args.push(output.to_string());
+    }
+    args
+}
+
+/// The options up to the inputs, and where the audio comes from (a `-map` argument); `None`
+/// for a source that is not ffmpeg's.
+fn input_arguments(
+    spec: &SourceSpec,
+    opts: &EncoderOptions,
+    ingest: Ingest,
+) -> Option<(Vec<String>, &'static str)> {
     let mut args: Vec<String> = vec!["-hide_banner".into(), "-nostats".into()];
     let (width, height) = opts.size();
     let fps = opts.fps;
@@ -121,32 +273,10 @@ pub fn arguments(spec: &SourceSpec, opts: &EncoderOptions, ingest: Ingest) -> Ve
         | SourceSpec::Relay(_)
         | SourceSpec::Dir(_)
         | SourceSpec::Publish => {
-            return args;
+            return None;
         }
     };
-    args.extend(["-map".into(), "0:v:0".into()]);
-    if opts.audio {
-        args.extend(["-map".into(), audio_map.into()]);
-    }
-    let scale = matches!(spec, SourceSpec::File(_) | SourceSpec::Url(_))
-        && (opts.width.is_some() || opts.height.is_some());
-    if scale {
-        args.extend([
-            "-vf".into(),
-            format!(
-                "scale={}:{}",
-                opts.width.map_or("-2".into(), |w| w.to_string()),
-                opts.height.map_or("-2".into(), |h| h.to_string())
-            ),
-        ]);
-    }
-    args.extend(video_encoder(opts));
-    if opts.audio {
-        args.extend(audio_encoder(opts));
-    }
-    args.extend(muxer(ingest));
-    args.push("pipe:1".into());
-    args
+    Some((args, audio_map))
 }
 
 fn webcam_input(width: u32, height: u32, fps: u32) -> Vec<String> {

@@ -19,8 +19,12 @@ use ffmpeg_sidecar::command::FfmpegCommand;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 mod args;
+mod ladder;
 
-pub use args::{EncoderOptions, Ingest, arguments, audio_encoder, muxer, video_encoder};
+pub use args::{
+    EncoderOptions, Ingest, Rendition, arguments, audio_encoder, check_renditions,
+    ladder_arguments, muxer, parse_renditions, video_encoder,
+};
 
 use super::supervisor::{Restartable, Retry, supervise};
 use super::{
@@ -38,6 +42,9 @@ macOS: `brew install ffmpeg`, Windows: https://ffmpeg.org/download.html) or put 
 
 /// Runs ffmpeg for `spec`, restarting it with back-off until cancelled.
 pub async fn run(spec: SourceSpec, opts: EncoderOptions, ctx: SourceContext) {
+    if opts.renditions.len() >= 2 {
+        return ladder::run(spec, opts, ctx).await;
+    }
     let args = arguments(&spec, &opts, opts.ingest);
     tracing::info!(stream = %ctx.stream, source = %spec, "starting ffmpeg: ffmpeg {}", args.join(" "));
     let ffmpeg = Ffmpeg {
