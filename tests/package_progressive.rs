@@ -911,3 +911,111 @@ fn package_audio_only(input: &Path) {
     assert_eq!(packets(&path), packets(input), "{}", input.display());
     assert_eq!(ffmpeg_decode_errors(&path), None);
 }
+
+/// `moof` (at `new_start` in the rewritten file) with each `trun`'s data offset taken out and
+/// its `tfhd`'s absolute `base_data_offset` pointing at the run's data instead: runs placed
+/// by the base alone (ISO/IEC 14496-12 §8.8.8: a run without a data offset starts at the
+/// base). Each traf must have one trun and a base_data_offset (ffmpeg without
+/// default_base_moof).
+fn place_by_base_only(moof: &[u8], new_start: u64) -> Vec<u8> {
+    fn children(body: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 8 <= body.len() {
+            let size = u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
+            out.push(&body[at..at + size]);
+            at += size;
+        }
+        out
+    }
+    let boxed = |kind: &[u8], body: &[u8]| {
+        let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(body);
+        out
+    };
+    let old_len = moof.len();
+    let trafs = children(&moof[8..])
+        .iter()
+        .filter(|b| &b[4..8] == b"traf")
+        .count();
+    let new_len = (old_len - 4 * trafs) as u64;
+    let mut body = Vec::new();
+    for child in children(&moof[8..]) {
+        if &child[4..8] != b"traf" {
+            body.extend_from_slice(child);
+            continue;
+        }
+        let parts = children(&child[8..]);
+        let trun = parts.iter().find(|p| &p[4..8] == b"trun").expect("a trun");
+        assert!(trun[11] & 1 != 0, "the trun has a data offset");
+        let data_offset = i32::from_be_bytes(trun[16..20].try_into().expect("4"));
+        // Where the run's data starts in the mdat's body, then in the new file.
+        let in_mdat = data_offset as u64 - old_len as u64 - 8;
+        let base = new_start + new_len + 8 + in_mdat;
+        let mut traf = Vec::new();
+        for part in parts {
+            match &part[4..8] {
+                b"tfhd" => {
+                    assert!(part[11] & 1 != 0, "tfhd has a base_data_offset");
+                    let mut tfhd = part.to_vec();
+                    tfhd[16..24].copy_from_slice(&base.to_be_bytes());
+                    traf.extend_from_slice(&tfhd);
+                }
+                b"trun" => {
+                    let mut trun = part[8..].to_vec();
+                    trun[3] &= !1;
+                    trun.drain(8..12);
+                    traf.extend(boxed(b"trun", &trun));
+                }
+                _ => traf.extend_from_slice(part),
+            }
+        }
+        body.extend(boxed(b"traf", &traf));
+    }
+    let out = boxed(b"moof", &body);
+    assert_eq!(out.len() as u64, new_len);
+    out
+}
+
+#[test]
+fn runs_placed_by_the_base_data_offset_alone_package_frame_exact() {
+    if !have_ffmpeg() {
+        return;
+    }
+    // ffmpeg without default_base_moof: absolute base_data_offsets in every tfhd.
+    let source = ffmpeg_file("base-source.mp4", &[]);
+    let absolute = ffmpeg(
+        "absolute-base.mp4",
+        &[
+            "-i",
+            source.to_str().expect("utf-8"),
+            "-c",
+            "copy",
+            "-movflags",
+            "frag_keyframe+empty_moov",
+        ],
+    );
+    let data = std::fs::read(&absolute).expect("the fragmented file");
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut moofs = 0;
+    while at + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().expect("4")) as usize;
+        let this = &data[at..at + size];
+        if &this[4..8] == b"moof" {
+            out.extend(place_by_base_only(this, out.len() as u64));
+            moofs += 1;
+        } else {
+            out.extend_from_slice(this);
+        }
+        at += size;
+    }
+    assert!(moofs >= 6, "{moofs} fragments");
+    let rewritten = temp_dir("progressive-in").join("base-only.mp4");
+    std::fs::write(&rewritten, &out).expect("write");
+    // ffmpeg reads the rewritten file as the original; so must package.
+    assert_eq!(packets(&rewritten), packets(&absolute));
+    assert_eq!(ffmpeg_decode_errors(&rewritten), None);
+    package_and_check(&rewritten, &[]);
+}
