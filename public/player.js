@@ -63,6 +63,8 @@ export class Player {
   #droppedAtJoin = null; // the engine's dropped frames when this connection's first picture showed
   #liveMs = null;
   #skipped = 0;
+  #rendition = null; // the server's latest `rendition` message, on a ladder
+  #renditionChanges = 0;
   #bitrate = new ByteRate(BITRATE_WINDOW_MS);
   #fps = new FrameRate(FPS_WINDOW_MS);
   #clock = new ServerClock();
@@ -80,7 +82,18 @@ export class Player {
    */
   constructor(
     name,
-    { mode = 'auto', video, canvas, onStatus, onError, onMode, debug = false, token = null, onExpiring },
+    {
+      mode = 'auto',
+      video,
+      canvas,
+      onStatus,
+      onError,
+      onMode,
+      debug = false,
+      token = null,
+      onExpiring,
+      onRendition,
+    },
   ) {
     this.#requested = MODES.includes(mode) ? mode : 'auto';
     this.#surfaces = { mse: video, webcodecs: canvas };
@@ -114,6 +127,12 @@ export class Player {
         status: (text) => this.#on.status(text),
         error: (text) => this.#on.error(text),
         expiring: (expiresMs) => onExpiring?.(expiresMs),
+        rendition: (message) => {
+          this.#rendition = message;
+          this.#renditionChanges += 1;
+          this.#log('rendition:', message);
+          onRendition?.(message);
+        },
       },
       this.#log,
       token,
@@ -123,6 +142,11 @@ export class Player {
   /** Sends a new token for this viewer (before the current one runs out). */
   renew(token) {
     this.#socket.renew(token);
+  }
+
+  /** On a ladder: play rung `name` (`360`), or `auto` to let the server pick by the link. */
+  chooseRendition(name) {
+    this.#socket.askRendition(name);
   }
 
   /** When the viewer's token runs out (Unix ms), if the server said. */
@@ -171,6 +195,10 @@ export class Player {
       audioFrames: engine?.audioFrames() ?? null,
       audioBehindMs: engine?.audioBehindMs() ?? null,
       audioTrimmed: engine?.audioTrimmed() ?? null,
+      rendition: this.#rendition?.name ?? null,
+      renditionAuto: this.#rendition?.auto ?? null,
+      renditions: this.#rendition?.renditions ?? null,
+      renditionChanges: this.#renditionChanges,
     };
   }
 

@@ -11,6 +11,11 @@
 //   sent   {"type":"token","token":"…"}          answered {"type":"renewed","expires_ms":N}
 //   close  4401 no valid token · 4403 not allowed for this stream · 4410 the token expired
 // Those closes are not retried: a new connection with the same token would be refused again.
+// On a stream with renditions (a ladder), before the init and at every change of rung:
+//   text   {"type":"rendition","name":"360","auto":true,"renditions":["720","360","180"]}
+//   sent   {"type":"rendition","name":"360"|"auto"}  this rung from its next key frame, or
+//                                                   let the server pick by the link
+// A change of rung is a new init (the other rung's) on the same socket, then its key frame.
 //
 // Lost connections come back with jittered back-off; a hidden tab lets go of the stream (it
 // would decode nothing worth seeing and fall behind) and coming back starts at the live edge.
@@ -41,6 +46,7 @@ export class LiveSocket {
   #expectInitSegment = false;
   #token = null;
   #refused = false; // closed by access control: not retried
+  #rendition = null; // the rung asked for, sent again on every new connection
   expiresMs = null;
 
   /**
@@ -70,6 +76,14 @@ export class LiveSocket {
     }
     if (this.#ws?.readyState === WebSocket.OPEN) {
       this.#ws.send(JSON.stringify({ type: 'token', token }));
+    }
+  }
+
+  /** Asks for rung `name` of the stream's ladder, or `auto`. */
+  askRendition(name) {
+    this.#rendition = name;
+    if (this.#ws?.readyState === WebSocket.OPEN) {
+      this.#ws.send(JSON.stringify({ type: 'rendition', name }));
     }
   }
 
@@ -107,7 +121,11 @@ export class LiveSocket {
     this.#retryTimer = 0;
     this.#on.connecting();
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const query = this.#token ? `?token=${encodeURIComponent(this.#token)}` : '';
+    const params = new URLSearchParams();
+    if (this.#token) params.set('token', this.#token);
+    // A reconnection keeps the rung asked for (`auto` is what the server does anyway).
+    if (this.#rendition && this.#rendition !== 'auto') params.set('rendition', this.#rendition);
+    const query = params.size ? `?${params}` : '';
     const ws = new WebSocket(
       `${scheme}//${location.host}/ws/${encodeURIComponent(this.#name)}${query}`,
     );
@@ -235,6 +253,9 @@ export class LiveSocket {
       case 'renewed':
         this.expiresMs = Number(message.expires_ms) || null;
         this.#log('token renewed until', new Date(this.expiresMs).toISOString());
+        break;
+      case 'rendition':
+        this.#on.rendition?.(message);
         break;
       default:
         this.#log('ignored message:', message);

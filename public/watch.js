@@ -18,6 +18,8 @@ const banner = document.getElementById('error');
 const soundButton = document.getElementById('sound');
 const canvas = document.getElementById('canvas');
 const statCells = [...document.querySelectorAll('[data-stat]')];
+const picker = document.getElementById('rendition-picker');
+const renditionSelect = document.getElementById('rendition');
 
 for (const link of document.querySelectorAll('.modes a')) {
   if (link.dataset.mode === requested) link.setAttribute('aria-current', 'page');
@@ -55,7 +57,20 @@ const player = new Player(name, {
         ? `Auto: ${label}${reason ? ` (WebCodecs: ${reason})` : ''}`
         : label;
   },
+  // A ladder: the rungs to pick from, the one playing, and whether the server picks.
+  onRendition: ({ name: rung, auto, renditions }) => {
+    const options = ['auto', ...renditions];
+    if (renditionSelect.options.length !== options.length) {
+      renditionSelect.replaceChildren(
+        ...options.map((value) => new Option(value === 'auto' ? 'Auto' : `${value}p`, value)),
+      );
+    }
+    renditionSelect.value = auto ? 'auto' : rung;
+    renditionSelect.options[0].text = auto ? `Auto (${rung}p)` : 'Auto';
+    picker.hidden = false;
+  },
 });
+renditionSelect.addEventListener('change', () => player.chooseRendition(renditionSelect.value));
 player.start();
 
 // Browsers start sound only after a gesture: the first click on the picture or the button.
@@ -78,20 +93,24 @@ window.wslive = {
     history.replaceState(history.state, '', url);
   },
   player,
+  /** On a ladder: play rung `name`, or `auto`. */
+  chooseRendition: (name) => player.chooseRendition(name),
 };
 
 function renderStats(stats) {
   for (const cell of statCells) {
     const key = cell.dataset.stat;
     const value = stats[key];
-    cell.textContent = value === null || value === undefined ? '–' : formatStat(key, value);
+    cell.textContent = value === null || value === undefined ? '–' : formatStat(key, value, stats);
   }
 }
 
-function formatStat(key, value) {
+function formatStat(key, value, stats) {
   switch (key) {
     case 'mode':
       return MODE_NAMES[value] ?? value;
+    case 'rendition':
+      return `${value}p${stats.renditionAuto ? ' (auto)' : ''}`;
     case 'latencyMs':
     case 'joinMs':
     case 'bufferMs':

@@ -64,6 +64,13 @@ pub enum Message {
     Expiring { expires_ms: u64 },
     /// A new token was accepted; it runs out at `expires_ms`.
     Renewed { expires_ms: u64 },
+    /// The rung of the stream's ladder this viewer is sent from now on (its init follows),
+    /// whether the server picks it (`auto`), and the ladder's rungs, top first.
+    Rendition {
+        name: String,
+        auto: bool,
+        renditions: Vec<String>,
+    },
     /// A message of a type this build does not know (read side only).
     #[serde(other, skip_serializing)]
     Unknown,
@@ -95,6 +102,8 @@ pub struct InitInfo {
 pub enum ClientMessage {
     /// A new token for this viewer, before its current one runs out.
     Token { token: String },
+    /// Send this rung of the stream's ladder (`360`), or let the server pick (`auto`).
+    Rendition { name: String },
     #[serde(other, skip_serializing)]
     Unknown,
 }

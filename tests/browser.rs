@@ -890,3 +890,75 @@ fn dash_js_and_hls_js_play_what_package_wrote_to_the_end() {
         }
     }
 }
+
+/// A three-rung ladder of the test pattern, its first segment there.
+fn ladder_server() -> TestServer {
+    let config = temp_file(
+        "ladder-browser.toml",
+        "[[stream]]\nname = \"tv\"\nsource = \"testsrc\"\nwidth = 640\nheight = 360\n\
+         preset = \"ultrafast\"\nrenditions = [{height = 360, video_bitrate_kbps = 800}, \
+         {height = 180, video_bitrate_kbps = 250}, {height = 90, video_bitrate_kbps = 100}]\n",
+    );
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(&server.addr, "/dash/tv@90/manifest.mpd") != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "no ladder; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server
+}
+
+fn chromium_switches_rungs_on_the_same_socket(player: &str) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = ladder_server();
+    let result = scenario(
+        &server,
+        "rendition.mjs",
+        &[
+            "--stream",
+            "tv",
+            "--player",
+            player,
+            "--rungs",
+            "360,180,90",
+        ],
+    );
+    assert_eq!(result["player"], player, "{result}");
+    assert!(result["renditionChanges"].as_u64() >= Some(3), "{result}");
+}
+
+#[test]
+fn chromium_webcodecs_switches_rungs_on_the_same_socket() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    chromium_switches_rungs_on_the_same_socket("webcodecs");
+}
+
+#[test]
+fn chromium_mse_switches_rungs_on_the_same_socket() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    chromium_switches_rungs_on_the_same_socket("mse");
+}
+
+#[test]
+fn dash_js_and_hls_js_play_a_ladder() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = ladder_server();
+    for player in ["dash", "hls"] {
+        let result = scenario(&server, "dash.mjs", &["--stream", "tv", "--player", player]);
+        assert!(
+            result["advanced"].as_f64().unwrap_or(0.0) >= 3.5,
+            "{player}: {result}"
+        );
+    }
+}

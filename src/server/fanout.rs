@@ -114,6 +114,7 @@ impl Fanout {
         slot: Slot,
         expiry: Option<Expiry>,
         span: tracing::Span,
+        seat: Option<super::viewer::Seat>,
     ) {
         let Some(shard) = self
             .shards
@@ -131,11 +132,44 @@ impl Fanout {
         drop(pending_input);
         self.tracker
             .spawn(read_viewer(connection.clone(), incoming));
-        let viewer = Viewer::new(connection, subscription, slot, span);
+        let mut viewer = Viewer::new(connection, subscription, slot, span);
+        if let Some(seat) = seat {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            let _ = socket2::SockRef::from(&viewer.connection.tcp)
+                .set_tcp_notsent_lowat(super::viewer::LADDER_NOT_SENT_BYTES);
+            viewer.notify_text(&seat.message());
+            viewer.seat = Some(seat);
+        }
         shard.viewers.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(viewer)) = shard.joins.send(viewer) {
             // The shard has stopped: the server is shutting down.
             viewer.leave(&self.stream.hub);
+        }
+    }
+
+    /// A viewer of rung `rung` of its ladder, coming from another rung of it: it goes on at
+    /// the key frame at `key_secs` (or at this rung's next one), after this rung's init.
+    pub fn adopt(&self, mut viewer: Viewer, rung: usize, key_secs: Option<f64>) {
+        let Some(shard) = self
+            .shards
+            .iter()
+            .min_by_key(|s| s.viewers.load(Ordering::Relaxed))
+        else {
+            viewer.connection.gone();
+            return;
+        };
+        viewer.connection.set_wake(shard.wake.clone());
+        viewer.subscription = self.stream.hub.subscribe_at_key(key_secs);
+        if let Some(seat) = viewer.seat.as_mut() {
+            seat.moved_to(rung, Instant::now());
+            let message = seat.message();
+            viewer.notify_text(&message);
+        }
+        shard.viewers.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::error::SendError(viewer)) = shard.joins.send(viewer) {
+            viewer.leave(&self.stream.hub);
+        } else {
+            shard.wake.notify_one();
         }
     }
 
@@ -207,6 +241,19 @@ impl Shard {
                     let viewer = self.viewers.swap_remove(index);
                     self.count.fetch_sub(1, Ordering::Relaxed);
                     viewer.leave(hub);
+                }
+                Turn::Switch { rung, key_secs } => {
+                    let mut viewer = self.viewers.swap_remove(index);
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    viewer.leave_for_rung(hub);
+                    let target = viewer
+                        .seat
+                        .as_ref()
+                        .and_then(|seat| seat.rungs.get(rung).cloned());
+                    match target {
+                        Some(target) => target.adopt(viewer, rung, key_secs),
+                        None => viewer.connection.gone(),
+                    }
                 }
             }
             since_yield += 1;

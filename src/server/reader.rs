@@ -80,11 +80,18 @@ fn read_some(connection: &Connection, incoming: &mut BytesMut) -> std::io::Resul
 }
 
 /// Answers a viewer's text message; a close frame if the viewer is to be closed. The only
-/// message viewers send is a new token ([`ClientMessage::Token`]); others are ignored.
+/// messages viewers send are a new token ([`ClientMessage::Token`]) and a rung to be sent
+/// ([`ClientMessage::Rendition`]); others are ignored.
 fn answer_message(connection: &Connection, payload: &[u8]) -> Option<bytes::Bytes> {
     let text = std::str::from_utf8(payload).ok()?;
-    let Ok(ClientMessage::Token { token }) = ClientMessage::from_json(text) else {
-        return None;
+    let token = match ClientMessage::from_json(text) {
+        Ok(ClientMessage::Token { token }) => token,
+        Ok(ClientMessage::Rendition { name }) => {
+            // The shard acts on it at the viewer's next turn.
+            connection.ask_rendition(name);
+            return None;
+        }
+        _ => return None,
     };
     // A stream that needs no token has nothing to renew.
     let expiry = connection.expiry.as_ref()?;

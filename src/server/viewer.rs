@@ -64,8 +64,10 @@ pub struct Connection {
     pub done: CancellationToken,
     /// When the viewer's token runs out, if its stream needs one.
     pub expiry: Option<Expiry>,
-    /// The shard's.
-    wake: Arc<Notify>,
+    /// The shard's (another shard's once the viewer moves to another rung).
+    wake: Mutex<Arc<Notify>>,
+    /// A rung the viewer asked for (`360`, `auto`), for its shard to act on.
+    asked: Mutex<Option<String>>,
 }
 
 impl Connection {
@@ -88,8 +90,31 @@ impl Connection {
             gone: AtomicBool::new(false),
             done: CancellationToken::new(),
             expiry,
-            wake,
+            wake: Mutex::new(wake),
+            asked: Mutex::new(None),
         }
+    }
+
+    fn notify(&self) {
+        self.wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .notify_one();
+    }
+
+    /// The viewer moved to a shard of another fan-out: wake that one from now on.
+    pub fn set_wake(&self, wake: Arc<Notify>) {
+        *self.wake.lock().unwrap_or_else(|e| e.into_inner()) = wake;
+    }
+
+    /// The viewer asked for rung `name` (or `auto`).
+    pub fn ask_rendition(&self, name: String) {
+        *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
+        self.notify();
+    }
+
+    fn take_asked(&self) -> Option<String> {
+        self.asked.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     pub fn send_control(&self, frame: Bytes) {
@@ -98,7 +123,7 @@ impl Connection {
             .unwrap_or_else(|e| e.into_inner())
             .push(frame);
         self.has_control.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.notify();
     }
 
     /// Sends `frame` (a close) and nothing more.
@@ -109,12 +134,12 @@ impl Connection {
 
     pub fn gone(&self) {
         self.gone.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.notify();
     }
 
     /// Wakes the shard (the TLS session has something of its own to send).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.notify();
     }
 
     /// Whether the TLS session holds records the socket has not taken.
@@ -191,6 +216,104 @@ pub enum Turn {
     Stays,
     /// Let it go.
     Leaves,
+    /// Move it to rung `rung` of its ladder, at the key frame at `key_secs` of media if there
+    /// is one to meet (an up-switch, seamless), else at the target's next key frame.
+    Switch { rung: usize, key_secs: Option<f64> },
+}
+
+/// A ladder viewer's place among the rungs, and what the switching has seen.
+///
+/// The hysteresis: a viewer whose oldest queued fragment is [`DOWN_LAG`] old moves down a
+/// rung at once (the rest of its queue dropped; it resumes at the lower rung's next key
+/// frame), at most every [`MIN_STAY`]; one whose queue stays below [`ROOMY_LAG`] for
+/// `up_wait` moves up a rung at a key frame, without a gap. A step up is a probe: within
+/// [`UP_REGRET`] of it, [`PROBE_LAG`] behind takes it back, and `up_wait` (from [`UP_WAIT`])
+/// doubles, to [`MAX_UP_WAIT`], so a link that does not carry a rung tries it ever less.
+/// The kernel holds little of such a viewer's backlog ([`LADDER_NOT_SENT_BYTES`]), so the
+/// queue's age is the viewer's lag within a fraction of a second.
+pub struct Seat {
+    /// The fan-out of every rung, top first.
+    pub rungs: Arc<[Arc<super::fanout::Fanout>]>,
+    pub names: Arc<[String]>,
+    pub current: usize,
+    /// The server picks the rung.
+    pub auto: bool,
+    /// A rung to move to at the next chance.
+    wanted: Option<usize>,
+    changed_at: Instant,
+    went_up_at: Option<Instant>,
+    roomy_since: Option<Instant>,
+    up_wait: Duration,
+    /// The reference track's id and timescale on the current rung.
+    reference: Option<(u32, u32)>,
+}
+
+/// A ladder viewer this far behind moves down a rung.
+pub const DOWN_LAG: Duration = Duration::from_millis(400);
+/// Within [`UP_REGRET`] of a step up, a ladder viewer this far behind takes it back: a rung
+/// the link does not carry costs a probe a fraction of a second, not the full `DOWN_LAG`.
+pub const PROBE_LAG: Duration = Duration::from_millis(200);
+/// A ladder viewer that moved down stays on the rung at least this long before it moves down
+/// again (its queue was emptied by the move: a moment to see whether the rung fits).
+pub const MIN_STAY: Duration = Duration::from_secs(1);
+/// A ladder viewer's kernel may hold this much not yet sent (`TCP_NOTSENT_LOWAT`): less than
+/// other viewers', so that a backlog shows in its queue, where the switching sees it, within
+/// a fraction of a second at the rates the lower rungs are for.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub const LADDER_NOT_SENT_BYTES: u32 = 8 * 1024;
+/// Below this, a ladder viewer has room to spare.
+pub const ROOMY_LAG: Duration = Duration::from_millis(100);
+/// With room to spare this long, a ladder viewer tries the rung above.
+pub const UP_WAIT: Duration = Duration::from_secs(4);
+pub const MAX_UP_WAIT: Duration = Duration::from_secs(64);
+/// A step down this soon after a step up takes the step up back.
+pub const UP_REGRET: Duration = Duration::from_secs(15);
+
+impl Seat {
+    pub fn new(
+        rungs: Arc<[Arc<super::fanout::Fanout>]>,
+        names: Arc<[String]>,
+        current: usize,
+        auto: bool,
+    ) -> Self {
+        Self {
+            rungs,
+            names,
+            current,
+            auto,
+            wanted: None,
+            changed_at: Instant::now(),
+            went_up_at: None,
+            roomy_since: None,
+            up_wait: UP_WAIT,
+            reference: None,
+        }
+    }
+
+    /// The viewer arrived on rung `rung`.
+    pub fn moved_to(&mut self, rung: usize, now: Instant) {
+        if rung < self.current {
+            self.went_up_at = Some(now);
+        } else if self
+            .went_up_at
+            .is_some_and(|at| now.duration_since(at) < UP_REGRET)
+        {
+            self.up_wait = (self.up_wait * 2).min(MAX_UP_WAIT);
+            self.went_up_at = None;
+        }
+        self.current = rung;
+        self.wanted = None;
+        self.changed_at = now;
+        self.roomy_since = None;
+    }
+
+    pub fn message(&self) -> Message {
+        Message::Rendition {
+            name: self.names[self.current].clone(),
+            auto: self.auto,
+            renditions: self.names.to_vec(),
+        }
+    }
 }
 
 /// The message that announces an init segment. Besides what SPEC.md names, it carries the
@@ -223,6 +346,8 @@ pub struct Viewer {
     closing_since: Option<Instant>,
     _slot: Slot,
     span: tracing::Span,
+    /// For a viewer of a ladder: its rung and the switching's state.
+    pub seat: Option<Seat>,
 }
 
 impl Viewer {
@@ -244,7 +369,95 @@ impl Viewer {
             closing_since: None,
             _slot: slot,
             span,
+            seat: None,
         }
+    }
+
+    /// Queues a text message ahead of media not yet begun.
+    pub fn notify_text(&mut self, message: &Message) {
+        let notice = Out::text(message);
+        let at = usize::from(self.written > 0).min(self.queue.len());
+        self.queued_bytes += notice.len();
+        self.queue.insert(at, notice);
+    }
+
+    /// How long the oldest fragment in its queue (not begun) has waited since the hub took it.
+    fn queue_lag(&self, now: Instant) -> Duration {
+        let begun = usize::from(self.written > 0);
+        self.queue
+            .iter()
+            .skip(begun)
+            .find_map(|out| match out {
+                Out::Frame(_, received) => Some(now.saturating_duration_since(*received)),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// A ladder viewer's move to another rung, if it is due now (see [`Seat`]).
+    fn ladder_turn(&mut self, window: &WireWindow) -> Option<Turn> {
+        let now = window.events.now;
+        let lag = self.queue_lag(now);
+        let asked = self.connection.take_asked();
+        let seat = self.seat.as_mut()?;
+        if let Some(name) = asked {
+            if name == "auto" {
+                seat.auto = true;
+            } else if let Some(i) = seat.names.iter().position(|n| *n == name) {
+                seat.auto = false;
+                seat.wanted = (i != seat.current).then_some(i);
+            }
+            let message = seat.message();
+            self.notify_text(&message);
+        }
+        let seat = self.seat.as_mut()?;
+        if seat.auto {
+            let lowest = seat.rungs.len() - 1;
+            let probing = seat.went_up_at.is_some_and(|at| {
+                at >= seat.changed_at && now.saturating_duration_since(at) < UP_REGRET
+            });
+            let settled = probing || now.saturating_duration_since(seat.changed_at) >= MIN_STAY;
+            let limit = if probing { PROBE_LAG } else { DOWN_LAG };
+            if lag >= limit && seat.current < lowest && settled {
+                let rung = seat.current + 1;
+                self.span.in_scope(|| {
+                    tracing::debug!(
+                        lag_ms = lag.as_millis() as u64,
+                        rung,
+                        "viewer behind: down a rung"
+                    );
+                });
+                self.truncate_queue();
+                return Some(Turn::Switch {
+                    rung,
+                    key_secs: None,
+                });
+            }
+            if lag < ROOMY_LAG && self.queue.len() <= 1 {
+                let since = *seat.roomy_since.get_or_insert(now);
+                if seat.current > 0
+                    && seat.wanted.is_none()
+                    && now.saturating_duration_since(since) >= seat.up_wait
+                    && now.saturating_duration_since(seat.changed_at) >= seat.up_wait
+                {
+                    seat.wanted = Some(seat.current - 1);
+                }
+            } else {
+                seat.roomy_since = None;
+            }
+        }
+        let wanted = seat.wanted?;
+        // At the key frame the viewer is about to be sent: the other rung has the same one.
+        if !self.queue.is_empty() {
+            return None;
+        }
+        let key = self.subscription.next_key(&window.events)?;
+        let (track, timescale) = seat.reference?;
+        let run = key.fragment.run(track)?;
+        Some(Turn::Switch {
+            rung: wanted,
+            key_secs: Some(run.decode_time as f64 / f64::from(timescale.max(1))),
+        })
     }
 
     /// Whether something is queued that the socket has not taken yet.
@@ -278,6 +491,19 @@ impl Viewer {
         }
         if self.closing_since.is_none() {
             self.check_expiry();
+        }
+        // A ladder's viewer may move to another rung now: before it takes in what is new,
+        // so that a key frame it would be sent next is where it moves (the other rung has
+        // the same one).
+        if self.closing_since.is_none()
+            && self.seat.is_some()
+            && let Some(switch) = self.ladder_turn(window)
+        {
+            // Out with what it has begun, then over to the other rung.
+            if self.flush(tally).is_err() {
+                return Turn::Leaves;
+            }
+            return switch;
         }
         if self.closing_since.is_none() && self.queue.is_empty() {
             self.take_from(hub, window);
@@ -335,6 +561,12 @@ impl Viewer {
             };
             match delivery {
                 Delivery::Init(init) => {
+                    if let Some(seat) = self.seat.as_mut() {
+                        seat.reference = init
+                            .segment
+                            .track(init.reference_track)
+                            .map(|t| (t.id, t.timescale));
+                    }
                     self.push(Out::text(&init_message(&init, hub.timeline())));
                     self.push(Out::Own(frame::whole(
                         frame::OPCODE_BINARY,
@@ -600,6 +832,11 @@ impl Viewer {
                 Some(Out::Own(_)) | None => {}
             }
         }
+    }
+
+    /// Leaves `hub` for another rung: the connection stays.
+    pub fn leave_for_rung(&mut self, hub: &Hub) {
+        hub.unsubscribe();
     }
 
     pub fn leave(self, hub: &Hub) {

@@ -90,29 +90,49 @@ pub async fn upgrade(
     // An unknown stream is 404 before anything about the upgrade is looked at.
     let mut fanout = app.fanout(&name).ok_or(ApiError::NotFound("stream"))?;
     let stream = fanout.stream().clone();
-    // `?rendition=360`: that rung of the stream's ladder (its own fan-out); `auto` or none:
-    // the top rung.
+    // A ladder's viewer has a seat among its rungs: `?rendition=360` starts on that rung and
+    // stays there (until it asks for another), `?rendition=auto` lets the server move it
+    // between rungs as its link allows; without the parameter a browser (which always sends
+    // an Origin) gets `auto`, and anything else, a relay say, the top rung.
     let asked = request.uri().query().and_then(|q| {
         q.split('&')
             .filter_map(|pair| pair.split_once('='))
             .find(|(k, _)| *k == "rendition")
             .map(|(_, v)| v.to_string())
     });
-    if let Some(asked) = asked.filter(|a| a != "auto") {
-        let rung = stream.rung(&asked).ok_or_else(|| {
-            let have: Vec<&str> = stream.renditions.iter().map(|r| r.name.as_str()).collect();
-            ApiError::BadRequest(if have.is_empty() {
-                format!("stream {name} has no renditions")
-            } else {
-                format!(
-                    "stream {name} has no rendition {asked:?} (it has {})",
-                    have.join(", ")
-                )
-            })
-        })?;
-        fanout = app
-            .fanout(&rung.stream)
-            .ok_or(ApiError::NotFound("stream"))?;
+    let mut seat = None;
+    if stream.renditions.len() > 1 {
+        let names: Vec<String> = stream.renditions.iter().map(|r| r.name.clone()).collect();
+        let current = match asked.as_deref() {
+            None | Some("auto") => 0,
+            Some(rung) => names.iter().position(|n| n == rung).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "stream {name} has no rendition {rung:?} (it has {})",
+                    names.join(", ")
+                ))
+            })?,
+        };
+        let auto = match asked.as_deref() {
+            Some("auto") => true,
+            Some(_) => false,
+            None => request.headers().contains_key(axum::http::header::ORIGIN),
+        };
+        let rungs: Vec<Arc<super::fanout::Fanout>> = stream
+            .renditions
+            .iter()
+            .map(|r| app.fanout(&r.stream).ok_or(ApiError::NotFound("stream")))
+            .collect::<Result<_, _>>()?;
+        fanout = rungs[current].clone();
+        seat = Some(super::viewer::Seat::new(
+            rungs.into(),
+            names.into(),
+            current,
+            auto,
+        ));
+    } else if let Some(asked) = asked.filter(|a| a != "auto") {
+        return Err(ApiError::BadRequest(format!(
+            "stream {name} has no renditions (asked for {asked:?})"
+        )));
     }
     let headers = request.headers();
     check_origin(headers)?;
@@ -154,7 +174,7 @@ pub async fn upgrade(
         let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let transport = Transport::Plain(parts.io.into_inner());
-                return fanout.join(transport, parts.read_buf, slot, expiry, span);
+                return fanout.join(transport, parts.read_buf, slot, expiry, span, seat);
             }
             Err(upgraded) => upgraded,
         };
@@ -167,6 +187,7 @@ pub async fn upgrade(
                     slot,
                     expiry,
                     span,
+                    seat,
                 )
             }
             Err(_) => span.in_scope(|| {

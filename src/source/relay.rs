@@ -142,7 +142,11 @@ async fn session(
                         expires_ms,
                         "the upstream's token for this relay runs out soon; the relay will be closed then (give it a token that lasts longer)"
                     ),
-                    Ok(protocol::Message::Renewed { .. } | protocol::Message::Unknown) => {
+                    Ok(
+                        protocol::Message::Renewed { .. }
+                        | protocol::Message::Rendition { .. }
+                        | protocol::Message::Unknown,
+                    ) => {
                         tracing::debug!(upstream = %url, "ignored message {}", text.as_str())
                     }
                     Err(err) => {

@@ -264,6 +264,21 @@ impl Hub {
         subscription
     }
 
+    /// A viewer coming from another rung of the same ladder: see
+    /// [`super::ring::Ring::subscribe_at_key`].
+    pub fn subscribe_at_key(&self, key_secs: Option<f64>) -> Subscription {
+        let state = self.lock();
+        let subscription = state.ring.subscribe_at_key(
+            state.window.init().cloned(),
+            self.config.max_viewer_lag,
+            key_secs,
+        );
+        drop(state);
+        self.counters.viewers.fetch_add(1, Ordering::Relaxed);
+        self.demand.notify_one();
+        subscription
+    }
+
     /// The ring's events from number `first` on (or from its oldest, if that is later), taken
     /// at `now`, to walk subscriptions over without holding the hub's lock.
     pub fn events_since(&self, first: u64, now: Instant) -> EventWindow {

@@ -115,6 +115,43 @@ impl Ring {
         }
     }
 
+    /// A viewer switching to this stream (another rung of its ladder) at the key frame that
+    /// starts at `key_secs` of media (in the reference track's time): the init, then that GOP
+    /// if it is the newest cached here, else nothing until the next key frame. Never media
+    /// from before the switch: the viewer's timeline goes on from where it was.
+    pub fn subscribe_at_key(
+        &self,
+        init: Option<Arc<MediaInit>>,
+        max_lag: Duration,
+        key_secs: Option<f64>,
+    ) -> Subscription {
+        let head = self.head();
+        let at_key = init.as_ref().zip(self.gop_start).and_then(|(init, start)| {
+            let offset = usize::try_from(start.checked_sub(self.first)?).ok()?;
+            let Some(Event::Fragment(fragment)) = self.events.get(offset) else {
+                return None;
+            };
+            let track = init.segment.track(init.reference_track)?;
+            let run = fragment.fragment.run(track.id)?;
+            let secs = run.decode_time as f64 / f64::from(track.timescale.max(1));
+            // Within a millisecond: the rungs' times come from the same FLV timestamps.
+            key_secs
+                .is_some_and(|k| (k - secs).abs() < 0.001)
+                .then_some(start)
+        });
+        Subscription {
+            init,
+            next: at_key.unwrap_or(head),
+            backlog_end: head,
+            resume: None,
+            waiting_for_key: true,
+            skipping: false,
+            skipped: 0,
+            max_lag,
+            ended: false,
+        }
+    }
+
     /// The events from number `first` on (or from the oldest, if that is later), taken at
     /// `now`.
     pub fn since(&self, first: u64, now: Instant) -> EventWindow {
@@ -191,6 +228,18 @@ impl Subscription {
     /// The number of the next event this viewer needs.
     pub fn next_number(&self) -> u64 {
         self.next
+    }
+
+    /// The next event in `window`, if it is a fragment that starts a GOP: where a viewer can
+    /// move to another rung without a gap.
+    pub fn next_key<'w>(&self, window: &'w EventWindow) -> Option<&'w Arc<LiveFragment>> {
+        if self.init.is_some() || self.resume.is_some() || self.skipping || self.ended {
+            return None;
+        }
+        match window.get(self.next)? {
+            Event::Fragment(fragment) if fragment.key => Some(fragment),
+            _ => None,
+        }
     }
 
     /// Whether a fragment the stream took at `received` is too old to send at `now`.

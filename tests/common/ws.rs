@@ -53,8 +53,13 @@ pub async fn expect_init<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let Some(Msg::Text(init)) = next(socket, Duration::from_secs(20)).await else {
-        panic!("the first message must be the init text");
+    // A ladder's viewer is first told its rung.
+    let init = loop {
+        match next(socket, Duration::from_secs(20)).await {
+            Some(Msg::Text(text)) if text["type"] == "rendition" => continue,
+            Some(Msg::Text(init)) => break init,
+            other => panic!("the first message must be the init text, got {other:?}"),
+        }
     };
     assert_eq!(init["type"], "init", "{init}");
     let Some(Msg::Binary(segment)) = next(socket, Duration::from_secs(5)).await else {
