@@ -896,7 +896,8 @@ fn ladder_server() -> TestServer {
     let config = temp_file(
         "ladder-browser.toml",
         "[[stream]]\nname = \"tv\"\nsource = \"testsrc\"\nwidth = 640\nheight = 360\n\
-         preset = \"ultrafast\"\nrenditions = [{height = 360, video_bitrate_kbps = 800}, \
+         preset = \"ultrafast\"\naudio_bitrate_kbps = 32\n\
+         renditions = [{height = 360, video_bitrate_kbps = 800}, \
          {height = 180, video_bitrate_kbps = 250}, {height = 90, video_bitrate_kbps = 100}]\n",
     );
     let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
@@ -954,11 +955,39 @@ fn dash_js_and_hls_js_play_a_ladder() {
     }
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let server = ladder_server();
+    // Each plays the top rung, then plays on while the page's network carries less than the
+    // top rung (300 kbit/s against some 900).
     for player in ["dash", "hls"] {
-        let result = scenario(&server, "dash.mjs", &["--stream", "tv", "--player", player]);
+        let result = scenario(
+            &server,
+            "dash.mjs",
+            &[
+                "--stream",
+                "tv",
+                "--player",
+                player,
+                "--throttle-kbps",
+                "300",
+            ],
+        );
         assert!(
             result["advanced"].as_f64().unwrap_or(0.0) >= 3.5,
             "{player}: {result}"
+        );
+        assert_eq!(result["throttled"]["before"], 360, "{player}: {result}");
+        // hls.js moves to a lower rung within the 25 s. dash.js 5.2 in low-latency mode does
+        // not (its throughput from chunked downloads reads several times the throttle; it
+        // picks a lower rung only after the throttle is lifted): it is only required to play
+        // on, and what it picked is in the result.
+        if player == "hls" {
+            assert!(
+                result["throttled"]["lowest"].as_u64() < Some(360),
+                "{player} never switched down: {result}"
+            );
+        }
+        assert!(
+            result["throttled"]["advanced"].as_f64() > Some(10.0),
+            "{player} stalled while throttled: {result}"
         );
     }
 }

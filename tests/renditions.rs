@@ -223,19 +223,35 @@ async fn hls_lists_a_variant_per_rung_and_each_plays() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+    // The shared audio: a rendition group, the top rung's audio track.
+    let media = index
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+        .unwrap_or_else(|| panic!("no audio rendition:\n{index}"));
+    assert!(
+        media.contains("GROUP-ID=\"audio\"") && media.contains("URI=\"2/live.m3u8\""),
+        "{media}"
+    );
     for (resolution, uri) in [
-        ("640x360", "live.m3u8"),
-        ("320x180", "../tv@180/live.m3u8"),
-        ("160x90", "../tv@90/live.m3u8"),
+        ("640x360", "1/live.m3u8"),
+        ("320x180", "../tv@180/1/live.m3u8"),
+        ("160x90", "../tv@90/1/live.m3u8"),
+        ("audio", "2/live.m3u8"),
     ] {
-        let line = index
-            .lines()
-            .zip(index.lines().skip(1))
-            .find(|(_, next)| *next == uri)
-            .map(|(line, _)| line)
-            .unwrap_or_else(|| panic!("no variant {uri}:\n{index}"));
-        assert!(line.contains(&format!("RESOLUTION={resolution}")), "{line}");
-        assert!(line.contains("CODECS=\"avc1."), "{line}");
+        if resolution != "audio" {
+            let line = index
+                .lines()
+                .zip(index.lines().skip(1))
+                .find(|(_, next)| *next == uri)
+                .map(|(line, _)| line)
+                .unwrap_or_else(|| panic!("no variant {uri}:\n{index}"));
+            assert!(line.contains(&format!("RESOLUTION={resolution}")), "{line}");
+            assert!(
+                line.contains("CODECS=\"avc1.") && line.contains(",mp4a.40.2\""),
+                "{line}"
+            );
+            assert!(line.contains("AUDIO=\"audio\""), "{line}");
+        }
         let path = resolve("/hls/tv/index.m3u8", uri);
         // Two complete segments of that variant, after its init.
         let playlist = loop {
@@ -257,13 +273,28 @@ async fn hls_lists_a_variant_per_rung_and_each_plays() {
             assert_eq!(status, 200, "{segment}");
             joined.extend(body);
         }
+        // A part of the playlist too: that track's fragments of it.
+        let part = playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+            .filter_map(|l| l.split("URI=\"").nth(1))
+            .filter_map(|l| l.split('"').next())
+            .next()
+            .unwrap_or_else(|| panic!("{uri}: no parts\n{playlist}"));
+        let (status, part_bytes) = get(&server, &resolve(&path, part)).await;
+        assert_eq!(status, 200, "{uri}: part {part}");
+        assert!(!part_bytes.is_empty(), "{uri}: part {part} is empty");
         let file = temp_media(&format!("hls-{resolution}.mp4"), &[&joined]);
         assert_eq!(ffmpeg_decode_errors(&file), None, "{uri}");
         let frames = ffprobe_frames(&file);
+        let (kind, at_least) = if resolution == "audio" {
+            ("audio", 90)
+        } else {
+            ("video", 60)
+        };
         assert!(
-            frames.iter().any(|(k, n)| k == "video" && *n >= 60)
-                && frames.iter().any(|(k, _)| k == "audio"),
-            "{uri}: {frames:?}"
+            frames.len() == 1 && frames.iter().any(|(k, n)| k == kind && *n >= at_least),
+            "{uri}: one track, {kind}: {frames:?}"
         );
     }
 }

@@ -78,6 +78,7 @@ enum Selection {
     All,
     Track(u32),
     Part(u32),
+    TrackPart(u32, u32),
 }
 
 impl Selection {
@@ -92,6 +93,13 @@ impl Selection {
             Selection::Part(index) => match segment.part(index) {
                 Some(part) => (
                     segment.part_chunks(part).cloned().collect(),
+                    segment.complete || part.info.duration > 0,
+                ),
+                None => (Vec::new(), segment.complete),
+            },
+            Selection::TrackPart(track, index) => match segment.part(index) {
+                Some(part) => (
+                    segment.part_track_chunks(part, track).cloned().collect(),
                     segment.complete || part.info.duration > 0,
                 ),
                 None => (Vec::new(), segment.complete),
@@ -337,23 +345,21 @@ pub async fn hls_multivariant(
     let (stream, carried) = stream(&app, &name, &headers, query.as_deref())?;
     let snapshot = stream.hub.snapshot();
     let body = if stream.renditions.len() > 1 {
-        // A variant per rung: the top's playlist beside this one, the others' at theirs.
+        // A variant per rung, each its video's playlist (`TRACK/live.m3u8`, the top rung's
+        // beside this one, the others' at their own streams), the shared audio the top's.
         let snapshots: Vec<_> = stream.renditions.iter().map(|r| r.hub.snapshot()).collect();
-        let rungs: Vec<(&crate::stream::Snapshot, String)> = stream
-            .renditions
-            .iter()
-            .zip(&snapshots)
-            .enumerate()
-            .map(|(i, (rung, snapshot))| {
-                let uri = if i == 0 {
-                    format!("live.m3u8{carried}")
-                } else {
-                    format!("../{}/live.m3u8{carried}", rung.stream)
-                };
-                (snapshot, uri)
-            })
-            .collect();
-        manifests::hls_ladder(&rungs)
+        let refs: Vec<&crate::stream::Snapshot> = snapshots.iter().collect();
+        let uri = |rung: usize, track: u32| {
+            if rung == 0 {
+                format!("{track}/live.m3u8{carried}")
+            } else {
+                format!(
+                    "../{}/{track}/live.m3u8{carried}",
+                    stream.renditions[rung].stream
+                )
+            }
+        };
+        manifests::hls_ladder(&refs, &uri)
     } else {
         manifests::hls_multivariant(&snapshot, &format!("live.m3u8{carried}"))
     }
@@ -372,7 +378,31 @@ pub async fn hls_media(
     RawQuery(raw): RawQuery,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let (stream, carried) = stream(&app, &name, &headers, raw.as_deref())?;
+    media_playlist(&app, name, None, &headers, raw, &query).await
+}
+
+/// `/hls/{name}/{track}/live.m3u8`: the media playlist of one track (a ladder's video of a
+/// rung, or its shared audio), its segments and init the DASH Representation's, its parts
+/// that track's fragments of each part.
+pub async fn hls_track_media(
+    State(app): State<AppState>,
+    Path((name, track)): Path<(String, u32)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    media_playlist(&app, name, Some(track), &headers, raw, &query).await
+}
+
+async fn media_playlist(
+    app: &AppState,
+    name: String,
+    track: Option<u32>,
+    headers: &HeaderMap,
+    raw: Option<String>,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let (stream, carried) = stream(app, &name, headers, raw.as_deref())?;
     let hub = &stream.hub;
     let wanted_msn = match query.get("_HLS_msn") {
         Some(v) => Some(
@@ -412,8 +442,22 @@ pub async fn hls_media(
         }
     };
     let encoded = urlencode(&name);
-    let map = format!("/dash/{encoded}/init.mp4");
-    let segment_prefix = format!("/dash/{encoded}/");
+    let base = match track {
+        Some(track) => {
+            if snapshot
+                .init
+                .as_ref()
+                .and_then(|i| i.segment.track(track))
+                .is_none()
+            {
+                return Err(ApiError::NotFound("track"));
+            }
+            format!("/dash/{encoded}/{track}/")
+        }
+        None => format!("/dash/{encoded}/"),
+    };
+    let map = format!("{base}init.mp4");
+    let segment_prefix = base;
     let uris = HlsUris {
         map: &map,
         segment_prefix: &segment_prefix,
@@ -446,7 +490,28 @@ pub async fn hls_part(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (stream, _) = stream(&app, &name, &headers, query.as_deref())?;
+    part(&app, name, None, file, &headers, query).await
+}
+
+/// `/hls/{name}/{track}/{n}.{p}.m4s`: one track's fragments of a part.
+pub async fn hls_track_part(
+    State(app): State<AppState>,
+    Path((name, track, file)): Path<(String, u32, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    part(&app, name, Some(track), file, &headers, query).await
+}
+
+async fn part(
+    app: &AppState,
+    name: String,
+    track: Option<u32>,
+    file: String,
+    headers: &HeaderMap,
+    query: Option<String>,
+) -> Result<Response, ApiError> {
+    let (stream, _) = stream(app, &name, headers, query.as_deref())?;
     let stem = file
         .strip_suffix(".m4s")
         .ok_or(ApiError::NotFound("file"))?;
@@ -471,5 +536,9 @@ pub async fn hls_part(
     })
     .await
     .unwrap_or(Err(ApiError::Timeout("the part")))?;
-    serve_segment(hub, number, Selection::Part(part))
+    let selection = match track {
+        Some(track) => Selection::TrackPart(track, part),
+        None => Selection::Part(part),
+    };
+    serve_segment(hub, number, selection)
 }

@@ -120,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dash/{name}/manifest.mpd", get(media::dash_manifest))
         .route("/hls/{name}/index.m3u8", get(media::hls_multivariant))
         .route("/hls/{name}/live.m3u8", get(media::hls_media))
+        .route("/hls/{name}/{track}/live.m3u8", get(media::hls_track_media))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit_manifests,
@@ -131,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dash/{name}/{file}", get(media::dash_file))
         .route("/dash/{name}/{track}/{file}", get(media::dash_track_file))
         .route("/hls/{name}/{file}", get(media::hls_part))
+        .route("/hls/{name}/{track}/{file}", get(media::hls_track_part))
         .route("/api/streams", get(api::streams))
         .route("/api/time", get(api::time))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -297,24 +297,52 @@ pub struct HlsUris<'a> {
 }
 
 pub fn hls_multivariant(snapshot: &Snapshot, media_uri: &str) -> Option<String> {
-    hls_ladder(&[(snapshot, media_uri.to_string())])
+    let init = snapshot.init.as_ref()?;
+    let video = init.segment.video();
+    Some(hls::multivariant(&Multivariant {
+        variants: vec![hls::Variant {
+            bandwidth: snapshot.bitrate_bps().max(1000),
+            codecs: init.segment.codecs(),
+            resolution: video.map(|v| (v.width, v.height)),
+            frame_rate: frame_rate(snapshot),
+            uri: media_uri.to_string(),
+            audio_group: None,
+        }],
+        audio: Vec::new(),
+    }))
 }
 
-/// The multivariant playlist of a ladder: a variant per rung that is live, each its own media
-/// playlist at `uri` (its segments carry the audio too); `None` if no rung is live.
-pub fn hls_ladder(rungs: &[(&Snapshot, String)]) -> Option<String> {
+/// The multivariant playlist of a ladder: a variant per rung that is live, `uri(rung, track)`
+/// naming a track's media playlist: each variant the rung's video alone, and the audio every
+/// rung shares (the top rung's track) as the rendition group `audio`; `None` if no rung is
+/// live.
+pub fn hls_ladder(rungs: &[&Snapshot], uri: &dyn Fn(usize, u32) -> String) -> Option<String> {
+    let audio = rungs.first().and_then(|top| {
+        let init = top.init.as_ref()?;
+        let track = init.segment.audio()?;
+        Some((
+            track.clone(),
+            top.track_bitrate_bps(track.id),
+            uri(0, track.id),
+        ))
+    });
     let variants: Vec<hls::Variant> = rungs
         .iter()
-        .filter_map(|(snapshot, uri)| {
+        .enumerate()
+        .filter_map(|(rung, snapshot)| {
             let init = snapshot.init.as_ref()?;
-            let video = init.segment.video();
+            let video = init.segment.video()?;
+            let mut codecs = vec![video.codec.clone().unwrap_or_default()];
+            codecs.extend(audio.as_ref().and_then(|(a, _, _)| a.codec.clone()));
             Some(hls::Variant {
-                bandwidth: snapshot.bitrate_bps().max(1000),
-                codecs: init.segment.codecs(),
-                resolution: video.map(|v| (v.width, v.height)),
+                bandwidth: (snapshot.track_bitrate_bps(video.id)
+                    + audio.as_ref().map_or(0, |(_, bps, _)| *bps))
+                .max(1000),
+                codecs: codecs.join(","),
+                resolution: Some((video.width, video.height)),
                 frame_rate: frame_rate(snapshot),
-                uri: uri.clone(),
-                audio_group: None,
+                uri: uri(rung, video.id),
+                audio_group: audio.as_ref().map(|_| "audio".to_string()),
             })
         })
         .collect();
@@ -323,7 +351,16 @@ pub fn hls_ladder(rungs: &[(&Snapshot, String)]) -> Option<String> {
     }
     Some(hls::multivariant(&Multivariant {
         variants,
-        audio: Vec::new(),
+        audio: audio
+            .into_iter()
+            .map(|(track, _, uri)| hls::AudioRendition {
+                group_id: "audio".into(),
+                name: "audio".into(),
+                uri,
+                channels: Some(track.channels).filter(|c| *c > 0),
+                default: true,
+            })
+            .collect(),
     }))
 }
 

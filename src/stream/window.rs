@@ -120,6 +120,16 @@ impl Segment {
             .map(|f| &f.fragment.bytes)
     }
 
+    /// The bytes of one track's fragments in part `part`.
+    pub fn part_track_chunks(&self, part: &Part, track_id: u32) -> impl Iterator<Item = &Bytes> {
+        self.fragments
+            .iter()
+            .skip(part.first)
+            .take(part.count)
+            .filter(move |f| f.fragment.run(track_id).is_some())
+            .map(|f| &f.fragment.bytes)
+    }
+
     fn track_timing_mut(&mut self, track_id: u32) -> Option<&mut TrackTiming> {
         self.tracks.iter_mut().find(|t| t.track_id == track_id)
     }

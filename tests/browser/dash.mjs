@@ -1,11 +1,14 @@
 // The server's live MPD in dash.js and its LL-HLS playlists in hls.js, in the same Chromium:
-// playback advances, no errors, and the player runs in its low-latency mode.
+// playback advances, no errors, and the player runs in its low-latency mode. With
+// `--throttle-kbps N` (a ladder), the page's network is then held to N kbit/s for 25 s and the
+// picture heights the player plays are reported, then lifted again.
 //   node dash.mjs --url http://127.0.0.1:PORT --stream live --player dash|hls [--token JWT]
+//                 [--throttle-kbps N]
 
 import { args, fail, launch, quantile, result, until, watchErrors } from './lib.mjs';
 import { playerPage } from './players.mjs';
 
-const { url, stream = 'live', player = 'dash', token } = args();
+const { url, stream = 'live', player = 'dash', token, 'throttle-kbps': throttleKbps } = args();
 const site = await playerPage(url, stream, player, token);
 const browser = await launch();
 try {
@@ -33,7 +36,52 @@ try {
   if (state.errors.length) fail(`${player} errors: ${state.errors.join('; ')}`);
   const fatal = errors.filter((e) => !e.includes('favicon'));
   if (fatal.length) fail(fatal.join('; '));
+  let throttled = null;
+  if (throttleKbps) {
+    const cdp = await tab.context().newCDPSession(tab);
+    await cdp.send('Network.enable');
+    const height = () => document.getElementById('video').videoHeight;
+    const before = await tab.evaluate(height);
+    const startedAt = await tab.evaluate(() => document.getElementById('video').currentTime);
+    await cdp.send('Network.emulateNetworkConditions', {
+      offline: false,
+      latency: 0,
+      downloadThroughput: (Number(throttleKbps) * 1000) / 8,
+      uploadThroughput: -1,
+    });
+    const heights = [];
+    const chosen = new Set(); // dash.js: the Representations its ABR picked (the picture follows
+    // at the next segment)
+    const deadline = Date.now() + 25000;
+    while (Date.now() < deadline) {
+      heights.push(await tab.evaluate(height));
+      const pick = await tab.evaluate(() => window.abr?.().current ?? null);
+      if (pick !== null) chosen.add(pick);
+      await tab.waitForTimeout(250);
+    }
+    await cdp.send('Network.emulateNetworkConditions', {
+      offline: false,
+      latency: 0,
+      downloadThroughput: -1,
+      uploadThroughput: -1,
+    });
+    const after = await tab.evaluate(() => ({
+      time: document.getElementById('video').currentTime,
+      errors: window.errors,
+    }));
+    if (after.errors.length) fail(`${player} errors while throttled: ${after.errors.join('; ')}`);
+    throttled = {
+      before,
+      lowest: Math.min(...heights),
+      heights: [...new Set(heights)],
+      chosen: [...chosen],
+      lowestChosen: chosen.size ? Math.min(...[...chosen].map(Number)) : null,
+      advanced: after.time - startedAt,
+      abr: await tab.evaluate(() => window.abr?.() ?? null),
+    };
+  }
   result({
+    throttled,
     player,
     advanced,
     lowLatency: state.lowLatency,

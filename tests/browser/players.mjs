@@ -32,6 +32,11 @@ const page = (player, source) => `<!doctype html><meta charset="utf-8">
     p.initialize(video, source, true);
     window.player = p;
     window.state = () => ({ lowLatency: p.getLowLatencyModeEnabled(), latency: p.getCurrentLiveLatency() });
+    window.abr = () => ({
+      representations: p.getRepresentationsByType?.('video')?.map((r) => r.id) ?? null,
+      current: p.getCurrentRepresentationForType?.('video')?.id ?? null,
+      throughputKbps: p.getAverageThroughput?.('video') ?? null,
+    });
     // timeAsUTC: the MPD's availabilityStartTime plus the playhead, in seconds.
     wallOf = (media) => (p.timeAsUTC() - (video.currentTime - media)) * 1000;
   } else {
