@@ -225,6 +225,18 @@ fn fragments_inside_segments_for_low_latency_players() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--fragment-duration 5"));
 }
 
+/// The boxes one after another in `data` (a file, or a box's body), each whole.
+fn boxes(data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().expect("4")) as usize;
+        out.push(&data[at..at + size]);
+        at += size;
+    }
+    out
+}
+
 /// `stco` boxes rewritten as `co64` (64-bit chunk offsets) in a file whose `moov` is last, so
 /// no offset into the `mdat` moves; the containers on the way grow with them.
 fn with_co64(input: &Path, name: &str) -> PathBuf {
@@ -533,31 +545,21 @@ fn the_on_demand_profile_writes_one_indexed_file_per_track() {
 /// `moof` with its `tfdt`s taken out and its `trun` data offsets (counted from the moof,
 /// `default_base_moof`) moved back by what was taken.
 fn strip_tfdt(moof: &[u8]) -> Vec<u8> {
-    fn children(body: &[u8]) -> Vec<&[u8]> {
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at + 8 <= body.len() {
-            let size = u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
-            out.push(&body[at..at + size]);
-            at += size;
-        }
-        out
-    }
-    let removed: usize = children(&moof[8..])
+    let removed: usize = boxes(&moof[8..])
         .iter()
         .filter(|b| &b[4..8] == b"traf")
-        .flat_map(|traf| children(&traf[8..]))
+        .flat_map(|traf| boxes(&traf[8..]))
         .filter(|b| &b[4..8] == b"tfdt")
         .map(<[u8]>::len)
         .sum();
     let mut body = Vec::new();
-    for child in children(&moof[8..]) {
+    for child in boxes(&moof[8..]) {
         if &child[4..8] != b"traf" {
             body.extend_from_slice(child);
             continue;
         }
         let mut traf = Vec::new();
-        for part in children(&child[8..]) {
+        for part in boxes(&child[8..]) {
             match &part[4..8] {
                 b"tfdt" => {}
                 b"trun" if part[11] & 1 != 0 => {
@@ -598,16 +600,12 @@ fn fragments_without_tfdt_are_timed_from_the_end_of_the_one_before() {
     );
     let data = std::fs::read(&timed).expect("the fragmented file");
     let mut stripped = Vec::new();
-    let mut at = 0;
-    while at + 8 <= data.len() {
-        let size = u32::from_be_bytes(data[at..at + 4].try_into().expect("4")) as usize;
-        let this = &data[at..at + size];
+    for this in boxes(&data) {
         if &this[4..8] == b"moof" {
             stripped.extend_from_slice(&strip_tfdt(this));
         } else {
             stripped.extend_from_slice(this);
         }
-        at += size;
     }
     assert!(
         !stripped.windows(4).any(|w| w == b"tfdt"),
@@ -649,19 +647,9 @@ fn smooth_streaming_fragments_are_timed_by_their_tfxd() {
         ],
     );
     let data = std::fs::read(&smooth).expect("the ismv file");
-    let boxes = {
-        let mut boxes = Vec::new();
-        let mut at = 0;
-        while at + 8 <= data.len() {
-            let size = u32::from_be_bytes(data[at..at + 4].try_into().expect("4")) as usize;
-            boxes.push(&data[at..at + size]);
-            at += size;
-        }
-        boxes
-    };
+    let top = boxes(&data);
     assert!(
-        boxes
-            .iter()
+        top.iter()
             .filter(|b| &b[4..8] == b"moof")
             .all(|moof| !moof.windows(4).any(|w| w == b"tfdt")),
         "ffmpeg's ismv has no tfdt"
@@ -669,14 +657,14 @@ fn smooth_streaming_fragments_are_timed_by_their_tfxd() {
     let whole = package_and_check(&smooth, &[]);
     // Without its first second (a moof and mdat per track), the file starts a second in: the
     // tfxd says so, where timing by order would start it at zero.
-    let first_moofs: Vec<usize> = boxes
+    let first_moofs: Vec<usize> = top
         .iter()
         .enumerate()
         .filter(|(_, b)| &b[4..8] == b"moof")
         .map(|(i, _)| i)
         .take(2)
         .collect();
-    let later: Vec<u8> = boxes
+    let later: Vec<u8> = top
         .iter()
         .enumerate()
         .filter(|(i, _)| !first_moofs.iter().any(|m| *i == *m || *i == *m + 1))
@@ -918,16 +906,6 @@ fn package_audio_only(input: &Path) {
 /// base). Each traf must have one trun and a base_data_offset (ffmpeg without
 /// default_base_moof).
 fn place_by_base_only(moof: &[u8], new_start: u64) -> Vec<u8> {
-    fn children(body: &[u8]) -> Vec<&[u8]> {
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at + 8 <= body.len() {
-            let size = u32::from_be_bytes(body[at..at + 4].try_into().expect("4")) as usize;
-            out.push(&body[at..at + size]);
-            at += size;
-        }
-        out
-    }
     let boxed = |kind: &[u8], body: &[u8]| {
         let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
         out.extend_from_slice(kind);
@@ -935,18 +913,18 @@ fn place_by_base_only(moof: &[u8], new_start: u64) -> Vec<u8> {
         out
     };
     let old_len = moof.len();
-    let trafs = children(&moof[8..])
+    let trafs = boxes(&moof[8..])
         .iter()
         .filter(|b| &b[4..8] == b"traf")
         .count();
     let new_len = (old_len - 4 * trafs) as u64;
     let mut body = Vec::new();
-    for child in children(&moof[8..]) {
+    for child in boxes(&moof[8..]) {
         if &child[4..8] != b"traf" {
             body.extend_from_slice(child);
             continue;
         }
-        let parts = children(&child[8..]);
+        let parts = boxes(&child[8..]);
         let trun = parts.iter().find(|p| &p[4..8] == b"trun").expect("a trun");
         assert!(trun[11] & 1 != 0, "the trun has a data offset");
         let data_offset = i32::from_be_bytes(trun[16..20].try_into().expect("4"));
@@ -998,18 +976,14 @@ fn runs_placed_by_the_base_data_offset_alone_package_frame_exact() {
     );
     let data = std::fs::read(&absolute).expect("the fragmented file");
     let mut out = Vec::new();
-    let mut at = 0;
     let mut moofs = 0;
-    while at + 8 <= data.len() {
-        let size = u32::from_be_bytes(data[at..at + 4].try_into().expect("4")) as usize;
-        let this = &data[at..at + size];
+    for this in boxes(&data) {
         if &this[4..8] == b"moof" {
             out.extend(place_by_base_only(this, out.len() as u64));
             moofs += 1;
         } else {
             out.extend_from_slice(this);
         }
-        at += size;
     }
     assert!(moofs >= 6, "{moofs} fragments");
     let rewritten = temp_dir("progressive-in").join("base-only.mp4");

@@ -17,10 +17,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::super::supervisor::{Restartable, Retry, supervise};
-use super::super::{
-    Backoff, Continuity, Restart, RunEnd, SourceContext, SourceError, SourceEvent, SourceSpec,
-};
+use super::super::supervisor::{Restartable, supervise};
+use super::super::{Continuity, RunEnd, SourceContext, SourceError, SourceEvent, SourceSpec};
 use super::{ChildGuard, EncoderOptions, ladder_arguments, log_stderr};
 use crate::flv::{self, FlvReader, Header, TagKind};
 use crate::fmp4::Unit;
@@ -49,14 +47,8 @@ pub async fn run(spec: SourceSpec, opts: EncoderOptions, ctx: SourceContext) {
         opts,
         continuities: (0..rungs).map(|_| Continuity::default()).collect(),
     };
-    let retry = Retry {
-        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
-        cause: Restart::Process,
-        lost: "ffmpeg stopped".into(),
-        again: "restarting",
-    };
     // Each rung keeps its own continuity; the supervisor's is not used.
-    supervise(ladder, retry, Continuity::default(), &ctx).await;
+    supervise(ladder, super::retry(), Continuity::default(), &ctx).await;
 }
 
 struct Ladder {

@@ -51,13 +51,17 @@ pub async fn run(spec: SourceSpec, opts: EncoderOptions, ctx: SourceContext) {
         args,
         ingest: opts.ingest,
     };
-    let retry = Retry {
+    supervise(ffmpeg, retry(), Continuity::default(), &ctx).await;
+}
+
+/// How an ffmpeg that stopped is run again.
+fn retry() -> Retry {
+    Retry {
         backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
         cause: Restart::Process,
         lost: "ffmpeg stopped".into(),
         again: "restarting",
-    };
-    supervise(ffmpeg, retry, Continuity::default(), &ctx).await;
+    }
 }
 
 /// One ffmpeg command line, run again after it fails.
