@@ -1,6 +1,7 @@
 //! A ladder of renditions from our ffmpeg: every rung's DASH and HLS segments decode with the
-//! same frames and key frames at the same times, the audio is the same on every rung, and
-//! the WebSocket serves the rung asked for.
+//! same frames and key frames at the same times, the audio is the same on every rung;
+//! the WebSocket serves the rung asked for; every rung is recorded; and a viewer whose link
+//! carries a fifth of the top rung is moved down and back up.
 
 mod common;
 
@@ -305,7 +306,13 @@ async fn the_websocket_serves_the_rung_asked_for() {
         return;
     }
     let config = temp_file("ladder-ws.toml", LADDER);
-    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let recordings = temp_dir("ladder-recordings");
+    let server = TestServer::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--record",
+        recordings.to_str().expect("utf-8"),
+    ]);
     for (asked, height) in [("", 360u16), ("?rendition=180", 180), ("?rendition=90", 90)] {
         let mut socket = ws::connect(&server.ws_url(&format!("/ws/tv{asked}"))).await;
         let (_, init) = ws::expect_init(&mut socket).await;
@@ -353,6 +360,30 @@ async fn the_websocket_serves_the_rung_asked_for() {
         .and_then(|a| a.iter().find(|s| s["name"] == "tv@180"))
         .expect("tv@180");
     assert_eq!(lower["rendition_of"], "tv");
+    // Every rung is recorded, each beside the others.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for rung in ["tv", "tv@180", "tv@90"] {
+        let dir = recordings.join(rung);
+        loop {
+            let segments = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "m4s"))
+                        .count()
+                })
+                .unwrap_or(0);
+            if segments >= 1 && dir.join("manifest.mpd").exists() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no recording of {rung} in {}:\n{}",
+                dir.display(),
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
 }
 
 /// A TCP stream whose reads take at most `rate` bytes a second (0: no limit), as a slow
