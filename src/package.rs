@@ -25,7 +25,10 @@ use crate::fmp4::{
 };
 use crate::manifest::{dash, hls};
 use crate::stream::manifests::{self, HlsUris};
-use crate::stream::{HubConfig, MediaInit, Segment, Snapshot, Status, Window, concat, unix_millis};
+use crate::stream::{
+    HubConfig, IO_PIECE, MediaInit, Segment, Snapshot, Status, Window, concat, unix_millis,
+    write_file, write_in_pieces,
+};
 
 /// Why `package` could not write its output.
 #[derive(Debug, thiserror::Error)]
@@ -270,7 +273,7 @@ fn package_on_demand(input: &Path, out: &Path, options: Options) -> Result<Packa
             .and_then(|()| file.write_all(&sidx))
             .map_err(io("write", &target))?;
         let mut media = File::open(&path).map_err(io("read", &path))?;
-        let mut piece = vec![0u8; WRITE_PIECE];
+        let mut piece = vec![0u8; IO_PIECE];
         loop {
             let n = media.read(&mut piece).map_err(io("read", &path))?;
             if n == 0 {
@@ -822,32 +825,13 @@ pub fn read_units(
     Ok(())
 }
 
-/// The most read or written at once: larger reads and writes are several times slower per
-/// byte on some kernels (seen here: 4 MiB writes at a fifth of the speed of 64 KiB ones, to
-/// disk and to tmpfs alike; `package` of a 1 GB file took 5 to 12 s, now about 1 s).
-const WRITE_PIECE: usize = 64 << 10;
-
-/// Writes `bytes` to `file` a [`WRITE_PIECE`] at a time.
-fn write_in_pieces(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    for piece in bytes.chunks(WRITE_PIECE) {
-        file.write_all(piece)?;
-    }
-    Ok(())
-}
-
-/// Fills `buf` from `file` a [`WRITE_PIECE`] at a time (large reads are as slow as large
+/// Fills `buf` from `file` an [`IO_PIECE`] at a time (large reads are as slow as large
 /// writes).
 fn read_in_pieces(file: &mut File, buf: &mut [u8]) -> std::io::Result<()> {
-    for piece in buf.chunks_mut(WRITE_PIECE) {
+    for piece in buf.chunks_mut(IO_PIECE) {
         file.read_exact(piece)?;
     }
     Ok(())
-}
-
-/// Creates (or truncates) `path` and writes `bytes` to it, a [`WRITE_PIECE`] at a time.
-fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_in_pieces(&mut File::create(path)?, bytes)
 }
 
 /// What the splitter is fed at a time from a fragmented file.

@@ -35,6 +35,25 @@ pub fn concat<'a>(chunks: impl Iterator<Item = &'a bytes::Bytes>) -> Vec<u8> {
     out
 }
 
+/// The most read or written at once: larger reads and writes are several times slower per
+/// byte on some kernels (seen here: 4 MiB writes at a fifth of the speed of 64 KiB ones, to
+/// disk and to tmpfs alike; `package` of a 1 GB file took 5 to 12 s, now about 1 s).
+pub const IO_PIECE: usize = 64 << 10;
+
+/// Writes `bytes` to `file` an [`IO_PIECE`] at a time.
+pub fn write_in_pieces(file: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    for piece in bytes.chunks(IO_PIECE) {
+        file.write_all(piece)?;
+    }
+    Ok(())
+}
+
+/// Creates (or truncates) `path` and writes `bytes` to it, an [`IO_PIECE`] at a time.
+pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_in_pieces(&mut std::fs::File::create(path)?, bytes)
+}
+
 /// What a stream is made of, from the command line or the config file.
 #[derive(Debug, Clone)]
 pub struct StreamDef {

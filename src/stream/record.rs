@@ -521,6 +521,6 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(".part");
     let temp = PathBuf::from(temp);
-    std::fs::write(&temp, data)?;
+    super::write_file(&temp, data)?;
     std::fs::rename(&temp, path)
 }
