@@ -12,14 +12,13 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use ffmpeg_sidecar::command::FfmpegCommand;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::super::supervisor::{Restartable, supervise};
 use super::super::{Continuity, RunEnd, SourceContext, SourceError, SourceEvent, SourceSpec};
-use super::{ChildGuard, EncoderOptions, ladder_arguments, log_stderr};
+use super::{EncoderOptions, ladder_arguments, log_stderr};
 use crate::flv::{self, FlvReader, Header, TagKind};
 use crate::fmp4::Unit;
 use crate::source::flv_ingest::FlvIngest;
@@ -101,16 +100,10 @@ async fn run_once(
     let audio_url = opts.audio.then(|| urls[rungs].as_str());
     let args = ladder_arguments(spec, opts, &urls[..rungs], audio_url);
     tracing::debug!(stream = %ctx.stream, "starting ffmpeg: ffmpeg {}", args.join(" "));
-    let mut command = FfmpegCommand::new();
-    command.args(&args);
-    let child = match command.spawn() {
+    let mut child = match super::spawn(&args) {
         Ok(child) => child,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return RunEnd::Fatal(SourceError::FfmpegMissing);
-        }
-        Err(err) => return RunEnd::Failed(SourceError::io("cannot start ffmpeg", err)),
+        Err(end) => return end,
     };
-    let mut child = ChildGuard(Some(child));
     let stderr = child
         .0
         .as_mut()

@@ -106,22 +106,29 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Starts ffmpeg with `args`; how the run ends if it cannot start (no ffmpeg is fatal).
+fn spawn(args: &[String]) -> Result<ChildGuard, RunEnd> {
+    let mut command = FfmpegCommand::new();
+    command.args(args);
+    match command.spawn() {
+        Ok(child) => Ok(ChildGuard(Some(child))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(RunEnd::Fatal(SourceError::FfmpegMissing))
+        }
+        Err(err) => Err(RunEnd::Failed(SourceError::io("cannot start ffmpeg", err))),
+    }
+}
+
 async fn run_once(
     args: &[String],
     ingest: Ingest,
     ctx: &SourceContext,
     continuity: &mut Continuity,
 ) -> RunEnd {
-    let mut command = FfmpegCommand::new();
-    command.args(args);
-    let child = match command.spawn() {
+    let mut child = match spawn(args) {
         Ok(child) => child,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return RunEnd::Fatal(SourceError::FfmpegMissing);
-        }
-        Err(err) => return RunEnd::Failed(SourceError::io("cannot start ffmpeg", err)),
+        Err(end) => return end,
     };
-    let mut child = ChildGuard(Some(child));
     let pipes = child
         .0
         .as_mut()
