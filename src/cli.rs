@@ -68,7 +68,8 @@ pub struct ServeArgs {
     pub ingest: Option<IngestArg>,
     /// Encode a ladder of renditions for the streams given here, top rung first, as
     /// HEIGHT:KBPS (e.g. 720:1500,360:400,180:150): one decode, an encoder a rung, the audio
-    /// once; players and the WebSocket pick or switch between them.
+    /// once; players and the WebSocket pick or switch between them. For a relay
+    /// (ws://HOST/ws/NAME) it names the upstream's rungs to carry, one connection each.
     #[arg(long, value_name = "LADDER")]
     pub renditions: Option<String>,
     /// Serve https:// and wss:// with this certificate chain (PEM, leaf first); reloaded when
@@ -577,9 +578,10 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
                     | SourceSpec::Webcam(_)
                     | SourceSpec::File(_)
                     | SourceSpec::Url(_)
+                    | SourceSpec::Relay(_)
             ) {
                 return Err(format!(
-                    "stream {}: renditions need a source ffmpeg encodes (testsrc, webcam, a file, a URL), not {}",
+                    "stream {}: renditions need a source ffmpeg encodes (testsrc, webcam, a file, a URL) or a relay of a ladder, not {}",
                     stream.name, stream.source
                 ));
             }

@@ -123,21 +123,16 @@ fn probe(path: &Path) -> (Vec<String>, usize, Vec<(String, String)>) {
     (keys, frames, audio)
 }
 
-#[tokio::test]
-async fn every_rung_has_the_same_frames_and_key_frames_and_shares_the_audio() {
-    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
-        return;
-    }
-    let server = ladder_server();
-    // Three complete segments on every rung.
+/// The MPD of `tv` once it lists three video Representations of five segments or more.
+async fn three_rung_mpd(server: &TestServer) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mpd = loop {
-        let (status, body) = get(&server, "/dash/tv/manifest.mpd").await;
+    loop {
+        let (status, body) = get(server, "/dash/tv/manifest.mpd").await;
         if status == 200 {
             let mpd = String::from_utf8(body).expect("utf-8");
             let reps = video_representations(&mpd);
             if reps.len() == 3 && reps.iter().all(|r| r.4.len() >= 5) {
-                break mpd;
+                return mpd;
             }
         }
         assert!(
@@ -146,7 +141,16 @@ async fn every_rung_has_the_same_frames_and_key_frames_and_shares_the_audio() {
             server.log()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    }
+}
+
+#[tokio::test]
+async fn every_rung_has_the_same_frames_and_key_frames_and_shares_the_audio() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let server = ladder_server();
+    let mpd = three_rung_mpd(&server).await;
     let reps = video_representations(&mpd);
     let names: Vec<&str> = reps.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(names, ["360", "180", "90"], "{mpd}");
@@ -673,4 +677,98 @@ async fn a_throttled_viewer_moves_down_keeps_up_and_moves_back_up() {
         other.len() >= 100 && other_p95 <= 500.0,
         "other viewer p95 {other_p95:.0} ms"
     );
+}
+
+/// A relay of the ladder carries every rung: its MPD lists them all, each decodes with the
+/// frames and key frames the others have, and its WebSocket serves the rung asked for.
+#[tokio::test]
+async fn a_relay_carries_every_rung() {
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") {
+        return;
+    }
+    let origin = ladder_server();
+    let relay_config = temp_file(
+        "ladder-relay.toml",
+        &format!(
+            "[[stream]]\nname = \"tv\"\nsource = \"{}\"\nrenditions = [{{height = 360, \
+             video_bitrate_kbps = 600}}, {{height = 180, video_bitrate_kbps = 200}}, \
+             {{height = 90, video_bitrate_kbps = 80}}]\n",
+            origin.ws_url("/ws/tv")
+        ),
+    );
+    let relay = TestServer::start(&["--config", relay_config.to_str().expect("utf-8")]);
+    let mpd = three_rung_mpd(&relay).await;
+    let reps = video_representations(&mpd);
+    let heights: Vec<u32> = reps.iter().map(|r| r.1).collect();
+    assert_eq!(heights, [360, 180, 90], "{mpd}");
+    let common: Vec<u64> = reps[0]
+        .4
+        .iter()
+        .copied()
+        .filter(|n| reps.iter().all(|r| r.4.contains(n)))
+        .collect();
+    assert!(
+        common.len() >= 3,
+        "segments every rung has: {common:?}\n{mpd}"
+    );
+    let numbers = &common[common.len() - 3..common.len() - 1];
+    let mut rungs = Vec::new();
+    for (id, height, init, media, _) in &reps {
+        let base = "/dash/tv/manifest.mpd";
+        let (status, mut joined) = get(&relay, &resolve(base, init)).await;
+        assert_eq!(status, 200, "{id}: {init}");
+        let parsed = InitSegment::parse(bytes::Bytes::from(joined.clone()), 0).expect("init");
+        assert_eq!(parsed.video().map(|v| u32::from(v.height)), Some(*height));
+        for n in numbers {
+            let path = resolve(base, &media.replace("$Number$", &n.to_string()));
+            let (status, body) = get(&relay, &path).await;
+            assert_eq!(status, 200, "{id}: {path}");
+            joined.extend(body);
+        }
+        let path = temp_media(&format!("relayed-rung-{id}.mp4"), &[&joined]);
+        assert_eq!(ffmpeg_decode_errors(&path), None, "relayed rung {id}");
+        let (keys, frames, _) = probe(&path);
+        assert!(
+            frames >= 45,
+            "relayed rung {id}: {frames} frames in two segments"
+        );
+        rungs.push((id.clone(), keys, frames));
+    }
+    for (id, keys, frames) in &rungs[1..] {
+        assert_eq!(
+            (keys, frames),
+            (&rungs[0].1, &rungs[0].2),
+            "relayed rung {id}: the key frames and frames of the top rung"
+        );
+    }
+    // Its WebSocket serves a lower rung, and its API lists the ladder.
+    let mut socket = ws::connect(&relay.ws_url("/ws/tv?rendition=90")).await;
+    let (_, init) = ws::expect_init(&mut socket).await;
+    let init = InitSegment::parse(init, 0).expect("init");
+    assert_eq!(init.video().map(|v| v.height), Some(90));
+    match ws::next(&mut socket, Duration::from_secs(10)).await {
+        Some(Msg::Binary(_)) => {}
+        other => panic!("expected media from the relay's lowest rung, got {other:?}"),
+    }
+    // A rung the upstream does not have: the relay says why it cannot carry it.
+    let wrong = temp_file(
+        "ladder-relay-wrong.toml",
+        &format!(
+            "[[stream]]\nname = \"tv\"\nsource = \"{}\"\nrenditions = [{{height = 360, \
+             video_bitrate_kbps = 600}}, {{height = 240, video_bitrate_kbps = 300}}]\n",
+            origin.ws_url("/ws/tv")
+        ),
+    );
+    let wrong = TestServer::start(&["--config", wrong.to_str().expect("utf-8")]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !wrong.log().contains("360, 180, 90") {
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not say which rungs the upstream has:\n{}",
+            wrong.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _) = get(&wrong, "/ws/tv?rendition=360").await;
+    assert_ne!(status, 500, "{}", wrong.log());
 }

@@ -48,6 +48,12 @@ pub enum SourceEvent {
         rung: usize,
         unit: Unit,
     },
+    /// A ladder's lower rung `rung` broke (a relay's connection for it), and is being tried
+    /// again; the other rungs go on.
+    RungDown {
+        rung: usize,
+        error: SourceError,
+    },
     /// The source broke and will try again after `retry_in`.
     Restarting {
         error: SourceError,
@@ -110,7 +116,7 @@ pub async fn run(spec: SourceSpec, encoder: EncoderOptions, ctx: SourceContext) 
     match spec {
         SourceSpec::Sample => sample::run(ctx).await,
         SourceSpec::Stdin => stdin::run(ctx).await,
-        SourceSpec::Relay(url) => relay::run(url, ctx).await,
+        SourceSpec::Relay(url) => relay::run(url, encoder.renditions, ctx).await,
         SourceSpec::Dir(path) => folder::run(path, ctx).await,
         SourceSpec::Publish => match ctx.publish.clone() {
             Some(point) => publish::run(point, ctx).await,

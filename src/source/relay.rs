@@ -3,6 +3,11 @@
 //! fragments byte for byte. Chains of servers (origin, intermediates, edge) are relays of
 //! relays.
 //!
+//! A relay of a ladder (`renditions` given for the relay stream, naming the upstream's rungs)
+//! holds one connection per rung: the top rung on the stream's own URL, each lower one with
+//! `?rendition=HEIGHT`, each dialled again on its own, so one rung lost upstream leaves the
+//! others playing.
+//!
 //! An upstream that goes away is dialled again with bounded, jittered back-off while this
 //! server's viewers stay connected; it resends its newest group of pictures, and what overlaps
 //! what we already have is dropped (see [`Continuity`]). An upstream that sends something that
@@ -25,7 +30,10 @@ use super::supervisor::{Restartable, Retry, supervise};
 use super::{
     Backoff, Continuity, Policy, Restart, RunEnd, SourceContext, SourceError, SourceEvent,
 };
-use crate::fmp4::{DEFAULT_MAX_BOX_SIZE, Fragment, InitSegment};
+use tokio::sync::mpsc;
+
+use super::ffmpeg::Rendition;
+use crate::fmp4::{DEFAULT_MAX_BOX_SIZE, Fragment, InitSegment, Unit};
 use crate::protocol;
 
 /// No legitimate message is larger than the largest box the splitter accepts.
@@ -34,7 +42,49 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// An upstream this quiet is gone, even if its socket looks open (it pings every 30 s).
 const SILENCE_TIMEOUT: Duration = Duration::from_secs(45);
 
-pub async fn run(url: String, ctx: SourceContext) {
+pub async fn run(url: String, rungs: Vec<Rendition>, ctx: SourceContext) {
+    let lower = rungs.iter().enumerate().skip(1).map(|(rung, rendition)| {
+        let url = rung_url(&url, &rendition.name());
+        let ctx = ctx.clone();
+        async move {
+            let (events, mut rx) = mpsc::channel(64);
+            let rung_ctx = SourceContext {
+                events,
+                ..ctx.clone()
+            };
+            let relay = one_upstream(url, &rung_ctx);
+            // What the rung's connection reports goes to the stream as that rung's.
+            let forward = async {
+                while let Some(event) = rx.recv().await {
+                    let event = match event {
+                        SourceEvent::Init(init) => SourceEvent::Rendition {
+                            rung,
+                            unit: Unit::Init(init),
+                        },
+                        SourceEvent::Fragment(fragment) => SourceEvent::Rendition {
+                            rung,
+                            unit: Unit::Fragment(fragment),
+                        },
+                        SourceEvent::Restarting { error, .. }
+                        | SourceEvent::Finished { error: Some(error) } => {
+                            SourceEvent::RungDown { rung, error }
+                        }
+                        _ => continue,
+                    };
+                    if !ctx.send(event).await {
+                        return;
+                    }
+                }
+            };
+            tokio::join!(relay, forward);
+        }
+    });
+    let top = one_upstream(url.clone(), &ctx);
+    tokio::join!(top, futures_util::future::join_all(lower));
+}
+
+/// One connection to `url`, dialled again whenever it is lost, until the stream stops.
+async fn one_upstream(url: String, ctx: &SourceContext) {
     let retry = Retry {
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
         cause: Restart::Upstream,
@@ -45,7 +95,18 @@ pub async fn run(url: String, ctx: SourceContext) {
         url,
         timeline: None,
     };
-    supervise(relay, retry, Continuity::new(Policy::Resume), &ctx).await;
+    supervise(relay, retry, Continuity::new(Policy::Resume), ctx).await;
+    // The rung's sender goes with `ctx`'s clone when this returns: its forwarder ends.
+}
+
+/// `url` asking for rung `name` of the upstream's ladder (its query, a token say, kept).
+fn rung_url(url: &str, name: &str) -> String {
+    let (url, fragment) = match url.split_once('#') {
+        Some((url, fragment)) => (url, format!("#{fragment}")),
+        None => (url, String::new()),
+    };
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}rendition={name}{fragment}")
 }
 
 /// One upstream, dialled again after each lost connection.
@@ -83,7 +144,7 @@ async fn session(
     let mut socket = tokio::select! {
         connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match connected {
             Ok(Ok((socket, _))) => socket,
-            Ok(Err(err)) => return RunEnd::Failed(SourceError::Upstream(format!("cannot reach {url}: {err}"))),
+            Ok(Err(err)) => return RunEnd::Failed(SourceError::Upstream(format!("cannot reach {url}: {}", refusal(err)))),
             Err(_) => return RunEnd::Failed(SourceError::Upstream(format!("no answer from {url} within {CONNECT_TIMEOUT:?}"))),
         },
         _ = ctx.cancel.cancelled() => return RunEnd::Stopped,
@@ -200,6 +261,23 @@ async fn session(
             return RunEnd::Stopped;
         }
     }
+}
+
+/// A failed handshake, with what the upstream said when it refused (a missing rung, a bad
+/// token), which its status alone does not tell.
+fn refusal(err: tungstenite::Error) -> String {
+    if let tungstenite::Error::Http(response) = &err {
+        let said = response
+            .body()
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .map(|text| text.trim().chars().take(300).collect::<String>())
+            .unwrap_or_default();
+        if !said.is_empty() {
+            return format!("{err}: {said}");
+        }
+    }
+    err.to_string()
 }
 
 /// How `wss://` upstreams are checked: the public roots (webpki-roots), and the CA in

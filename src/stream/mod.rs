@@ -459,6 +459,15 @@ async fn run_source(
                     }
                 }
             }
+            SourceEvent::RungDown { rung, error } => {
+                if let Some(rung) = stream.renditions.get(rung) {
+                    rung.hub
+                        .counters
+                        .upstream_reconnects
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    rung.hub.set_status(Status::Restarting(error.to_string()));
+                }
+            }
             SourceEvent::Init(init) => {
                 tracing::info!(
                     codecs = %init.codecs(),
@@ -474,8 +483,14 @@ async fn run_source(
                     Restart::Upstream => &hub.counters.upstream_reconnects,
                 };
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                for hub in every_hub() {
+                // A relay's rungs have a connection each (a lower one reports `RungDown`);
+                // one ffmpeg encodes every other ladder.
+                if matches!(def.source, SourceSpec::Relay(_)) {
                     hub.set_status(Status::Restarting(error.to_string()));
+                } else {
+                    for hub in every_hub() {
+                        hub.set_status(Status::Restarting(error.to_string()));
+                    }
                 }
             }
             SourceEvent::Waiting => hub.set_status(Status::Waiting),
