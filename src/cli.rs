@@ -585,12 +585,6 @@ pub fn resolve_serve(args: &ServeArgs, ffmpeg_found: bool) -> Result<ServeSettin
                     stream.name, stream.source
                 ));
             }
-            if stream.on_demand.is_some() {
-                return Err(format!(
-                    "stream {}: on_demand does not apply to a stream with renditions yet",
-                    stream.name
-                ));
-            }
             if stream.encoder.ingest == Ingest::Fmp4 {
                 return Err(format!(
                     "stream {}: renditions are encoded with the zero-wait ingest (ingest = \"auto\")",

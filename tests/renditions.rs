@@ -772,3 +772,63 @@ async fn a_relay_carries_every_rung() {
     let (status, _) = get(&wrong, "/ws/tv?rendition=360").await;
     assert_ne!(status, 500, "{}", wrong.log());
 }
+
+/// An on-demand ladder starts for a viewer of a lower rung, serves every rung, and stops when
+/// nobody watches any of them; started again, its rungs' segment numbers still line up.
+#[tokio::test]
+async fn an_on_demand_ladder_runs_while_any_rung_is_watched() {
+    if !have_tool("ffmpeg") {
+        return;
+    }
+    let config = temp_file(
+        "ladder-on-demand.toml",
+        &format!("{LADDER}on_demand = true\nidle_timeout_secs = 1\n"),
+    );
+    let server = TestServer::start(&["--config", config.to_str().expect("utf-8")]);
+    let state = || async {
+        let list: serde_json::Value = reqwest::get(server.url("/api/streams"))
+            .await
+            .expect("api")
+            .json()
+            .await
+            .expect("json");
+        list.as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == "tv"))
+            .map(|s| s["state"].as_str().unwrap_or_default().to_string())
+            .expect("tv listed")
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(state().await, "idle");
+    assert!(
+        ffmpeg_children(server.pid()).is_empty(),
+        "ffmpeg runs unwatched"
+    );
+    for round in 0..2 {
+        let mut viewer = ws::connect(&server.ws_url("/ws/tv@90")).await;
+        let (_, init) = ws::expect_init(&mut viewer).await;
+        let init = InitSegment::parse(init, 0).expect("init");
+        assert_eq!(init.video().map(|v| v.height), Some(90), "round {round}");
+        assert_eq!(ffmpeg_children(server.pid()).len(), 1, "round {round}");
+        // Every rung is served while one is watched, with the same segment numbers.
+        let mpd = three_rung_mpd(&server).await;
+        let reps = video_representations(&mpd);
+        for rep in &reps[1..] {
+            assert_eq!(
+                rep.4.first(),
+                reps[0].4.first(),
+                "round {round}: rung {} starts at another number\n{mpd}",
+                rep.0
+            );
+        }
+        drop(viewer);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !(state().await == "idle" && ffmpeg_children(server.pid()).is_empty()) {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: still running with nobody watching:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -158,6 +158,17 @@ impl Hub {
         self.bump();
     }
 
+    /// The number the next segment will have.
+    pub fn next_number(&self) -> u64 {
+        self.lock().window.next_number()
+    }
+
+    /// Numbers the segments from `next` on, if that is further than they had got (the
+    /// rungs of a ladder that starts again).
+    pub fn number_from(&self, next: u64) {
+        self.lock().window.number_from(next);
+    }
+
     pub fn config(&self) -> &HubConfig {
         &self.config
     }

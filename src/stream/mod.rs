@@ -372,18 +372,40 @@ async fn drive(
         run_source(&stream, &def, cancel, &tracker).await;
         return;
     };
-    let hub = &stream.hub;
+    // A ladder is watched through any of its rungs: its source runs while any rung has a
+    // viewer, and stops when none has had one for the idle time.
+    let hubs: Vec<Arc<Hub>> = std::iter::once(stream.hub.clone())
+        .chain(stream.renditions.iter().skip(1).map(|r| r.hub.clone()))
+        .collect();
+    let idle_for = || {
+        hubs.iter()
+            .map(|h| h.idle_for())
+            .min()
+            .unwrap_or(Duration::MAX)
+    };
+    let demand_changed =
+        || futures_util::future::select_all(hubs.iter().map(|h| Box::pin(h.demand_changed())));
     loop {
-        hub.reset(Status::Idle);
+        for hub in &hubs {
+            hub.reset(Status::Idle);
+        }
+        // The rungs count their segments on from the same number, so that they line up
+        // again on the next start.
+        let next = hubs.iter().map(|h| h.next_number()).max().unwrap_or(0);
+        for hub in &hubs {
+            hub.number_from(next);
+        }
         // Asleep until someone wants the stream.
-        while hub.idle_for() > idle_timeout {
+        while idle_for() > idle_timeout {
             tokio::select! {
-                _ = hub.demand_changed() => {}
+                _ = demand_changed() => {}
                 _ = cancel.cancelled() => return,
             }
         }
         tracing::info!("a viewer arrived: starting the on-demand source");
-        hub.set_status(Status::Starting);
+        for hub in &hubs {
+            hub.set_status(Status::Starting);
+        }
         let run = cancel.child_token();
         let source = run_source(&stream, &def, run.clone(), &tracker);
         tokio::pin!(source);
@@ -391,9 +413,9 @@ async fn drive(
             tokio::select! {
                 _ = &mut source => break true,
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = hub.demand_changed() => {}
+                _ = demand_changed() => {}
             }
-            if hub.idle_for() > idle_timeout {
+            if idle_for() > idle_timeout {
                 break false;
             }
         };

@@ -224,6 +224,16 @@ impl Window {
         self.init.as_ref()
     }
 
+    /// The number the next segment will have.
+    pub fn next_number(&self) -> u64 {
+        self.next_number
+    }
+
+    /// Numbers the segments from `next` on, if that is further than they had got.
+    pub fn number_from(&mut self, next: u64) {
+        self.next_number = self.next_number.max(next);
+    }
+
     /// Forgets everything but the segment numbering, which goes on.
     pub fn reset(&mut self) {
         self.init = None;
