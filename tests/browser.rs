@@ -956,7 +956,7 @@ fn dash_js_and_hls_js_play_a_ladder() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let server = ladder_server();
     // Each plays the top rung, then plays on while the page's network carries less than the
-    // top rung (300 kbit/s against some 900).
+    // top rung (200 kbit/s against some 900; the lowest rung with the audio is some 180).
     for player in ["dash", "hls"] {
         let result = scenario(
             &server,
@@ -967,7 +967,7 @@ fn dash_js_and_hls_js_play_a_ladder() {
                 "--player",
                 player,
                 "--throttle-kbps",
-                "300",
+                "200",
             ],
         );
         assert!(
@@ -975,16 +975,14 @@ fn dash_js_and_hls_js_play_a_ladder() {
             "{player}: {result}"
         );
         assert_eq!(result["throttled"]["before"], 360, "{player}: {result}");
-        // hls.js moves to a lower rung within the 25 s. dash.js 5.2 in low-latency mode does
-        // not (its throughput from chunked downloads reads several times the throttle; it
-        // picks a lower rung only after the throttle is lifted): it is only required to play
-        // on, and what it picked is in the result.
-        if player == "hls" {
-            assert!(
-                result["throttled"]["lowest"].as_u64() < Some(360),
-                "{player} never switched down: {result}"
-            );
-        }
+        // Each moves its downloads to a lower rung within the 25 s (dash.js measuring its
+        // chunked downloads by the data that came: see players.mjs). The picture follows
+        // once what was buffered of the top rung has played, which a stalling player may not
+        // reach within the 25 s: `lowest` (the picture's) is reported, not required.
+        assert!(
+            result["throttled"]["lowestChosen"].as_u64() < Some(360),
+            "{player} never switched down: {result}"
+        );
         assert!(
             result["throttled"]["advanced"].as_f64() > Some(10.0),
             "{player} stalled while throttled: {result}"

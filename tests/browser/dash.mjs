@@ -50,7 +50,7 @@ try {
       uploadThroughput: -1,
     });
     const heights = [];
-    const chosen = new Set(); // dash.js: the Representations its ABR picked (the picture follows
+    const chosen = new Set(); // the rungs its ABR picked to load (the picture follows
     // at the next segment)
     const deadline = Date.now() + 25000;
     while (Date.now() < deadline) {

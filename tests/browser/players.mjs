@@ -27,7 +27,12 @@ const page = (player, source) => `<!doctype html><meta charset="utf-8">
   let wallOf;
   if (${JSON.stringify(player)} === 'dash') {
     const p = dashjs.MediaPlayer().create();
-    p.updateSettings({ debug: { logLevel: dashjs.Debug[new URLSearchParams(location.search).get("log") ?? "LOG_LEVEL_WARNING"] } });
+    const q = new URLSearchParams(location.search);
+    p.updateSettings({ debug: { logLevel: dashjs.Debug[q.get("log") ?? "LOG_LEVEL_WARNING"] } });
+    // Chunked low-latency downloads measured by the bytes that came and when (dash.js's
+    // default, timing each moof to the end of its mdat, reads several times what a throttled
+    // link carries, and it never moves down a ladder).
+    p.updateSettings({ streaming: { abr: { throughput: { lowLatencyDownloadTimeCalculationMode: q.get("llmode") ?? "lowLatencyDownloadTimeCalculationModeDownloadedData" } } } });
     p.on(dashjs.MediaPlayer.events.ERROR, (e) => window.errors.push(JSON.stringify(e.error ?? e)));
     p.initialize(video, source, true);
     window.player = p;
@@ -58,6 +63,13 @@ const page = (player, source) => `<!doctype html><meta charset="utf-8">
         target: h.targetLatency,
       };
     };
+    window.abr = () => ({
+      representations: h.levels?.map((l) => l.height) ?? null,
+      // What its ABR picked (the level it loads), as dash.js's current.
+      current: h.levels?.[h.loadLevel]?.height ?? null,
+      playing: h.levels?.[h.currentLevel]?.height ?? null,
+      throughputKbps: Math.round((h.bandwidthEstimate ?? 0) / 1000),
+    });
     // playingDate: the program date time of the playhead.
     wallOf = (media) => (h.playingDate ? h.playingDate.getTime() - (video.currentTime - media) * 1000 : null);
   }
