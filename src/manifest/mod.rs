@@ -5,4 +5,4 @@ pub mod dash;
 pub mod hls;
 mod time;
 
-pub use time::{iso8601_duration, xs_datetime};
+pub use time::{iso8601_duration, parse_datetime, xs_datetime};

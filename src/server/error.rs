@@ -8,6 +8,9 @@ use axum::response::{IntoResponse, Response};
 pub enum ApiError {
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// Something named in the request is not there (404), said in full.
+    #[error("{0}")]
+    Missing(String),
     #[error("stream {0} has no media yet")]
     NotLive(String),
     #[error("{0}")]
@@ -35,7 +38,7 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::NotLive(_) | ApiError::Timeout(_) | ApiError::Busy(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -8,6 +8,7 @@
 //! | `/publish/{name}` (PUT, POST) | `publish.rs` |
 //! | `/dash/{name}/…`, `/hls/{name}/…` | `media.rs` |
 //! | `/api/streams`, `/api/time`, `/healthz` | `api.rs` |
+//! | `/api/recordings/{name}`, `/recordings/{name}/clip.mp4` | `recordings.rs` |
 //! | `/metrics` | `metrics.rs` |
 
 mod api;
@@ -21,6 +22,7 @@ mod metrics;
 mod pages;
 mod publish;
 mod reader;
+mod recordings;
 mod redirect;
 mod rtmp;
 pub mod tls;
@@ -135,6 +137,8 @@ pub fn router(state: AppState) -> Router {
         .route("/hls/{name}/{track}/{file}", get(media::hls_track_part))
         .route("/api/streams", get(api::streams))
         .route("/api/time", get(api::time))
+        .route("/api/recordings/{name}", get(recordings::list))
+        .route("/recordings/{name}/clip.mp4", get(recordings::clip))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),

@@ -6,6 +6,7 @@
 //! - [`Hub`]: both under one lock, with the stream's status and demand;
 //! - [`manifests`] and [`record`]: the window as DASH and HLS, live and on disk.
 
+pub mod archive;
 mod hub;
 pub mod manifests;
 pub mod record;
@@ -106,6 +107,14 @@ pub struct Stream {
     pub renditions: Vec<Rung>,
     /// For a lower rung's stream (`NAME@HEIGHT`): the stream whose ladder it is part of.
     pub rendition_of: Option<String>,
+    /// What is recorded of it, and the limits it is kept by, if it is recorded.
+    pub recording: Option<Recorded>,
+}
+
+/// A recorded stream's index and the limits in force.
+pub struct Recorded {
+    pub archive: Arc<archive::Archive>,
+    pub config: record::RecordConfig,
 }
 
 /// One rung of a stream's ladder.
@@ -314,6 +323,36 @@ fn spawn(
             },
         })
         .collect();
+    // A recording goes on from its folder's index: every rung's segments are numbered after
+    // what any of them recorded before.
+    let recorded_for = |name: &str| {
+        def.record.as_ref().map(|config| {
+            let mut config = config.clone();
+            if name != def.name {
+                // Each rung records beside the others: DIR/NAME/, DIR/NAME@360/, ...
+                config.dir = config.dir.with_file_name(name);
+            }
+            Recorded {
+                archive: Arc::new(archive::Archive::open(&config.dir)),
+                config,
+            }
+        })
+    };
+    let mut recordings: Vec<Option<Recorded>> = std::iter::once(def.name.as_str())
+        .chain(renditions.iter().skip(1).map(|r| r.stream.as_str()))
+        .map(recorded_for)
+        .collect();
+    let next = recordings
+        .iter()
+        .flatten()
+        .filter_map(|r| r.archive.next_number())
+        .max();
+    if let Some(next) = next {
+        hub.number_from(next);
+        for rung in renditions.iter().skip(1) {
+            rung.hub.number_from(next);
+        }
+    }
     let stream = Arc::new(Stream {
         name: def.name.clone(),
         source: def.source.clone(),
@@ -326,9 +365,10 @@ fn spawn(
         admitted: Default::default(),
         renditions: renditions.clone(),
         rendition_of: None,
+        recording: recordings[0].take(),
     });
     let mut made = vec![stream.clone()];
-    for rung in renditions.iter().skip(1) {
+    for (i, rung) in renditions.iter().enumerate().skip(1) {
         made.push(Arc::new(Stream {
             name: rung.stream.clone(),
             source: def.source.clone(),
@@ -340,19 +380,20 @@ fn spawn(
             admitted: Default::default(),
             renditions: Vec::new(),
             rendition_of: Some(def.name.clone()),
+            recording: recordings[i].take(),
         }));
     }
     let span = tracing::info_span!("stream", name = %def.name);
-    if let Some(config) = def.record.clone() {
-        for rung_stream in &made {
-            // Each rung records beside the others: DIR/NAME/, DIR/NAME@360/, ...
-            let mut config = config.clone();
-            if rung_stream.rendition_of.is_some() {
-                config.dir = config.dir.with_file_name(&rung_stream.name);
-            }
+    for rung_stream in &made {
+        if let Some(recorded) = &rung_stream.recording {
             tracker.spawn(
-                record::run(rung_stream.hub.clone(), config, cancel.child_token())
-                    .instrument(span.clone()),
+                record::run(
+                    rung_stream.hub.clone(),
+                    recorded.config.clone(),
+                    recorded.archive.clone(),
+                    cancel.child_token(),
+                )
+                .instrument(span.clone()),
             );
         }
     }

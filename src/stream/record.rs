@@ -9,7 +9,12 @@
 //!                                DASH players (dash.js, ffmpeg) want a track per
 //!                                Representation
 //! DIR/{name}/manifest.mpd        static MPD of the per-track files, a Period per run
+//! DIR/{name}/segments.jsonl       the index of every segment kept (see `archive`)
 //! ```
+//!
+//! A server started again over a recording's folder goes on with it: it reads the index,
+//! lists the earlier runs in the manifests, numbers its segments after theirs, and rotates
+//! them away in turn.
 //!
 //! Files are written whole and renamed into place, and both manifests are rewritten after every
 //! segment, so a recording that is cut off (even by SIGKILL) plays up to its last complete
@@ -25,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use super::archive::{Archive, Entry, EntryTrack};
 use super::manifests::{self, Listing};
 use super::{Hub, MediaInit, Segment, Status, TrackTiming, concat, unix_millis};
 use crate::manifest::dash::{self, Mpd, Period};
@@ -57,6 +63,56 @@ struct Recorded {
     tracks: Vec<(TrackTiming, u64)>,
 }
 
+impl Recorded {
+    /// Its line in the index.
+    fn entry(&self, run: &Run, key: bool) -> Entry {
+        Entry {
+            number: self.number,
+            init: run.init_file.clone(),
+            wall_start_ms: self.wall_start_ms,
+            start: self.start,
+            duration: self.duration,
+            timescale: reference_timescale(&run.init),
+            bytes: self.bytes,
+            key,
+            tracks: self
+                .tracks
+                .iter()
+                .map(|(t, bytes)| EntryTrack {
+                    id: t.track_id,
+                    start: t.start,
+                    duration: t.duration,
+                    bytes: *bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&Entry> for Recorded {
+    fn from(entry: &Entry) -> Recorded {
+        Recorded {
+            number: entry.number,
+            bytes: entry.bytes,
+            start: entry.start,
+            duration: entry.duration,
+            wall_start_ms: entry.wall_start_ms,
+            tracks: entry
+                .tracks
+                .iter()
+                .map(|t| {
+                    let timing = TrackTiming {
+                        track_id: t.id,
+                        start: t.start,
+                        duration: t.duration,
+                    };
+                    (timing, t.bytes)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Consecutive segments with one init: a Period of the MPD, a run between discontinuities of
 /// the playlist.
 #[derive(Debug)]
@@ -71,6 +127,7 @@ struct Run {
 /// What the recorder knows of its folder.
 struct Recording {
     config: RecordConfig,
+    archive: Arc<Archive>,
     runs: VecDeque<Run>,
     /// The last segment written (or given up on), so each is taken once.
     last_number: Option<u64>,
@@ -87,17 +144,23 @@ struct Pending {
     per_track: bool,
 }
 
-/// Records `hub` until `cancel` or the stream's end.
-pub async fn run(hub: Arc<Hub>, config: RecordConfig, cancel: CancellationToken) {
+/// Records `hub` until `cancel` or the stream's end, going on from what `archive` (the
+/// folder's index) lists.
+pub async fn run(
+    hub: Arc<Hub>,
+    config: RecordConfig,
+    archive: Arc<Archive>,
+    cancel: CancellationToken,
+) {
     tracing::info!(dir = %config.dir.display(), "recording");
-    let mut recording = Recording {
-        config,
-        runs: VecDeque::new(),
-        last_number: None,
-        dropped_runs: 0,
-        rotated: false,
-        last_error_log: None,
-    };
+    let mut recording =
+        match tokio::task::spawn_blocking(move || Recording::resume(config, archive)).await {
+            Ok(recording) => recording,
+            Err(err) => {
+                tracing::error!("recording stopped: {err}");
+                return;
+            }
+        };
     let mut updates = hub.watch();
     loop {
         let stopping = tokio::select! {
@@ -154,6 +217,73 @@ pub async fn run(hub: Arc<Hub>, config: RecordConfig, cancel: CancellationToken)
 }
 
 impl Recording {
+    /// The recorder of `config.dir`, holding the runs its index lists (an earlier server's).
+    fn resume(config: RecordConfig, archive: Arc<Archive>) -> Recording {
+        let mut recording = Recording {
+            config,
+            archive: archive.clone(),
+            runs: VecDeque::new(),
+            last_number: None,
+            dropped_runs: 0,
+            rotated: false,
+            last_error_log: None,
+        };
+        let mut inits: Vec<(String, Option<Arc<MediaInit>>)> = Vec::new();
+        for entry in archive.entries().iter() {
+            let init = match inits.iter().find(|(name, _)| *name == entry.init) {
+                Some((_, init)) => init.clone(),
+                None => {
+                    let init = recording.load_init(&entry.init);
+                    inits.push((entry.init.clone(), init.clone()));
+                    init
+                }
+            };
+            let Some(init) = init else {
+                continue;
+            };
+            let per_track = !entry.tracks.is_empty() && entry.tracks.iter().all(|t| t.bytes > 0);
+            let follows = recording.runs.back().is_some_and(|run| {
+                run.init_file == entry.init
+                    && run.per_track == per_track
+                    && run
+                        .segments
+                        .back()
+                        .is_some_and(|s| s.number + 1 == entry.number)
+            });
+            if !follows {
+                recording.runs.push_back(Run {
+                    init_file: entry.init.clone(),
+                    init,
+                    per_track,
+                    segments: VecDeque::new(),
+                });
+            }
+            if let Some(run) = recording.runs.back_mut() {
+                run.segments.push_back(Recorded::from(entry));
+            }
+        }
+        // Whatever the new run's init, it does not overwrite the earlier runs'.
+        recording.rotated = !recording.runs.is_empty();
+        recording
+    }
+
+    /// An earlier run's init segment, read back from the folder.
+    fn load_init(&mut self, file: &str) -> Option<Arc<MediaInit>> {
+        let path = self.dir().join(file);
+        let parsed = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| crate::fmp4::InitSegment::parse(b.into(), 0).map_err(|e| e.to_string()))
+            .ok()
+            .and_then(|init| MediaInit::new(Arc::new(init), 0));
+        if parsed.is_none() {
+            self.error(format_args!(
+                "cannot read {} back: the segments that follow it are left out of the manifests",
+                path.display()
+            ));
+        }
+        parsed.map(Arc::new)
+    }
+
     fn dir(&self) -> &Path {
         &self.config.dir
     }
@@ -175,6 +305,7 @@ impl Recording {
             self.error(format_args!("cannot create the folder: {err}"));
             return;
         }
+        let mut entries = Vec::new();
         for Pending {
             init,
             segment,
@@ -222,14 +353,20 @@ impl Recording {
                     .find(|t| t.start == segment.start)
                     .map_or(0, |t| t.duration)
             };
-            self.runs[run].segments.push_back(Recorded {
+            let recorded = Recorded {
                 number: segment.number,
                 bytes: data.len() as u64,
                 start: segment.start,
                 duration,
                 wall_start_ms: segment.wall_start_ms,
                 tracks,
-            });
+            };
+            let key = segment.fragments.first().is_some_and(|f| f.key);
+            entries.push(recorded.entry(&self.runs[run], key));
+            self.runs[run].segments.push_back(recorded);
+        }
+        if let Err(err) = self.archive.append(entries) {
+            self.error(format_args!("cannot write the index: {err}"));
         }
         self.rotate();
         self.write_manifests(finished);
@@ -301,6 +438,7 @@ impl Recording {
     /// newest one always stays.
     fn rotate(&mut self) {
         let now_ms = unix_millis(SystemTime::now());
+        let mut dropped = None;
         loop {
             let total: u64 = self
                 .runs
@@ -320,6 +458,7 @@ impl Recording {
                 break;
             }
             let name = format!("{}.m4s", oldest.number);
+            dropped = Some(oldest.number);
             let mut paths = vec![self.dir().join(&name)];
             paths.extend(
                 oldest
@@ -351,6 +490,11 @@ impl Recording {
                     }
                 }
             }
+        }
+        if let Some(number) = dropped
+            && let Err(err) = self.archive.drop_through(number)
+        {
+            self.error(format_args!("cannot write the index: {err}"));
         }
     }
 

@@ -31,6 +31,22 @@ pub struct MediaInit {
 }
 
 impl MediaInit {
+    /// `segment` as the stream serves it, with its per-track inits; `None` without tracks.
+    pub fn new(segment: Arc<InitSegment>, generation: u64) -> Option<MediaInit> {
+        let reference_track = segment.reference_track()?.id;
+        let track_inits = segment
+            .tracks
+            .iter()
+            .filter_map(|t| segment.single_track(t.id).map(|b| (t.id, b)))
+            .collect();
+        Some(MediaInit {
+            segment,
+            generation,
+            reference_track,
+            track_inits,
+        })
+    }
+
     pub fn track_init(&self, track_id: u32) -> Option<&Bytes> {
         self.track_inits
             .iter()
@@ -249,23 +265,12 @@ impl Window {
     /// tracks. A different init starts the window over (numbers keep counting); the same one
     /// again (a restarted source) continues the timeline.
     pub fn set_init(&mut self, segment: Arc<InitSegment>) -> Option<Arc<MediaInit>> {
-        let reference_track = segment.reference_track()?.id;
         let same_as_before = self
             .init
             .as_ref()
             .is_some_and(|old| old.segment.bytes == segment.bytes);
         let generation = self.init.as_ref().map_or(1, |old| old.generation + 1);
-        let track_inits = segment
-            .tracks
-            .iter()
-            .filter_map(|t| segment.single_track(t.id).map(|b| (t.id, b)))
-            .collect();
-        let media = Arc::new(MediaInit {
-            segment,
-            generation,
-            reference_track,
-            track_inits,
-        });
+        let media = Arc::new(MediaInit::new(segment, generation)?);
         if !same_as_before {
             // Different codecs or parameters: segments made before cannot follow on from
             // the new init.
