@@ -105,6 +105,27 @@ async fn wait_listing(
     }
 }
 
+/// The types of the top-level boxes of an MP4 file, in order.
+fn top_level_boxes(file: &[u8]) -> Vec<String> {
+    let mut boxes = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= file.len() {
+        let size = u32::from_be_bytes(file[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let size = match size {
+            1 if at + 16 <= file.len() => {
+                u64::from_be_bytes(file[at + 8..at + 16].try_into().expect("8 bytes")) as usize
+            }
+            0 => file.len() - at,
+            n => n,
+        };
+        boxes.push(String::from_utf8_lossy(&file[at + 4..at + 8]).into_owned());
+        assert!(size >= 8, "a box of {size} bytes at {at}");
+        at += size;
+    }
+    assert_eq!(at, file.len(), "the boxes end with the file");
+    boxes
+}
+
 fn needs_ffmpeg() -> bool {
     if have_tool("ffmpeg") && have_tool("ffprobe") {
         return true;
@@ -149,60 +170,105 @@ async fn a_recording_is_listed_after_a_restart_and_cut_into_clips_at_key_frames(
     assert!(listing["bytes"].as_u64().is_some_and(|b| b > 100_000));
     assert!(listing["limits"].is_object(), "{listing}");
 
-    // Five seconds from the middle, the start given in Unix seconds.
+    // Five seconds from the middle, the start given in Unix seconds, fragmented and as a
+    // progressive file.
     let at = (start_ms + 7_300) as f64 / 1000.0;
-    let path = format!("/recordings/cam/clip.mp4?start={at:.3}&duration=5");
-    let response = client.get(&path, None).await;
-    assert_eq!(response.status(), 200, "{path}: {}", server.log());
-    let headers = response.headers().clone();
-    assert_eq!(headers["content-type"], "video/mp4");
-    assert_eq!(headers["accept-ranges"], "bytes");
-    let whole = response.bytes().await.expect("the clip");
-    assert_eq!(
-        headers["content-length"].to_str().ok(),
-        Some(whole.len().to_string().as_str())
-    );
-    let file = temp_dir("clip").join("clip.mp4");
-    std::fs::write(&file, &whole).expect("writing the clip");
-    let probed = ffprobe_frames(&file);
-    let frames = probed
-        .iter()
-        .find(|(kind, _)| kind == "video")
-        .map_or(0, |(_, n)| *n);
-    eprintln!("clip of 5 s: {} bytes, {probed:?}", whole.len());
-    assert!((120..=180).contains(&frames), "150 ± 30 frames: {probed:?}");
-    let packets = ffprobe_packets(&file, "flags");
-    let video = &packets
-        .iter()
-        .find(|(kind, _)| kind == "video")
-        .expect("a video stream")
-        .1;
-    assert!(
-        video[0][0].contains('K'),
-        "the clip starts at a key frame: {:?}",
-        &video[..3]
-    );
-    if let Some(errors) = ffmpeg_decode_errors(&file) {
-        panic!("the clip does not decode cleanly: {errors}");
-    }
+    let fragmented = format!("/recordings/cam/clip.mp4?start={at:.3}&duration=5");
+    for path in [fragmented.clone(), format!("{fragmented}&progressive=1")] {
+        let response = client.get(&path, None).await;
+        assert_eq!(response.status(), 200, "{path}: {}", server.log());
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], "video/mp4");
+        assert_eq!(headers["accept-ranges"], "bytes");
+        let whole = response.bytes().await.expect("the clip");
+        assert_eq!(
+            headers["content-length"].to_str().ok(),
+            Some(whole.len().to_string().as_str())
+        );
+        let boxes = top_level_boxes(&whole);
+        if path.contains("progressive") {
+            assert_eq!(boxes, ["ftyp", "moov", "mdat"], "{path}");
+        } else {
+            assert!(
+                boxes.iter().filter(|b| *b == "moof").count() > 100,
+                "{boxes:?}"
+            );
+        }
+        let file = temp_dir("clip").join("clip.mp4");
+        std::fs::write(&file, &whole).expect("writing the clip");
+        let probed = ffprobe_frames(&file);
+        let frames = probed
+            .iter()
+            .find(|(kind, _)| kind == "video")
+            .map_or(0, |(_, n)| *n);
+        eprintln!("{path}: {} bytes, {probed:?}", whole.len());
+        assert!((120..=180).contains(&frames), "150 ± 30 frames: {probed:?}");
+        assert!(
+            probed.iter().any(|(kind, n)| kind == "audio" && *n > 150),
+            "{probed:?}"
+        );
+        let packets = ffprobe_packets(&file, "flags");
+        let video = &packets
+            .iter()
+            .find(|(kind, _)| kind == "video")
+            .expect("a video stream")
+            .1;
+        assert!(
+            video[0][0].contains('K'),
+            "the clip starts at a key frame: {:?}",
+            &video[..3]
+        );
+        if let Some(errors) = ffmpeg_decode_errors(&file) {
+            panic!("{path} does not decode cleanly: {errors}");
+        }
+        // Audio and video start together and last about as long as was asked.
+        let times = ffprobe_csv(
+            &file,
+            &["-show_entries", "stream=codec_type,start_time,duration"],
+        );
+        let times: Vec<(f64, f64)> = times
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let fields: Vec<f64> = l
+                    .split(',')
+                    .skip(1)
+                    .map(|v| v.trim().parse().unwrap_or(-1.0))
+                    .collect();
+                (fields[0], fields[1])
+            })
+            .collect();
+        eprintln!("  (start, duration) per stream: {times:?}");
+        assert_eq!(times.len(), 2, "{times:?}");
+        assert!((times[0].0 - times[1].0).abs() < 0.1, "{times:?}");
+        if path.contains("progressive") {
+            // Its own timeline from 0, the length of what was cut.
+            assert!(times.iter().all(|(s, _)| *s < 0.1), "{times:?}");
+            assert!(
+                times.iter().all(|(_, d)| (4.5..=6.5).contains(d)),
+                "{times:?}"
+            );
+        }
 
-    // Its second half, by a range request, is exactly those bytes.
-    let half = whole.len() / 2;
-    let response = client.get(&path, Some(&format!("bytes={half}-"))).await;
-    assert_eq!(response.status(), 206);
-    assert_eq!(
-        response.headers()["content-range"].to_str().ok(),
-        Some(format!("bytes {half}-{}/{}", whole.len() - 1, whole.len()).as_str())
-    );
-    let second = response.bytes().await.expect("the second half");
-    assert!(second == whole[half..], "the range differs from the clip");
-    let response = client.get(&path, Some("bytes=100-199")).await;
-    assert_eq!(response.status(), 206);
-    assert!(response.bytes().await.expect("bytes") == whole[100..200]);
-    let response = client
-        .get(&path, Some(&format!("bytes={}-", whole.len())))
-        .await;
-    assert_eq!(response.status(), 416);
+        // Its second half, by a range request, is exactly those bytes.
+        let half = whole.len() / 2;
+        let response = client.get(&path, Some(&format!("bytes={half}-"))).await;
+        assert_eq!(response.status(), 206);
+        assert_eq!(
+            response.headers()["content-range"].to_str().ok(),
+            Some(format!("bytes {half}-{}/{}", whole.len() - 1, whole.len()).as_str())
+        );
+        let second = response.bytes().await.expect("the second half");
+        assert!(second == whole[half..], "the range differs from the clip");
+        let response = client.get(&path, Some("bytes=100-199")).await;
+        assert_eq!(response.status(), 206);
+        assert!(response.bytes().await.expect("bytes") == whole[100..200]);
+        let response = client
+            .get(&path, Some(&format!("bytes={}-", whole.len())))
+            .await;
+        assert_eq!(response.status(), 416);
+    }
+    let path = fragmented;
 
     // The span's own start, in RFC 3339, percent-encoded as a browser would.
     let rfc = first["start"].as_str().expect("start").replace(':', "%3A");

@@ -594,7 +594,7 @@ pub const MAX_FRAGMENT_SAMPLES: u32 = 1 << 21;
 /// [`split_by_track`] leaves it), each with where its data lies in the fragment's bytes: its
 /// track and them, or `None` for a fragment of another form (several tracks, data placed
 /// elsewhere).
-fn samples_of(
+pub(crate) fn samples_of(
     fragment: &Fragment,
     init: &InitSegment,
 ) -> Result<Option<(u32, Vec<super::progressive::SampleRef>)>> {

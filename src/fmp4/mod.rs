@@ -32,6 +32,7 @@ pub mod av1;
 pub mod avc;
 pub mod codec;
 mod error;
+pub mod flatten;
 mod fourcc;
 mod fragment;
 mod ftyp;

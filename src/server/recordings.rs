@@ -1,7 +1,8 @@
 //! Recordings, read back: `/api/recordings/{name}` lists what a stream's recording holds
 //! (its spans in wall-clock time, sizes, the rotation limits), and
-//! `/recordings/{name}/clip.mp4?start=T&duration=D` serves one fragmented MP4 of a stretch,
-//! cut at the key frame at or before `start`, with byte ranges.
+//! `/recordings/{name}/clip.mp4?start=T&duration=D` serves one MP4 of a stretch, cut at the
+//! key frame at or before `start`, with byte ranges: fragmented, or with `progressive=1` one
+//! `moov` listing every sample ahead of one `mdat` (for phones and editors).
 //!
 //! Both need the stream's read permission, as its live media does, and neither starts an
 //! on-demand source. A clip is answered from the segment files as they are on disk: its init,
@@ -22,6 +23,7 @@ use serde::Serialize;
 
 use super::auth::{self, Action};
 use super::{ApiError, AppState};
+use crate::fmp4::flatten::flatten;
 use crate::fmp4::{DEFAULT_MAX_BOX_SIZE, Fragment, InitSegment, Splitter, Unit};
 use crate::manifest::{parse_datetime, xs_datetime};
 use crate::stream::Stream;
@@ -29,6 +31,9 @@ use crate::stream::archive::{Entry, Span, spans};
 
 /// The longest clip served at once.
 const MAX_CLIP_SECS: f64 = 3600.0;
+
+/// The longest progressive clip: it is put together in memory, its `moov` first.
+const MAX_PROGRESSIVE_SECS: f64 = 900.0;
 
 #[derive(Serialize)]
 struct RecordingJson {
@@ -181,10 +186,11 @@ pub async fn clip(
                 "duration {duration_text:?}: a number of seconds above 0, at most {MAX_CLIP_SECS}"
             ))
         })?;
-    if param("progressive").is_some_and(|v| v != "0") {
-        return Err(ApiError::BadRequest(
-            "progressive=1 clips are not made yet: this server serves fragmented MP4 clips".into(),
-        ));
+    let progressive = param("progressive").is_some_and(|v| v != "0");
+    if progressive && duration_secs > MAX_PROGRESSIVE_SECS {
+        return Err(ApiError::BadRequest(format!(
+            "a progressive clip is made in memory: at most {MAX_PROGRESSIVE_SECS} s (a fragmented one, without progressive=1, may be {MAX_CLIP_SECS} s)"
+        )));
     }
     let end_ms = start_ms.saturating_add((duration_secs * 1000.0) as u64);
     // The segments of the stretch: from the one `start` falls in, while they follow on
@@ -217,9 +223,10 @@ pub async fn clip(
         chosen
     };
     let dir = recording.archive.dir().to_path_buf();
-    let pieces = tokio::task::spawn_blocking(move || cut(&dir, &chosen, start_ms, end_ms))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let pieces =
+        tokio::task::spawn_blocking(move || cut(&dir, &chosen, start_ms, end_ms, progressive))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
     let total: u64 = pieces.iter().map(Piece::len).sum();
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
@@ -345,6 +352,7 @@ fn cut(
     chosen: &[Entry],
     start_ms: u64,
     end_ms: u64,
+    progressive: bool,
 ) -> Result<Vec<Piece>, ApiError> {
     let gone = |what: String| ApiError::Missing(format!("{what} is no longer recorded"));
     let Some(first) = chosen.first() else {
@@ -361,6 +369,8 @@ fn cut(
         .map(|t| t.id)
         .ok_or_else(|| ApiError::Internal(format!("{} has no tracks", first.init)))?;
     let mut pieces = vec![Piece::Memory(Bytes::from(init_bytes))];
+    // A progressive file lists every sample before its media: all of it is read first.
+    let mut all = Vec::new();
     let last_index = chosen.len() - 1;
     for (i, entry) in chosen.iter().enumerate() {
         let path = dir.join(format!("{}.m4s", entry.number));
@@ -370,7 +380,7 @@ fn cut(
         };
         let from = (i == 0).then(|| media_at(start_ms));
         let to = (i == last_index && end_ms < entry.wall_end_ms()).then(|| media_at(end_ms));
-        if from.is_none() && to.is_none() {
+        if from.is_none() && to.is_none() && !progressive {
             let len = std::fs::metadata(&path)
                 .map_err(|e| gone(format!("segment {} ({e})", entry.number)))?
                 .len();
@@ -400,9 +410,20 @@ fn cut(
                 .position(|f| f.run(reference).is_some_and(|r| r.decode_time >= at))
                 .unwrap_or(fragments.len()),
         };
-        for fragment in fragments.get(begin..finish.max(begin)).unwrap_or_default() {
-            pieces.push(Piece::Memory(fragment.bytes.clone()));
+        let kept = fragments.get(begin..finish.max(begin)).unwrap_or_default();
+        if progressive {
+            all.extend_from_slice(kept);
+        } else {
+            pieces.extend(kept.iter().map(|f| Piece::Memory(f.bytes.clone())));
         }
+    }
+    if progressive {
+        let flat = flatten(&init, &all)
+            .map_err(|e| ApiError::Internal(format!("a progressive clip: {e}")))?;
+        return Ok(std::iter::once(flat.head)
+            .chain(flat.media)
+            .map(Piece::Memory)
+            .collect());
     }
     Ok(pieces)
 }

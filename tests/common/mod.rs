@@ -112,7 +112,7 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
 }
 
 /// ffprobe's CSV for `path` with these options; panics with its errors if it fails.
-fn ffprobe_csv(path: &Path, options: &[&str]) -> String {
+pub fn ffprobe_csv(path: &Path, options: &[&str]) -> String {
     let out = Command::new("ffprobe")
         .args(["-v", "error"])
         .args(options)
