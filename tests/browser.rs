@@ -989,3 +989,75 @@ fn dash_js_and_hls_js_play_a_ladder() {
         );
     }
 }
+
+/// A recorded stretch's manifests (`?start=&end=` on the live routes) play in dash.js and
+/// hls.js from the recording's files, for as long as the stretch.
+#[test]
+fn dash_js_and_hls_js_play_a_recorded_stretch() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let record = temp_dir("browser-record");
+    let server = testsrc_server_configured(
+        &format!(
+            "record = \"{}\"\nsegment_duration = 1.0\n",
+            record.display()
+        ),
+        &[],
+        None,
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listing = |server: &TestServer| -> serde_json::Value {
+        runtime.block_on(async {
+            reqwest::get(server.url("/api/recordings/live"))
+                .await
+                .and_then(|r| r.error_for_status())
+                .expect("GET the listing")
+                .json()
+                .await
+                .expect("JSON")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let span = loop {
+        let listing = listing(&server);
+        let span = listing["spans"][0].clone();
+        let secs = span["duration_secs"].as_f64().unwrap_or(0.0);
+        if secs >= 12.0 {
+            break span;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "12 s not recorded: {listing}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let start = span["start_ms"].as_u64().expect("start_ms") + 2_000;
+    let query = format!(
+        "start={:.3}&end={:.3}",
+        start as f64 / 1000.0,
+        (start + 8_000) as f64 / 1000.0
+    );
+    for player in ["dash", "hls"] {
+        let result = scenario(
+            &server,
+            "dash.mjs",
+            &["--stream", "live", "--player", player, "--query", &query],
+        );
+        assert!(
+            result["advanced"].as_f64().unwrap_or(0.0) >= 3.5,
+            "{player}: {result}"
+        );
+        let duration = result["duration"].as_f64().unwrap_or(0.0);
+        assert!(
+            (7.0..=10.5).contains(&duration),
+            "{player}: a stretch of 8 s (whole segments): {result}"
+        );
+        assert!(
+            result["startedAt"].as_f64().unwrap_or(f64::MAX) < 3.0,
+            "{player} plays the stretch from its start: {result}"
+        );
+    }
+}

@@ -270,6 +270,56 @@ async fn a_recording_is_listed_after_a_restart_and_cut_into_clips_at_key_frames(
     }
     let path = fragmented;
 
+    // The same stretch as manifests over the recording's files, the token given once on the
+    // manifest's URL and carried on to every file: ffprobe reads every frame of its segments.
+    let token = client.token.clone();
+    let end = at + 5.0;
+    for manifest in ["dash/cam/manifest.mpd", "hls/cam/index.m3u8"] {
+        let url = server.url(&format!(
+            "/{manifest}?token={token}&start={at:.3}&end={end:.3}"
+        ));
+        let text = reqwest::get(&url)
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text");
+        assert!(text.contains("/recordings/cam/"), "{text}");
+        if manifest.ends_with("m3u8") {
+            assert!(
+                text.contains("#EXT-X-ENDLIST"),
+                "a stretch that ended: {text}"
+            );
+        } else {
+            assert!(text.contains("type=\"static\""), "{text}");
+        }
+        let probed = ffprobe_frames(Path::new(&url));
+        eprintln!("{manifest} of 5 s: {probed:?}");
+        let frames = probed
+            .iter()
+            .find(|(kind, _)| kind == "video")
+            .map_or(0, |(_, n)| *n);
+        // Whole segments of 1 s: from the one the start falls in to the one the end does.
+        assert!((150..=200).contains(&frames), "{manifest}: {probed:?}");
+    }
+    let response = client
+        .get(
+            &format!("/dash/cam/manifest.mpd?start={end}&end={at}"),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let response = client
+        .get("/hls/cam/index.m3u8?start=1000&end=2000", None)
+        .await;
+    assert_eq!(response.status(), 404);
+    let response = client
+        .get("/recordings/cam/..%2Fsegments.jsonl", None)
+        .await;
+    assert_eq!(response.status(), 404);
+    let response = client.get("/recordings/cam/segments.jsonl", None).await;
+    assert_eq!(response.status(), 404);
+
     // The span's own start, in RFC 3339, percent-encoded as a browser would.
     let rfc = first["start"].as_str().expect("start").replace(':', "%3A");
     let response = client

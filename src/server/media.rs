@@ -215,6 +215,9 @@ pub async fn dash_manifest(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    if super::recordings::asks_for_stretch(query.as_deref()) {
+        return super::recordings::dash_stretch(&app, &name, &headers, query.as_deref()).await;
+    }
     let (stream, carried) = stream(&app, &name, &headers, query.as_deref())?;
     let snapshot = stream.hub.snapshot();
     let now = unix_millis(SystemTime::now());
@@ -342,6 +345,9 @@ pub async fn hls_multivariant(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    if super::recordings::asks_for_stretch(query.as_deref()) {
+        return super::recordings::hls_stretch(&app, &name, &headers, query.as_deref()).await;
+    }
     let (stream, carried) = stream(&app, &name, &headers, query.as_deref())?;
     let snapshot = stream.hub.snapshot();
     let body = if stream.renditions.len() > 1 {

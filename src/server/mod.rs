@@ -8,7 +8,7 @@
 //! | `/publish/{name}` (PUT, POST) | `publish.rs` |
 //! | `/dash/{name}/…`, `/hls/{name}/…` | `media.rs` |
 //! | `/api/streams`, `/api/time`, `/healthz` | `api.rs` |
-//! | `/api/recordings/{name}`, `/recordings/{name}/clip.mp4` | `recordings.rs` |
+//! | `/api/recordings/{name}`, `/recordings/{name}/…` | `recordings.rs` |
 //! | `/metrics` | `metrics.rs` |
 
 mod api;
@@ -139,6 +139,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/time", get(api::time))
         .route("/api/recordings/{name}", get(recordings::list))
         .route("/recordings/{name}/clip.mp4", get(recordings::clip))
+        .route("/recordings/{name}/{file}", get(recordings::file))
+        .route(
+            "/recordings/{name}/{track}/{file}",
+            get(recordings::track_file),
+        )
         .layer(SetResponseHeaderLayer::if_not_present(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),

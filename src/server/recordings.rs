@@ -26,8 +26,9 @@ use super::{ApiError, AppState};
 use crate::fmp4::flatten::flatten;
 use crate::fmp4::{DEFAULT_MAX_BOX_SIZE, Fragment, InitSegment, Splitter, Unit};
 use crate::manifest::{parse_datetime, xs_datetime};
-use crate::stream::Stream;
 use crate::stream::archive::{Entry, Span, spans};
+use crate::stream::record::Stretch;
+use crate::stream::{Recorded, Stream};
 
 /// The longest clip served at once.
 const MAX_CLIP_SECS: f64 = 3600.0;
@@ -254,6 +255,246 @@ pub async fn clip(
             response.headers_mut().insert(header::CONTENT_RANGE, value);
         }
     }
+    Ok(response)
+}
+
+/// Whether a manifest request asks for a stretch of the recording (`?start=` or `?end=`)
+/// rather than the live stream.
+pub fn asks_for_stretch(query: Option<&str>) -> bool {
+    url_pairs(query.unwrap_or_default())
+        .iter()
+        .any(|(k, _)| k == "start" || k == "end")
+}
+
+/// The recorded segments from `?start=` (default: the first kept) to `?end=` (default: the
+/// last), and whether the stretch is open (no end asked, and it reaches what is being
+/// recorded now).
+fn stretch_entries(
+    recording: &Recorded,
+    name: &str,
+    query: Option<&str>,
+) -> Result<(Vec<Entry>, bool), Box<Response>> {
+    let params = url_pairs(query.unwrap_or_default());
+    let param = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let time = |key: &str| param(key).map(parse_time).transpose();
+    let (start_ms, end_ms) = match (time("start"), time("end")) {
+        (Ok(start), Ok(end)) => (start.unwrap_or(0), end),
+        (Err(err), _) | (_, Err(err)) => return Err(Box::new(err.into_response())),
+    };
+    if end_ms.is_some_and(|end| end <= start_ms) {
+        return Err(Box::new(
+            ApiError::BadRequest("the stretch's end must come after its start".into())
+                .into_response(),
+        ));
+    }
+    let entries = recording.archive.entries();
+    let end = end_ms.unwrap_or(u64::MAX);
+    let chosen: Vec<Entry> = entries
+        .iter()
+        .filter(|e| e.wall_end_ms() > start_ms && e.wall_start_ms < end)
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        let spans = spans(entries.iter());
+        let to = end_ms.map_or_else(|| "on".to_string(), |e| format!("to {}", xs_datetime(e)));
+        return Err(Box::new(outside(
+            format!(
+                "nothing was recorded of {name} from {} {to}",
+                xs_datetime(start_ms)
+            ),
+            &spans,
+        )));
+    }
+    let now = crate::stream::unix_millis(std::time::SystemTime::now());
+    let open = end_ms.is_none()
+        && entries.back().map(|e| e.number) == chosen.last().map(|e| e.number)
+        && chosen
+            .last()
+            .is_some_and(|e| now.saturating_sub(e.wall_end_ms()) < OPEN_FOR_MS);
+    Ok((chosen, open))
+}
+
+/// A recording still counts as being recorded when its last segment ended this recently.
+const OPEN_FOR_MS: u64 = 10_000;
+
+/// What manifests of a stretch append to the files they list: the request's token, on a
+/// stream that needs one.
+fn carried(stream: &Stream, headers: &HeaderMap, query: Option<&str>) -> String {
+    match (stream.read, auth::token_of(headers, query)) {
+        (crate::stream::Access::Token, Some(token)) => {
+            format!("?token={}", super::pages::urlencode(&token))
+        }
+        _ => String::new(),
+    }
+}
+
+/// The stretch's manifest made by `make` from its segments (off the runtime's threads: it
+/// reads their inits).
+async fn stretch_manifest(
+    app: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    content_type: &'static str,
+    make: impl FnOnce(&Stretch, &str, bool) -> String + Send + 'static,
+) -> Result<Response, ApiError> {
+    let stream = recorded(app, name, headers, query)?;
+    let Some(recording) = stream.recording.as_ref() else {
+        return Err(ApiError::NotFound("recording"));
+    };
+    let (chosen, open) = match stretch_entries(recording, name, query) {
+        Ok(found) => found,
+        Err(response) => return Ok(*response),
+    };
+    let dir = recording.archive.dir().to_path_buf();
+    let prefix = format!("/recordings/{}/", super::pages::urlencode(name));
+    let carried = carried(&stream, headers, query);
+    let body = tokio::task::spawn_blocking(move || {
+        let stretch = Stretch::new(&dir, &chosen).map_err(ApiError::Internal)?;
+        Ok::<_, ApiError>(make(&stretch, &prefix, open).replace("$CARRIED$", &carried))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let mut response = Response::new(Body::from(body));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// `/dash/{name}/manifest.mpd?start=T&end=T`: a static MPD of the recorded stretch.
+pub async fn dash_stretch(
+    app: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    stretch_manifest(
+        app,
+        name,
+        headers,
+        query,
+        "application/dash+xml",
+        |stretch, prefix, _| {
+            let mut mpd = stretch.mpd(prefix);
+            for set in mpd.periods.iter_mut().flat_map(|p| &mut p.adaptation_sets) {
+                for r in std::iter::once(&mut set.representation).chain(&mut set.alternatives) {
+                    r.initialization.push_str("$CARRIED$");
+                    r.media.push_str("$CARRIED$");
+                }
+            }
+            crate::manifest::dash::render(&mpd)
+        },
+    )
+    .await
+}
+
+/// `/hls/{name}/index.m3u8?start=T&end=T`: a media playlist of the recorded stretch, an
+/// `EVENT` playlist while it is still being recorded, else finished.
+pub async fn hls_stretch(
+    app: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    stretch_manifest(
+        app,
+        name,
+        headers,
+        query,
+        "application/vnd.apple.mpegurl",
+        |stretch, prefix, open| {
+            let mut playlist = stretch.playlist(prefix, open);
+            playlist.map_uri.push_str("$CARRIED$");
+            for segment in &mut playlist.segments {
+                segment.uri.push_str("$CARRIED$");
+                if let Some(map) = segment.map_uri.as_mut() {
+                    map.push_str("$CARRIED$");
+                }
+            }
+            crate::manifest::hls::media(&playlist)
+        },
+    )
+    .await
+}
+
+/// `/recordings/{name}/{file}`: a recorded init (`init.mp4`, `init-N.mp4`) or segment
+/// (`N.m4s`), as a stretch's manifest lists them.
+pub async fn file(
+    State(app): State<AppState>,
+    Path((name, file)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    serve_file(&app, &name, None, &file, &headers, query.as_deref()).await
+}
+
+/// `/recordings/{name}/{track}/{file}`: the same, of one track.
+pub async fn track_file(
+    State(app): State<AppState>,
+    Path((name, track, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    if track.is_empty() || !track.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::NotFound("track"));
+    }
+    serve_file(&app, &name, Some(&track), &file, &headers, query.as_deref()).await
+}
+
+/// Which recorded file `name` is: its content type, or `None` for a name the recorder does
+/// not write (nothing else in the folder is served).
+fn recorded_kind(name: &str) -> Option<&'static str> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if name.strip_suffix(".m4s").is_some_and(digits) {
+        return Some("video/iso.segment");
+    }
+    let init = name.strip_suffix(".mp4")?;
+    (init == "init" || init.strip_prefix("init-").is_some_and(digits)).then_some("video/mp4")
+}
+
+async fn serve_file(
+    app: &AppState,
+    name: &str,
+    track: Option<&str>,
+    file: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let stream = recorded(app, name, headers, query)?;
+    let Some(recording) = stream.recording.as_ref() else {
+        return Err(ApiError::NotFound("recording"));
+    };
+    let content_type = recorded_kind(file).ok_or(ApiError::NotFound("recorded file"))?;
+    let mut path = recording.archive.dir().to_path_buf();
+    if let Some(track) = track {
+        path.push(track);
+    }
+    path.push(file);
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::Missing(format!(
+                "{file} is not in the recording of {name} (rotated away?)"
+            )));
+        }
+        Err(err) => return Err(ApiError::Internal(format!("{}: {err}", path.display()))),
+    };
+    let len = bytes.len();
+    let mut response = Response::new(Body::from(bytes));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    // A recorded file does not change; rotation may remove it.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=3600"),
+    );
     Ok(response)
 }
 

@@ -228,60 +228,13 @@ impl Recording {
             rotated: false,
             last_error_log: None,
         };
-        let mut inits: Vec<(String, Option<Arc<MediaInit>>)> = Vec::new();
-        for entry in archive.entries().iter() {
-            let init = match inits.iter().find(|(name, _)| *name == entry.init) {
-                Some((_, init)) => init.clone(),
-                None => {
-                    let init = recording.load_init(&entry.init);
-                    inits.push((entry.init.clone(), init.clone()));
-                    init
-                }
-            };
-            let Some(init) = init else {
-                continue;
-            };
-            let per_track = !entry.tracks.is_empty() && entry.tracks.iter().all(|t| t.bytes > 0);
-            let follows = recording.runs.back().is_some_and(|run| {
-                run.init_file == entry.init
-                    && run.per_track == per_track
-                    && run
-                        .segments
-                        .back()
-                        .is_some_and(|s| s.number + 1 == entry.number)
-            });
-            if !follows {
-                recording.runs.push_back(Run {
-                    init_file: entry.init.clone(),
-                    init,
-                    per_track,
-                    segments: VecDeque::new(),
-                });
-            }
-            if let Some(run) = recording.runs.back_mut() {
-                run.segments.push_back(Recorded::from(entry));
-            }
-        }
+        let dir = recording.config.dir.clone();
+        recording.runs = runs_from(&dir, archive.entries().iter(), |what| {
+            recording_error(&mut recording.last_error_log, &dir, what)
+        });
         // Whatever the new run's init, it does not overwrite the earlier runs'.
         recording.rotated = !recording.runs.is_empty();
         recording
-    }
-
-    /// An earlier run's init segment, read back from the folder.
-    fn load_init(&mut self, file: &str) -> Option<Arc<MediaInit>> {
-        let path = self.dir().join(file);
-        let parsed = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| crate::fmp4::InitSegment::parse(b.into(), 0).map_err(|e| e.to_string()))
-            .ok()
-            .and_then(|init| MediaInit::new(Arc::new(init), 0));
-        if parsed.is_none() {
-            self.error(format_args!(
-                "cannot read {} back: the segments that follow it are left out of the manifests",
-                path.display()
-            ));
-        }
-        parsed.map(Arc::new)
     }
 
     fn dir(&self) -> &Path {
@@ -289,14 +242,7 @@ impl Recording {
     }
 
     fn error(&mut self, what: std::fmt::Arguments<'_>) {
-        let now = Instant::now();
-        if self
-            .last_error_log
-            .is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL)
-        {
-            tracing::error!(dir = %self.config.dir.display(), "recording: {what}");
-            self.last_error_log = Some(now);
-        }
+        recording_error(&mut self.last_error_log, &self.config.dir, what);
     }
 
     /// Writes new segments, drops what is over the limits, and rewrites both manifests.
@@ -520,136 +466,258 @@ impl Recording {
     }
 
     fn playlist(&self, kind: PlaylistKind) -> MediaPlaylist {
-        let mut segments = Vec::new();
-        let mut longest: f64 = 0.0;
-        for (index, run) in self.runs.iter().enumerate() {
-            let timescale = f64::from(reference_timescale(&run.init).max(1));
-            for (i, s) in run.segments.iter().enumerate() {
-                let duration_secs = s.duration as f64 / timescale;
-                longest = longest.max(duration_secs);
-                let starts_run = i == 0 && index > 0;
-                segments.push(hls::Segment {
-                    uri: format!("{}.m4s", s.number),
-                    duration_secs,
-                    program_date_time_ms: Some(s.wall_start_ms),
-                    parts: Vec::new(),
-                    discontinuity: starts_run,
-                    map_uri: starts_run.then(|| run.init_file.clone()),
-                    byte_range: None,
-                });
-            }
-        }
-        MediaPlaylist {
-            target_duration_secs: longest.round().max(1.0) as u64,
-            part_target_secs: 0.0,
-            media_sequence: self
-                .runs
-                .front()
-                .and_then(|r| r.segments.front())
-                .map_or(0, |s| s.number),
-            discontinuity_sequence: self.dropped_runs,
-            map_uri: self
-                .runs
-                .front()
-                .map_or_else(|| "init.mp4".into(), |r| r.init_file.clone()),
-            map_byte_range: None,
-            segments,
-            open_parts: Vec::new(),
-            open_program_date_time_ms: None,
-            preload_hint_uri: None,
-            kind,
-        }
+        playlist_of(&self.runs, kind, self.dropped_runs, "")
     }
 
-    /// A static MPD of what is on disk: a Period per run, an AdaptationSet per track where
-    /// the tracks were kept apart, else one muxed Representation.
     fn mpd(&self) -> Mpd {
-        let mut periods = Vec::new();
-        let mut start_secs = 0.0;
-        let mut longest: f64 = 0.0;
-        for (index, run) in self.runs.iter().enumerate() {
-            let Some(first) = run.segments.front() else {
-                continue;
-            };
-            let timescale = reference_timescale(&run.init);
-            let secs = run.segments.iter().map(|s| s.duration).sum::<u64>() as f64
-                / f64::from(timescale.max(1));
-            longest = run
-                .segments
-                .iter()
-                .map(|s| s.duration as f64 / f64::from(timescale.max(1)))
-                .fold(longest, f64::max);
-            let bandwidth = |bytes: u64| {
-                if secs > 0.0 {
-                    ((bytes * 8) as f64 / secs) as u64
-                } else {
-                    0
-                }
-            };
-            let init = &run.init.segment;
-            let adaptation_sets = if run.per_track {
-                init.tracks
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, track)| {
-                        let own = || {
-                            run.segments.iter().filter_map(|s| {
-                                s.tracks.iter().find(|(t, _)| t.track_id == track.id)
-                            })
-                        };
-                        let timeline: Vec<(u64, u64)> =
-                            own().map(|(t, _)| (t.start, t.duration)).collect();
-                        manifests::track_set(
-                            i,
-                            track,
-                            bandwidth(own().map(|(_, size)| size).sum()),
-                            None,
-                            Listing {
-                                initialization: format!("$RepresentationID$/{}", run.init_file),
-                                media: "$RepresentationID$/$Number$.m4s".into(),
-                                start_number: first.number,
-                                presentation_time_offset: timeline.first().map_or(0, |t| t.0),
-                                timeline,
-                            },
-                        )
-                    })
-                    .collect()
-            } else {
-                vec![manifests::muxed_set(
-                    init,
-                    bandwidth(run.segments.iter().map(|s| s.bytes).sum()),
-                    None,
-                    timescale,
-                    Listing {
-                        initialization: run.init_file.clone(),
-                        media: "$Number$.m4s".into(),
-                        start_number: first.number,
-                        presentation_time_offset: first.start,
-                        timeline: run.segments.iter().map(|s| (s.start, s.duration)).collect(),
-                    },
-                )]
-            };
-            periods.push(Period {
-                id: index.to_string(),
-                start_secs,
-                adaptation_sets,
+        mpd_of(&self.runs, "")
+    }
+}
+
+fn playlist_of(
+    runs: &VecDeque<Run>,
+    kind: PlaylistKind,
+    dropped_runs: u64,
+    prefix: &str,
+) -> MediaPlaylist {
+    let mut segments = Vec::new();
+    let mut longest: f64 = 0.0;
+    for (index, run) in runs.iter().enumerate() {
+        let timescale = f64::from(reference_timescale(&run.init).max(1));
+        for (i, s) in run.segments.iter().enumerate() {
+            let duration_secs = s.duration as f64 / timescale;
+            longest = longest.max(duration_secs);
+            let starts_run = i == 0 && index > 0;
+            segments.push(hls::Segment {
+                uri: format!("{prefix}{}.m4s", s.number),
+                duration_secs,
+                program_date_time_ms: Some(s.wall_start_ms),
+                parts: Vec::new(),
+                discontinuity: starts_run,
+                map_uri: starts_run.then(|| format!("{prefix}{}", run.init_file)),
+                byte_range: None,
             });
-            start_secs += secs;
         }
-        Mpd {
-            dynamic: false,
-            availability_start_ms: 0,
-            publish_time_ms: 0,
-            minimum_update_period_secs: 0.0,
-            time_shift_buffer_depth_secs: 0.0,
-            suggested_presentation_delay_secs: 0.0,
-            min_buffer_time_secs: longest.max(1.0),
-            max_segment_duration_secs: longest.max(1.0),
-            media_presentation_duration_secs: Some(start_secs),
-            utc_timing_urls: Vec::new(),
-            low_latency: None,
-            periods,
+    }
+    MediaPlaylist {
+        target_duration_secs: longest.round().max(1.0) as u64,
+        part_target_secs: 0.0,
+        media_sequence: runs
+            .front()
+            .and_then(|r| r.segments.front())
+            .map_or(0, |s| s.number),
+        discontinuity_sequence: dropped_runs,
+        map_uri: runs.front().map_or_else(
+            || format!("{prefix}init.mp4"),
+            |r| format!("{prefix}{}", r.init_file),
+        ),
+        map_byte_range: None,
+        segments,
+        open_parts: Vec::new(),
+        open_program_date_time_ms: None,
+        preload_hint_uri: None,
+        kind,
+    }
+}
+
+/// A static MPD of `runs`: a Period per run, an AdaptationSet per track where the tracks
+/// were kept apart, else one muxed Representation; file names after `prefix`.
+fn mpd_of(runs: &VecDeque<Run>, prefix: &str) -> Mpd {
+    let mut periods = Vec::new();
+    let mut start_secs = 0.0;
+    let mut longest: f64 = 0.0;
+    for (index, run) in runs.iter().enumerate() {
+        let Some(first) = run.segments.front() else {
+            continue;
+        };
+        let timescale = reference_timescale(&run.init);
+        let secs = run.segments.iter().map(|s| s.duration).sum::<u64>() as f64
+            / f64::from(timescale.max(1));
+        longest = run
+            .segments
+            .iter()
+            .map(|s| s.duration as f64 / f64::from(timescale.max(1)))
+            .fold(longest, f64::max);
+        let bandwidth = |bytes: u64| {
+            if secs > 0.0 {
+                ((bytes * 8) as f64 / secs) as u64
+            } else {
+                0
+            }
+        };
+        let init = &run.init.segment;
+        let adaptation_sets = if run.per_track {
+            init.tracks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, track)| {
+                    let own = || {
+                        run.segments
+                            .iter()
+                            .filter_map(|s| s.tracks.iter().find(|(t, _)| t.track_id == track.id))
+                    };
+                    let timeline: Vec<(u64, u64)> =
+                        own().map(|(t, _)| (t.start, t.duration)).collect();
+                    manifests::track_set(
+                        i,
+                        track,
+                        bandwidth(own().map(|(_, size)| size).sum()),
+                        None,
+                        Listing {
+                            initialization: format!("{prefix}$RepresentationID$/{}", run.init_file),
+                            media: format!("{prefix}$RepresentationID$/$Number$.m4s"),
+                            start_number: first.number,
+                            presentation_time_offset: timeline.first().map_or(0, |t| t.0),
+                            timeline,
+                        },
+                    )
+                })
+                .collect()
+        } else {
+            vec![manifests::muxed_set(
+                init,
+                bandwidth(run.segments.iter().map(|s| s.bytes).sum()),
+                None,
+                timescale,
+                Listing {
+                    initialization: format!("{prefix}{}", run.init_file),
+                    media: format!("{prefix}$Number$.m4s"),
+                    start_number: first.number,
+                    presentation_time_offset: first.start,
+                    timeline: run.segments.iter().map(|s| (s.start, s.duration)).collect(),
+                },
+            )]
+        };
+        periods.push(Period {
+            id: index.to_string(),
+            start_secs,
+            adaptation_sets,
+        });
+        start_secs += secs;
+    }
+    Mpd {
+        dynamic: false,
+        availability_start_ms: 0,
+        publish_time_ms: 0,
+        minimum_update_period_secs: 0.0,
+        time_shift_buffer_depth_secs: 0.0,
+        suggested_presentation_delay_secs: 0.0,
+        min_buffer_time_secs: longest.max(1.0),
+        max_segment_duration_secs: longest.max(1.0),
+        media_presentation_duration_secs: Some(start_secs),
+        utc_timing_urls: Vec::new(),
+        low_latency: None,
+        periods,
+    }
+}
+
+/// Logs a recording's error at most every [`ERROR_LOG_INTERVAL`].
+fn recording_error(last: &mut Option<Instant>, dir: &Path, what: std::fmt::Arguments<'_>) {
+    let now = Instant::now();
+    if last.is_none_or(|t| now.duration_since(t) >= ERROR_LOG_INTERVAL) {
+        tracing::error!(dir = %dir.display(), "recording: {what}");
+        *last = Some(now);
+    }
+}
+
+/// An init segment of a recording, read back from its folder.
+fn load_init(path: &Path) -> Result<Arc<MediaInit>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let init = crate::fmp4::InitSegment::parse(bytes.into(), 0).map_err(|e| e.to_string())?;
+    MediaInit::new(Arc::new(init), 0)
+        .map(Arc::new)
+        .ok_or_else(|| "it has no track to time segments by".to_string())
+}
+
+/// The runs of the segments `entries` lists (in order), their inits read from `dir`; the
+/// segments of an init that cannot be read are left out, said through `error`.
+fn runs_from<'a>(
+    dir: &Path,
+    entries: impl Iterator<Item = &'a Entry>,
+    mut error: impl FnMut(std::fmt::Arguments<'_>),
+) -> VecDeque<Run> {
+    let mut runs: VecDeque<Run> = VecDeque::new();
+    let mut inits: Vec<(String, Option<Arc<MediaInit>>)> = Vec::new();
+    for entry in entries {
+        let init = match inits.iter().find(|(name, _)| *name == entry.init) {
+            Some((_, init)) => init.clone(),
+            None => {
+                let path = dir.join(&entry.init);
+                let init = match load_init(&path) {
+                    Ok(init) => Some(init),
+                    Err(err) => {
+                        error(format_args!(
+                            "cannot read {} back ({err}): the segments that follow it are left out of the manifests",
+                            path.display()
+                        ));
+                        None
+                    }
+                };
+                inits.push((entry.init.clone(), init.clone()));
+                init
+            }
+        };
+        let Some(init) = init else {
+            continue;
+        };
+        let per_track = !entry.tracks.is_empty() && entry.tracks.iter().all(|t| t.bytes > 0);
+        let follows = runs.back().is_some_and(|run| {
+            run.init_file == entry.init
+                && run.per_track == per_track
+                && run
+                    .segments
+                    .back()
+                    .is_some_and(|s| s.number + 1 == entry.number)
+        });
+        if !follows {
+            runs.push_back(Run {
+                init_file: entry.init.clone(),
+                init,
+                per_track,
+                segments: VecDeque::new(),
+            });
         }
+        if let Some(run) = runs.back_mut() {
+            run.segments.push_back(Recorded::from(entry));
+        }
+    }
+    runs
+}
+
+/// A stretch of a recording (the segments an index lists), as manifests for players: the
+/// playback of `/dash/{name}/manifest.mpd?start=…` and `/hls/{name}/index.m3u8?start=…`.
+pub struct Stretch {
+    runs: VecDeque<Run>,
+}
+
+impl Stretch {
+    /// The stretch of `entries` (in order) of the recording in `dir`; `Err` says why there is
+    /// nothing to play (an init that cannot be read back).
+    pub fn new(dir: &Path, entries: &[Entry]) -> Result<Stretch, String> {
+        let mut problem = None;
+        let runs = runs_from(dir, entries.iter(), |what| {
+            problem.get_or_insert_with(|| what.to_string());
+        });
+        if runs.is_empty() {
+            return Err(problem.unwrap_or_else(|| "no segments".into()));
+        }
+        Ok(Stretch { runs })
+    }
+
+    /// A static MPD of the stretch, its files named after `prefix` (`/recordings/cam/`).
+    pub fn mpd(&self, prefix: &str) -> Mpd {
+        mpd_of(&self.runs, prefix)
+    }
+
+    /// An HLS media playlist of the stretch: `EVENT` while `open` (more is being recorded),
+    /// else finished.
+    pub fn playlist(&self, prefix: &str, open: bool) -> MediaPlaylist {
+        let kind = if open {
+            PlaylistKind::Recording { rotating: false }
+        } else {
+            PlaylistKind::Finished
+        };
+        playlist_of(&self.runs, kind, 0, prefix)
     }
 }
 

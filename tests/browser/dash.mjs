@@ -2,14 +2,15 @@
 // playback advances, no errors, and the player runs in its low-latency mode. With
 // `--throttle-kbps N` (a ladder), the page's network is then held to N kbit/s for 25 s and the
 // picture heights the player plays are reported, then lifted again.
+// With `--query 'start=T&end=T'` the manifest is a recorded stretch's, played from its start.
 //   node dash.mjs --url http://127.0.0.1:PORT --stream live --player dash|hls [--token JWT]
-//                 [--throttle-kbps N]
+//                 [--throttle-kbps N] [--query Q]
 
 import { args, fail, launch, quantile, result, until, watchErrors } from './lib.mjs';
 import { playerPage } from './players.mjs';
 
-const { url, stream = 'live', player = 'dash', token, 'throttle-kbps': throttleKbps } = args();
-const site = await playerPage(url, stream, player, token);
+const { url, stream = 'live', player = 'dash', token, 'throttle-kbps': throttleKbps, query } = args();
+const site = await playerPage(url, stream, player, token, query);
 const browser = await launch();
 try {
   const tab = await browser.newPage();
@@ -27,6 +28,7 @@ try {
   await tab.waitForTimeout(5000);
   const state = await tab.evaluate(() => ({
     time: document.getElementById('video').currentTime,
+    duration: document.getElementById('video').duration,
     errors: window.errors,
     latencies: window.latencies.slice(-60).sort((a, b) => a - b),
     ...window.state(),
@@ -84,6 +86,8 @@ try {
     throttled,
     player,
     advanced,
+    startedAt: start,
+    duration: Number.isFinite(state.duration) ? state.duration : null,
     lowLatency: state.lowLatency,
     parts: state.parts ?? null,
     playerLatency: state.latency,

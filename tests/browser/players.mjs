@@ -83,10 +83,12 @@ const page = (player, source) => `<!doctype html><meta charset="utf-8">
 
 /**
  * A page server for `player` ('dash' or 'hls') playing `stream` of the server at `url`, with
- * `?token=` on the manifest's URL if a token is given (the server carries it on to the rest).
+ * `?token=` on the manifest's URL if a token is given (the server carries it on to the rest),
+ * and `extra` query parameters (`start=…&end=…`: a recorded stretch) if given.
  */
-export async function playerPage(url, stream, player, token) {
-  const query = token ? `?token=${encodeURIComponent(token)}` : '';
+export async function playerPage(url, stream, player, token, extra) {
+  const params = [token ? `token=${encodeURIComponent(token)}` : '', extra ?? ''].filter(Boolean);
+  const query = params.length ? `?${params.join('&')}` : '';
   const manifest =
     player === 'dash'
       ? `${url}/dash/${stream}/manifest.mpd${query}`
