@@ -21,6 +21,7 @@ import {
   describeCodecs,
 } from './meters.js';
 import { MseEngine } from './mse-player.js';
+import { RecordingFeed } from './recording.js';
 import { LiveSocket } from './socket.js';
 import { WebCodecsEngine } from './webcodecs-player.js';
 
@@ -43,6 +44,11 @@ export class Player {
   fallbackReason = null;
 
   #requested;
+  #name;
+  #token;
+  #events; // what the socket (or a recording's feed) tells the player
+  /** @type {RecordingFeed | null} the recording being played instead of the live stream */
+  #feed = null;
   #surfaces;
   #on;
   #log;
@@ -55,6 +61,9 @@ export class Player {
   #waiting = [];
   #playable = false; // the current init can be played by the engine we have
   #tickTimer = 0;
+  #onRecorded;
+  #seekedAt = null; // when playFrom was asked, until the recording's first picture
+  #seekMs = null;
 
   #openedAt = null; // socket open time, until this connection's first picture is shown
   #liveFrom = null; // socket open time, until this connection's first live picture is shown
@@ -93,6 +102,7 @@ export class Player {
       token = null,
       onExpiring,
       onRendition,
+      onRecorded,
     },
   ) {
     this.#requested = MODES.includes(mode) ? mode : 'auto';
@@ -103,9 +113,10 @@ export class Player {
       mode: onMode ?? (() => {}),
     };
     this.#log = debug ? (...args) => console.debug('[wslive]', ...args) : () => {};
-    this.#socket = new LiveSocket(
-      name,
-      {
+    this.#name = name;
+    this.#token = token;
+    this.#onRecorded = onRecorded ?? (() => {});
+    this.#events = {
         connecting: () => this.#onConnecting(),
         open: () => {
           this.#openedAt = performance.now();
@@ -133,15 +144,52 @@ export class Player {
           this.#log('rendition:', message);
           onRendition?.(message);
         },
-      },
-      this.#log,
-      token,
-    );
+        // The recording has been played up to what is being recorded now.
+        caughtUp: () => this.goLive(),
+      };
+    this.#socket = new LiveSocket(name, this.#events, this.#log, token);
+  }
+
+  /**
+   * Plays the recording from `wallMs` (Unix ms) instead of the live stream, from the key
+   * frame that starts the recorded segment it falls in; `goLive` comes back.
+   */
+  playFrom(wallMs) {
+    this.#feed?.destroy();
+    this.#socket.destroy();
+    this.#onConnecting();
+    this.#seekedAt = performance.now();
+    this.#seekMs = null;
+    this.#feed = new RecordingFeed(this.#name, this.#events, this.#log, this.#token, wallMs);
+    this.#onRecorded(wallMs);
+    this.#feed.start();
+  }
+
+  /** Back to the live stream, after `playFrom`. */
+  goLive() {
+    if (!this.#feed) return;
+    this.#feed.destroy();
+    this.#feed = null;
+    this.#onConnecting();
+    this.#onRecorded(null);
+    this.#socket.start();
+  }
+
+  /** Whether the recording is playing (after `playFrom`), not the live stream. */
+  get recorded() {
+    return this.#feed !== null;
+  }
+
+  /** The wall clock (Unix ms) at which the picture on screen was captured, if known. */
+  wallClockAtScreen() {
+    return this.#producer.wallMsAt(this.position());
   }
 
   /** Sends a new token for this viewer (before the current one runs out). */
   renew(token) {
+    this.#token = token;
     this.#socket.renew(token);
+    this.#feed?.renew(token);
   }
 
   /** On a ladder: play rung `name` (`360`), or `auto` to let the server pick by the link. */
@@ -163,14 +211,17 @@ export class Player {
     return this.#requested;
   }
 
-  start() {
+  /** Starts playing: the live stream, or with `fromMs` (Unix ms) the recording from then. */
+  start({ fromMs = null } = {}) {
     this.#clock.start();
     this.#tickTimer = setInterval(() => this.#tick(), TICK_MS);
-    this.#socket.start();
+    if (fromMs !== null) this.playFrom(fromMs);
+    else this.#socket.start();
   }
 
   destroy() {
     clearInterval(this.#tickTimer);
+    this.#feed?.destroy();
     this.#socket.destroy();
     this.#clock.stop();
     this.#engine?.destroy();
@@ -199,6 +250,9 @@ export class Player {
       renditionAuto: this.#rendition?.auto ?? null,
       renditions: this.#rendition?.renditions ?? null,
       renditionChanges: this.#renditionChanges,
+      recorded: this.recorded,
+      atMs: this.wallClockAtScreen(),
+      seekMs: this.#seekMs === null ? null : Math.round(this.#seekMs),
     };
   }
 
@@ -354,7 +408,11 @@ export class Player {
         this.#droppedAtJoin = this.#engine?.droppedFrames() ?? 0;
         this.#openedAt = null;
       }
-      this.#socket.playing();
+      if (this.#seekedAt !== null && this.#feed) {
+        this.#seekMs = shownPageMs - performance.timeOrigin - this.#seekedAt;
+        this.#seekedAt = null;
+      }
+      (this.#feed ?? this.#socket).playing();
       this.#on.error(null);
       this.#showLive();
     }
@@ -367,7 +425,7 @@ export class Player {
   #showLive() {
     const info = this.info;
     const size = info?.width && info?.height ? `${info.width}×${info.height} · ` : '';
-    this.#on.status(`Live · ${size}${describeCodecs(info)}`);
+    this.#on.status(`${this.#feed ? 'Recorded' : 'Live'} · ${size}${describeCodecs(info)}`);
   }
 
   /** Something the engine cannot recover from: say so and start over on a new connection. */
@@ -376,6 +434,11 @@ export class Player {
     this.#on.error(message);
     this.#engine?.reset();
     this.#playable = false;
-    this.#socket.restart();
+    if (this.#feed) {
+      // The recording again, from where it got to.
+      this.playFrom(this.#feed.fromMs);
+    } else {
+      this.#socket.restart();
+    }
   }
 }

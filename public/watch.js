@@ -3,6 +3,7 @@
 // stats, and the sound button of the WebCodecs player.
 
 import { MODES, Player } from './player.js';
+import { Timeline } from './timeline.js';
 
 const STATS_INTERVAL_MS = 500;
 const MODE_NAMES = { webcodecs: 'WebCodecs', mse: 'MSE' };
@@ -33,7 +34,11 @@ for (const link of document.querySelectorAll('.modes a')) {
 }
 if (requested !== asked) note.textContent = `Unknown player "${asked}", using auto.`;
 
+/** @type {Timeline | null} */
+let timeline = null;
 const player = new Player(name, {
+  // Playing the recording (from a Unix ms), or the live stream again (null).
+  onRecorded: (fromMs) => timeline?.showMode(fromMs),
   mode: requested,
   token: params.get('token'),
   // The page that embeds the player (or the console) may renew: `wslive.renew(token)`.
@@ -71,7 +76,20 @@ const player = new Player(name, {
   },
 });
 renditionSelect.addEventListener('change', () => player.chooseRendition(renditionSelect.value));
-player.start();
+
+// `?at=2026-12-01T10:00:00Z` (or Unix seconds) opens the page on the recording at that moment.
+const at = params.get('at');
+let atMs = null;
+if (at) {
+  atMs = /^\d+(\.\d+)?$/.test(at) ? Number(at) * 1000 : Date.parse(at);
+  if (!Number.isFinite(atMs)) {
+    note.textContent = `"${at}" is not a time (give 2026-12-01T10:00:00Z); playing live.`;
+    atMs = null;
+  }
+}
+timeline = new Timeline(name, params.get('token'), player);
+player.start({ fromMs: atMs });
+timeline.start();
 
 // Browsers start sound only after a gesture: the first click on the picture or the button.
 async function listen() {
@@ -95,6 +113,11 @@ window.wslive = {
   player,
   /** On a ladder: play rung `name`, or `auto`. */
   chooseRendition: (name) => player.chooseRendition(name),
+  /** Plays the recording from `wallMs` (Unix ms), as the timeline does. */
+  seek: (wallMs) => player.playFrom(wallMs),
+  live: () => player.goLive(),
+  /** The recorded spans the timeline shows, once known. */
+  spans: () => timeline.spans,
 };
 
 function renderStats(stats) {

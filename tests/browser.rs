@@ -1061,3 +1061,34 @@ fn dash_js_and_hls_js_play_a_recorded_stretch() {
         );
     }
 }
+
+/// The live page rewound on its timeline: WebCodecs and MSE play the recording from 10 s
+/// back (about 10 s behind the camera, advancing), come back live with the Live button, and
+/// a page opened with `?at=` starts on the recording.
+#[test]
+fn chromium_rewinds_the_live_page_and_returns_live() {
+    if !have_tool("ffmpeg") || !chromium_ready() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let record = temp_dir("browser-timeshift");
+    let server = testsrc_server_configured(
+        &format!(
+            "record = \"{}\"\nsegment_duration = 1.0\n",
+            record.display()
+        ),
+        &[],
+        None,
+    );
+    // Enough recorded to go 10 s back (and a little more for the later seeks).
+    std::thread::sleep(Duration::from_secs(14));
+    for player in ["webcodecs", "mse"] {
+        let result = scenario(
+            &server,
+            "timeshift.mjs",
+            &["--stream", "live", "--player", player, "--seeks", "10"],
+        );
+        assert_eq!(result["mode"], player, "{result}");
+        assert!(result["seekMedianMs"].as_f64().is_some(), "{result}");
+    }
+}
