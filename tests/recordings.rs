@@ -126,6 +126,18 @@ fn top_level_boxes(file: &[u8]) -> Vec<String> {
     boxes
 }
 
+async fn wait_for_log(server: &TestServer, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} not logged:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn needs_ffmpeg() -> bool {
     if have_tool("ffmpeg") && have_tool("ffprobe") {
         return true;
@@ -350,6 +362,41 @@ async fn a_recording_is_listed_after_a_restart_and_cut_into_clips_at_key_frames(
             .await;
         assert_eq!(response.status(), 400, "{bad}");
     }
+
+    // Segments removed (as rotation would) while a long clip is being sent: the answer ends
+    // short of its Content-Length, the server logs it and serves on.
+    let long = format!(
+        "/recordings/cam/clip.mp4?start={:.3}&duration=15",
+        (start_ms + 2_000) as f64 / 1000.0
+    );
+    let mut response = client.get(&long, None).await;
+    assert_eq!(response.status(), 200);
+    let promised: usize = response.headers()["content-length"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("a Content-Length");
+    let dir = record.join("cam");
+    for entry in std::fs::read_dir(&dir).expect("the folder").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "m4s") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let mut got = 0usize;
+    let ended = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => got += chunk.len(),
+            Ok(None) => break "the whole body",
+            Err(_) => break "a cut",
+        }
+    };
+    eprintln!("clip with its segments removed: {got} of {promised} bytes, then {ended}");
+    assert!(
+        got < promised && ended == "a cut",
+        "{got} of {promised}: {ended}"
+    );
+    wait_for_log(&server, "while it was sent").await;
+    assert_eq!(client.get("/api/recordings/cam", None).await.status(), 200);
 
     // The stream's read permission guards its recording.
     let anonymous = reqwest::get(server.url("/api/recordings/cam"))
