@@ -440,6 +440,22 @@ async fn a_source_that_dies_leaves_a_gap_between_two_spans() {
         field(b, "start_ms") >= field(a, "end_ms") + 500,
         "the spans are apart: {listing}"
     );
+    // From the second span on, with no end: an EVENT playlist, still growing.
+    let response = client
+        .get(
+            &format!(
+                "/hls/cam/index.m3u8?start={}",
+                field(b, "start_ms") as f64 / 1000.0
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let playlist = response.text().await.expect("text");
+    assert!(
+        playlist.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !playlist.contains("#EXT-X-ENDLIST"),
+        "{playlist}"
+    );
     // A clip asked for in the gap is a 404 naming both spans.
     let gap = (field(a, "end_ms") + field(b, "start_ms")) / 2;
     let response = client
