@@ -990,6 +990,19 @@ fn dash_js_and_hls_js_play_a_ladder() {
     }
 }
 
+/// The test pattern, recorded in 1 s segments into a fresh folder named after `name`.
+fn recording_testsrc_server(name: &str) -> TestServer {
+    let record = temp_dir(name);
+    testsrc_server_configured(
+        &format!(
+            "record = \"{}\"\nsegment_duration = 1.0\n",
+            record.display()
+        ),
+        &[],
+        None,
+    )
+}
+
 /// A recorded stretch's manifests (`?start=&end=` on the live routes) play in dash.js and
 /// hls.js from the recording's files, for as long as the stretch.
 #[test]
@@ -998,15 +1011,7 @@ fn dash_js_and_hls_js_play_a_recorded_stretch() {
         return;
     }
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let record = temp_dir("browser-record");
-    let server = testsrc_server_configured(
-        &format!(
-            "record = \"{}\"\nsegment_duration = 1.0\n",
-            record.display()
-        ),
-        &[],
-        None,
-    );
+    let server = recording_testsrc_server("browser-record");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let listing = |server: &TestServer| -> serde_json::Value {
         runtime.block_on(async {
@@ -1071,15 +1076,7 @@ fn chromium_rewinds_the_live_page_and_returns_live() {
         return;
     }
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let record = temp_dir("browser-timeshift");
-    let server = testsrc_server_configured(
-        &format!(
-            "record = \"{}\"\nsegment_duration = 1.0\n",
-            record.display()
-        ),
-        &[],
-        None,
-    );
+    let server = recording_testsrc_server("browser-timeshift");
     // Enough recorded to go 10 s back (and a little more for the later seeks).
     std::thread::sleep(Duration::from_secs(14));
     for player in ["webcodecs", "mse"] {

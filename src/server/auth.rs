@@ -486,7 +486,8 @@ pub fn query_token(query: &str) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-fn percent_decode(text: &str) -> String {
+/// A query value, percent-decoded (`+` a space; a `%` not followed by two hex digits kept).
+pub(super) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

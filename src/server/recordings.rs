@@ -294,11 +294,25 @@ fn stretch_entries(
     }
     let entries = recording.archive.entries();
     let end = end_ms.unwrap_or(u64::MAX);
-    let chosen: Vec<Entry> = entries
+    let mut within = entries
         .iter()
-        .filter(|e| e.wall_end_ms() > start_ms && e.wall_start_ms < end)
+        .filter(|e| e.wall_end_ms() > start_ms && e.wall_start_ms < end);
+    let chosen: Vec<Entry> = within
+        .by_ref()
+        .take(MAX_STRETCH_SEGMENTS)
         .cloned()
         .collect();
+    // More than a manifest lists at once: an open-ended stretch is cut (a player asks again
+    // from where it ends); one with an end is refused.
+    let cut_short = within.next().is_some();
+    if cut_short && end_ms.is_some() {
+        return Err(Box::new(
+            ApiError::BadRequest(format!(
+                "a stretch of at most {MAX_STRETCH_SEGMENTS} segments: ask for a shorter one, or leave out the end"
+            ))
+            .into_response(),
+        ));
+    }
     if chosen.is_empty() {
         let spans = spans(entries.iter());
         let to = end_ms.map_or_else(|| "on".to_string(), |e| format!("to {}", xs_datetime(e)));
@@ -312,12 +326,16 @@ fn stretch_entries(
     }
     let now = crate::stream::unix_millis(std::time::SystemTime::now());
     let open = end_ms.is_none()
+        && !cut_short
         && entries.back().map(|e| e.number) == chosen.last().map(|e| e.number)
         && chosen
             .last()
             .is_some_and(|e| now.saturating_sub(e.wall_end_ms()) < OPEN_FOR_MS);
     Ok((chosen, open))
 }
+
+/// The most segments a stretch's manifest lists (six hours of 1 s segments).
+const MAX_STRETCH_SEGMENTS: usize = 21_600;
 
 /// A recording still counts as being recorded when its last segment ended this recently.
 const OPEN_FOR_MS: u64 = 10_000;
@@ -521,34 +539,9 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
+            (auth::percent_decode(k), auth::percent_decode(v))
         })
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(high), Some(low)) => {
-                        out.push((high * 16 + low) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A single `Range: bytes=…` over `total` bytes as `[from, to)`; `Ok(None)` for a form
@@ -782,7 +775,7 @@ mod tests {
         let pairs = url_pairs("start=2026-12-01T10%3A00%3A00%2B01%3A00&duration=5");
         assert_eq!(pairs[0].1, "2026-12-01T10:00:00+01:00");
         assert_eq!(pairs[1], ("duration".into(), "5".into()));
-        assert_eq!(percent_decode("%zz%"), "%zz%");
-        assert_eq!(percent_decode("%é%4"), "%é%4");
+        assert_eq!(url_pairs("start=%zz%&x=%é%4")[0].1, "%zz%");
+        assert_eq!(url_pairs("start=%zz%&x=%é%4")[1].1, "%é%4");
     }
 }
