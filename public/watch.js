@@ -87,9 +87,14 @@ if (at) {
     atMs = null;
   }
 }
+if (atMs !== null && document.body.dataset.recorded !== 'true') {
+  note.textContent = 'This stream is not recorded; playing live.';
+  atMs = null;
+}
 timeline = new Timeline(name, params.get('token'), player);
 player.start({ fromMs: atMs });
-timeline.start();
+// Only a recorded stream has a timeline to fetch (the server marks the page).
+if (document.body.dataset.recorded === 'true') timeline.start();
 
 // Browsers start sound only after a gesture: the first click on the picture or the button.
 async function listen() {

@@ -80,10 +80,21 @@ pub async fn watch(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    if app.streams.get(&name).is_none() {
+    let Some(stream) = app.streams.get(&name) else {
         return Err(ApiError::NotFound("stream"));
-    }
-    stream_page("watch.html", &name)
+    };
+    // The page shows a timeline only for a recorded stream (no listing asked for, and
+    // refused, otherwise).
+    let recorded = if stream.recording.is_some() {
+        "true"
+    } else {
+        "false"
+    };
+    Ok(Html(
+        stream_page("watch.html", &name)?
+            .0
+            .replace("{{recorded}}", recorded),
+    ))
 }
 
 /// `/publish/{name}`: the page that publishes the browser's camera and microphone; with
@@ -158,5 +169,6 @@ mod tests {
         assert!(index.contains("<!--STREAMS-->"));
         let watch = template("watch.html").expect("watch.html");
         assert!(watch.contains("{{name}}"));
+        assert!(watch.contains("data-recorded=\"{{recorded}}\""));
     }
 }
