@@ -17,8 +17,11 @@
 //! them away in turn.
 //!
 //! Files are written whole and renamed into place, and both manifests are rewritten after every
-//! segment, so a recording that is cut off (even by SIGKILL) plays up to its last complete
-//! segment. A clean end (Ctrl-C, the source ending) also keeps the segment in progress and
+//! segment while they list up to [`MANIFEST_SEGMENTS`] (beyond, after every `listed /
+//! MANIFEST_SEGMENTS` segments, so a year's recording does not rewrite megabytes every
+//! segment; the index, written after every segment, is what a restarted server and the
+//! playback routes read), so a recording that is cut off (even by SIGKILL) plays up to its last
+//! complete segment. A clean end (Ctrl-C, the source ending) also keeps the segment in progress and
 //! finishes the playlist. The oldest segments go when a size or age limit is passed. The
 //! recorder reads the hub like any viewer and does its file work off the runtime's threads: a
 //! slow or full disk costs the recording, never the live stream; errors are logged.
@@ -134,7 +137,21 @@ struct Recording {
     /// Runs rotated away whole: the playlist's discontinuity sequence.
     dropped_runs: u64,
     rotated: bool,
+    /// Segments written since the manifests were last rewritten.
+    since_manifests: u64,
     last_error_log: Option<Instant>,
+}
+
+/// How many segments the on-disk manifests list before they are rewritten less often than
+/// every segment: at most about this many entries are written per segment, however long the
+/// recording.
+const MANIFEST_SEGMENTS: u64 = 1000;
+
+/// Whether manifests listing `listed` segments, `since` of them new since the last rewrite,
+/// are due a rewrite: every segment up to [`MANIFEST_SEGMENTS`], then every
+/// `listed / MANIFEST_SEGMENTS` (rounded up).
+fn manifests_due(listed: u64, since: u64) -> bool {
+    since >= listed.div_ceil(MANIFEST_SEGMENTS).max(1)
 }
 
 /// A segment to write, taken from the hub.
@@ -226,6 +243,8 @@ impl Recording {
             last_number: None,
             dropped_runs: 0,
             rotated: false,
+            // A resumed recording's manifests are rewritten with its first segment.
+            since_manifests: u64::MAX,
             last_error_log: None,
         };
         let dir = recording.config.dir.clone();
@@ -252,6 +271,7 @@ impl Recording {
             return;
         }
         let mut entries = Vec::new();
+        let mut written = 0u64;
         for Pending {
             init,
             segment,
@@ -309,13 +329,19 @@ impl Recording {
             };
             let key = segment.fragments.first().is_some_and(|f| f.key);
             entries.push(recorded.entry(&self.runs[run], key));
+            written += 1;
             self.runs[run].segments.push_back(recorded);
         }
         if let Err(err) = self.archive.append(entries) {
             self.error(format_args!("cannot write the index: {err}"));
         }
         self.rotate();
-        self.write_manifests(finished);
+        self.since_manifests = self.since_manifests.saturating_add(written);
+        let listed = self.runs.iter().map(|r| r.segments.len() as u64).sum();
+        if finished || manifests_due(listed, self.since_manifests) {
+            self.write_manifests(finished);
+            self.since_manifests = 0;
+        }
     }
 
     /// The run a segment with `init` and `number` belongs to, starting one (and writing its
@@ -735,4 +761,39 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let temp = PathBuf::from(temp);
     super::write_file(&temp, data)?;
     std::fs::rename(&temp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MANIFEST_SEGMENTS, manifests_due};
+
+    #[test]
+    fn manifests_are_rewritten_every_segment_until_long_then_less_often() {
+        for listed in [1, 2, 500, MANIFEST_SEGMENTS] {
+            assert!(manifests_due(listed, 1), "{listed} listed");
+            assert!(!manifests_due(listed, 0), "{listed} listed, none new");
+        }
+        // Just past the threshold: every second segment.
+        assert!(!manifests_due(MANIFEST_SEGMENTS + 1, 1));
+        assert!(manifests_due(MANIFEST_SEGMENTS + 1, 2));
+        // A year of 2 s segments: every 500th, so some 1,000 entries written a segment.
+        assert!(!manifests_due(500_000, 499));
+        assert!(manifests_due(500_000, 500));
+        // A resumed recording (nothing written yet) is due with its first segment.
+        assert!(manifests_due(500_000, u64::MAX));
+        // Averaged over a long recording, the entries written per segment stay bounded.
+        let (mut since, mut entries) = (0u64, 0u64);
+        for listed in 1..=200_000u64 {
+            since += 1;
+            if manifests_due(listed, since) {
+                entries += listed;
+                since = 0;
+            }
+        }
+        let per_segment = entries / 200_000;
+        assert!(
+            (MANIFEST_SEGMENTS / 2..=MANIFEST_SEGMENTS * 2).contains(&per_segment),
+            "{per_segment} entries written a segment"
+        );
+    }
 }
