@@ -16,13 +16,14 @@
 //! lists the earlier runs in the manifests, numbers its segments after theirs, and rotates
 //! them away in turn.
 //!
-//! Files are written whole and renamed into place, and both manifests are rewritten after every
-//! segment while they list up to [`MANIFEST_SEGMENTS`] (beyond, after every `listed /
-//! MANIFEST_SEGMENTS` segments, so a year's recording does not rewrite megabytes every
-//! segment; the index, written after every segment, is what a restarted server and the
-//! playback routes read), so a recording that is cut off (even by SIGKILL) plays up to its last
-//! complete segment. A clean end (Ctrl-C, the source ending) also keeps the segment in progress and
-//! finishes the playlist. The oldest segments go when a size or age limit is passed. The
+//! Files are written whole and renamed into place, and the index after every segment, so a
+//! recording that is cut off (even by SIGKILL) plays up to its last complete segment. Both
+//! manifests are rewritten after every segment while they list up to [`MANIFEST_SEGMENTS`],
+//! then after every `listed / MANIFEST_SEGMENTS` segments, so a long recording does not
+//! rewrite megabytes every segment; after a crash they may lack that many of the newest,
+//! which the index (what a restarted server and the playback routes read) has. A clean end
+//! (Ctrl-C, the source ending) also keeps the segment in progress and finishes the playlist.
+//! The oldest segments go when a size or age limit is passed. The
 //! recorder reads the hub like any viewer and does its file work off the runtime's threads: a
 //! slow or full disk costs the recording, never the live stream; errors are logged.
 
@@ -271,7 +272,6 @@ impl Recording {
             return;
         }
         let mut entries = Vec::new();
-        let mut written = 0u64;
         for Pending {
             init,
             segment,
@@ -329,9 +329,9 @@ impl Recording {
             };
             let key = segment.fragments.first().is_some_and(|f| f.key);
             entries.push(recorded.entry(&self.runs[run], key));
-            written += 1;
             self.runs[run].segments.push_back(recorded);
         }
+        let written = entries.len() as u64;
         if let Err(err) = self.archive.append(entries) {
             self.error(format_args!("cannot write the index: {err}"));
         }
