@@ -221,14 +221,7 @@ pub async fn run(
             }
         };
         if finished {
-            tracing::info!(
-                segments = recording
-                    .runs
-                    .iter()
-                    .map(|r| r.segments.len())
-                    .sum::<usize>(),
-                "recording finished"
-            );
+            tracing::info!(segments = recording.listed(), "recording finished");
             return;
         }
     }
@@ -259,6 +252,11 @@ impl Recording {
 
     fn dir(&self) -> &Path {
         &self.config.dir
+    }
+
+    /// The segments kept, over every run: what the manifests list.
+    fn listed(&self) -> u64 {
+        self.runs.iter().map(|r| r.segments.len() as u64).sum()
     }
 
     fn error(&mut self, what: std::fmt::Arguments<'_>) {
@@ -337,8 +335,7 @@ impl Recording {
         }
         self.rotate();
         self.since_manifests = self.since_manifests.saturating_add(written);
-        let listed = self.runs.iter().map(|r| r.segments.len() as u64).sum();
-        if finished || manifests_due(listed, self.since_manifests) {
+        if finished || manifests_due(self.listed(), self.since_manifests) {
             self.write_manifests(finished);
             self.since_manifests = 0;
         }
